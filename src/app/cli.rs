@@ -1,0 +1,90 @@
+//! Command-line flags (clap) and their translation into a runtime [`Config`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+use crate::app::runtime::{Config, Role};
+
+/// Default listen address of a node (shown as `ws://localhost:8765`).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8765";
+
+/// The role flag; `browser` is accepted as an alias of `client` (the seed's name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    /// Listens for peers on --listen and dials its contacts.
+    Node,
+    /// Only dials out, never listens.
+    #[value(alias = "browser")]
+    Client,
+}
+
+/// lama-tui: terminal peer-to-peer chat. Two instances pair, find each other's endpoints,
+/// connect over an authenticated encrypted channel and keep channels in sync.
+#[derive(Debug, Parser)]
+#[command(name = "lama-tui", version, about, long_about = None)]
+pub struct Args {
+    /// Which role this instance plays: `node` listens for peers, `client` (alias `browser`)
+    /// only dials out.
+    #[arg(long, value_enum)]
+    pub role: RoleArg,
+
+    /// Where identity, keys, contacts and messages live. Default: the platform data
+    /// directory, one per role (e.g. ~/.local/share/lama-tui/node), so a node and a client
+    /// on one machine never share a store.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Person name for a new identity, e.g. demo@lama.local. Used on first start only; the
+    /// id is derived from the name and fresh keys, so equal names never collide. Default:
+    /// `<role>@lama.local`.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Address a node listens on. Port 0 picks a free port (the `ready` event tells which).
+    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// No terminal UI: speak the JSON-lines control protocol on stdin/stdout
+    /// (docs/HEADLESS.md). Logs then also go to stderr.
+    #[arg(long)]
+    pub headless: bool,
+
+    /// Headless only: keep serving when stdin closes (run as a service). Without it, end of
+    /// stdin quits, so a provisioned child never outlives its parent.
+    #[arg(long)]
+    pub detach: bool,
+
+    /// Let peers that are not contacts connect without an invitation. They get nothing
+    /// that was not explicitly shared with them.
+    #[arg(long)]
+    pub accept_unknown: bool,
+}
+
+impl Args {
+    /// The runtime configuration; the passphrase comes from `LAMA_PASSPHRASE`.
+    pub fn config(&self) -> Result<Config, String> {
+        let role = match self.role {
+            RoleArg::Node => Role::Node,
+            RoleArg::Client => Role::Client,
+        };
+        let data_dir = match &self.data_dir {
+            Some(d) => d.clone(),
+            None => directories::ProjectDirs::from("", "", "lama-tui")
+                .ok_or("no home directory found to keep data in; pass --data-dir DIR")?
+                .data_dir()
+                .join(role.as_str()),
+        };
+        Ok(Config {
+            role,
+            data_dir,
+            name: self.name.clone(),
+            listen: self.listen,
+            passphrase: std::env::var("LAMA_PASSPHRASE")
+                .ok()
+                .filter(|p| !p.is_empty()),
+            accept_unknown: self.accept_unknown,
+        })
+    }
+}

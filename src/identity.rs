@@ -1,0 +1,272 @@
+//! Person and Instance objects, their canonical encoding and content-derived ids, and keys.
+//!
+//! An id is the SHA-256 of the object's canonical encoding, and the encoding contains the
+//! public keys. Two instances that pick the same name therefore get different Person ids:
+//! a name clash can never be mistaken for the same person (ONE.core's key-mismatch trap).
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroize;
+
+/// Domain separator for the session proof signature (see docs/PROTOCOL.md, "Identity proof").
+pub const HELLO_CONTEXT: &[u8] = b"lama-tui/1 hello\0";
+
+/// Errors in identity objects received from elsewhere.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IdentityError {
+    /// A hex field has the wrong length or alphabet.
+    #[error("field `{field}` is not {len} bytes of hex")]
+    BadHex {
+        /// Which field.
+        field: &'static str,
+        /// Expected byte length.
+        len: usize,
+    },
+    /// A public key is not a valid curve point.
+    #[error("field `{0}` is not a valid public key")]
+    BadKey(&'static str),
+    /// A signature does not verify under the claimed key.
+    #[error("signature does not verify: {0}")]
+    BadSignature(&'static str),
+    /// The name is empty or too long.
+    #[error("name must be 1 to 128 characters without control characters")]
+    BadName,
+}
+
+/// A 32-byte content id, shown as 64 lowercase hex characters.
+pub type Id = String;
+
+/// SHA-256 of `bytes` as 64 lowercase hex characters.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Parse exactly `N` bytes of hex.
+pub fn parse_hex<const N: usize>(s: &str, field: &'static str) -> Result<[u8; N], IdentityError> {
+    let v = hex::decode(s).map_err(|_| IdentityError::BadHex { field, len: N })?;
+    v.try_into()
+        .map_err(|_| IdentityError::BadHex { field, len: N })
+}
+
+/// Check a user-chosen name.
+pub fn check_name(name: &str) -> Result<(), IdentityError> {
+    if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
+        return Err(IdentityError::BadName);
+    }
+    Ok(())
+}
+
+/// A Person: a name and the ed25519 key that speaks for it.
+///
+/// Field order is the canonical (lexicographic) key order; serde_json keeps declaration order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    /// Always "Person".
+    #[serde(rename = "$type")]
+    pub kind: String,
+    /// Human name, e.g. `demo@lama.local`. Not unique: the id is.
+    pub name: String,
+    /// ed25519 public key, hex.
+    pub sign_key: String,
+}
+
+/// An Instance: one running installation owned by a Person, with its own keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    /// Always "Instance".
+    #[serde(rename = "$type")]
+    pub kind: String,
+    /// Instance name, e.g. `demo@lama.local/node`.
+    pub name: String,
+    /// Person id of the owner.
+    pub owner: Id,
+    /// ed25519 public key of the instance, hex (signs discovery announcements).
+    pub sign_key: String,
+    /// X25519 Noise static public key, hex.
+    pub transport_key: String,
+}
+
+impl Person {
+    /// A Person object for a name and key.
+    pub fn new(name: &str, key: &VerifyingKey) -> Self {
+        Person {
+            kind: "Person".into(),
+            name: name.into(),
+            sign_key: hex::encode(key.as_bytes()),
+        }
+    }
+
+    /// The canonical encoding: JSON, keys sorted, no whitespace.
+    pub fn canonical(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("invariant: a struct of strings always serialises")
+    }
+
+    /// The Person id: SHA-256 of the canonical encoding.
+    pub fn id(&self) -> Id {
+        sha256_hex(&self.canonical())
+    }
+
+    /// Check the object's fields and return its verifying key.
+    pub fn verifying_key(&self) -> Result<VerifyingKey, IdentityError> {
+        if self.kind != "Person" {
+            return Err(IdentityError::BadKey("$type"));
+        }
+        check_name(&self.name)?;
+        let b = parse_hex::<32>(&self.sign_key, "sign_key")?;
+        VerifyingKey::from_bytes(&b).map_err(|_| IdentityError::BadKey("sign_key"))
+    }
+}
+
+impl Instance {
+    /// The canonical encoding: JSON, keys sorted, no whitespace.
+    pub fn canonical(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("invariant: a struct of strings always serialises")
+    }
+
+    /// The Instance id: SHA-256 of the canonical encoding.
+    pub fn id(&self) -> Id {
+        sha256_hex(&self.canonical())
+    }
+
+    /// The transport (Noise static) public key bytes.
+    pub fn transport_key_bytes(&self) -> Result<[u8; 32], IdentityError> {
+        parse_hex::<32>(&self.transport_key, "transport_key")
+    }
+
+    /// Check the object's fields.
+    pub fn validate(&self) -> Result<(), IdentityError> {
+        if self.kind != "Instance" {
+            return Err(IdentityError::BadKey("$type"));
+        }
+        check_name(&self.name)?;
+        parse_hex::<32>(&self.owner, "owner")?;
+        let b = parse_hex::<32>(&self.sign_key, "sign_key")?;
+        VerifyingKey::from_bytes(&b).map_err(|_| IdentityError::BadKey("sign_key"))?;
+        self.transport_key_bytes()?;
+        Ok(())
+    }
+}
+
+/// Secret key material of one instance. Never logged: `Debug` is redacted.
+#[derive(Clone)]
+pub struct Secrets {
+    /// ed25519 secret of the Person.
+    pub person: [u8; 32],
+    /// ed25519 secret of the Instance.
+    pub instance: [u8; 32],
+    /// X25519 secret of the Noise static key.
+    pub transport: [u8; 32],
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(<redacted>)")
+    }
+}
+
+impl Drop for Secrets {
+    fn drop(&mut self) {
+        self.person.zeroize();
+        self.instance.zeroize();
+        self.transport.zeroize();
+    }
+}
+
+/// Fill a 32-byte array from the OS random source.
+pub fn random32() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    getrandom::getrandom(&mut b).expect("invariant: the OS random source is available");
+    b
+}
+
+impl Secrets {
+    /// Fresh random keys.
+    pub fn generate() -> Self {
+        Secrets {
+            person: random32(),
+            instance: random32(),
+            transport: random32(),
+        }
+    }
+}
+
+/// A full local identity: the public objects and the secrets behind them.
+#[derive(Clone, Debug)]
+pub struct LocalIdentity {
+    /// The Person object.
+    pub person: Person,
+    /// The Instance object.
+    pub instance: Instance,
+    /// The secrets.
+    pub secrets: Secrets,
+}
+
+impl LocalIdentity {
+    /// Derive the public objects from a name, instance name and secrets.
+    pub fn from_secrets(name: &str, instance_name: &str, secrets: Secrets) -> Self {
+        let person_key = SigningKey::from_bytes(&secrets.person);
+        let person = Person::new(name, &person_key.verifying_key());
+        let inst_key = SigningKey::from_bytes(&secrets.instance);
+        let transport_pub =
+            x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secrets.transport));
+        let instance = Instance {
+            kind: "Instance".into(),
+            name: instance_name.into(),
+            owner: person.id(),
+            sign_key: hex::encode(inst_key.verifying_key().as_bytes()),
+            transport_key: hex::encode(transport_pub.as_bytes()),
+        };
+        LocalIdentity {
+            person,
+            instance,
+            secrets,
+        }
+    }
+
+    /// Person id.
+    pub fn person_id(&self) -> Id {
+        self.person.id()
+    }
+
+    /// Instance id.
+    pub fn instance_id(&self) -> Id {
+        self.instance.id()
+    }
+
+    /// Sign with the Person key.
+    pub fn sign_as_person(&self, msg: &[u8]) -> Signature {
+        SigningKey::from_bytes(&self.secrets.person).sign(msg)
+    }
+
+    /// Sign with the Instance key.
+    pub fn sign_as_instance(&self, msg: &[u8]) -> Signature {
+        SigningKey::from_bytes(&self.secrets.instance).sign(msg)
+    }
+}
+
+/// The bytes a Person signs to vouch for an instance in one Noise session.
+pub fn hello_signed_bytes(handshake_hash: &[u8], instance_id: &str) -> Vec<u8> {
+    let mut m = Vec::with_capacity(HELLO_CONTEXT.len() + handshake_hash.len() + 64);
+    m.extend_from_slice(HELLO_CONTEXT);
+    m.extend_from_slice(handshake_hash);
+    m.extend_from_slice(instance_id.as_bytes());
+    m
+}
+
+/// Verify an ed25519 signature given as hex.
+pub fn verify_hex_sig(
+    key: &VerifyingKey,
+    msg: &[u8],
+    sig_hex: &str,
+    what: &'static str,
+) -> Result<(), IdentityError> {
+    let b = parse_hex::<64>(sig_hex, "sig")?;
+    key.verify(msg, &Signature::from_bytes(&b))
+        .map_err(|_| IdentityError::BadSignature(what))
+}
+
+/// A short human-comparable fingerprint of an id: first 8 hex characters.
+pub fn short_id(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}

@@ -1,0 +1,47 @@
+//! The `lama-tui` binary: parse flags, set up logging, start the runtime, hand it to the
+//! headless shell or the TUI. Errors end here as one line on stderr and a non-zero exit.
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+
+use lama_tui::app::{cli::Args, headless, logging, runtime};
+
+/// Exit code for a start-up failure (bad flags exit 2 through clap).
+const EXIT_START_FAILED: i32 = 1;
+
+fn main() {
+    let args = Args::parse();
+    let code = match run(args) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            EXIT_START_FAILED
+        }
+    };
+    // Exit explicitly: tokio's blocking stdin reader would otherwise hold the process
+    // until another line arrives.
+    std::process::exit(code);
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let cfg = args.config().map_err(anyhow::Error::msg)?;
+    logging::init(&cfg.data_dir, args.headless).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot write the log file in {}: {e}; pick another --data-dir",
+            cfg.data_dir.display()
+        )
+    })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let running = runtime::start(cfg).await?;
+        if args.headless {
+            headless::run(running, args.detach).await?;
+        } else {
+            // ratatui::init (inside ui::run) installs the panic hook that restores the terminal.
+            lama_tui::ui::run(running).await?;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,380 @@
+//! The I/O shell of a connection: WebSocket framing, driving the pure handshake, and the
+//! per-link task (encrypt/decrypt, keepalive, dead-peer detection, orderly close).
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio::time::{timeout, Instant};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::identity::LocalIdentity;
+use crate::net::handshake::{msg_name, Handshake, HandshakeError, PeerIdentity, Session};
+use crate::net::wire::{CloseCode, WireMsg, MAX_FRAME};
+
+/// Time allowed from TCP accept (or dial) to both Hellos exchanged.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A ping is sent after this long without sending anything.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+/// A peer silent for this long is considered dead.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+/// Capacity of a link's outgoing queue.
+pub const OUTBOX_CAPACITY: usize = 256;
+
+/// Errors of the connection boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    /// The endpoint could not be reached.
+    #[error("cannot reach {url}: {why}; check that the node is running and the address is right")]
+    Unreachable {
+        /// The URL dialed.
+        url: String,
+        /// The OS or WebSocket error.
+        why: String,
+    },
+    /// The WebSocket broke.
+    #[error("connection lost: {0}")]
+    Ws(String),
+    /// The peer sent something that is not a protocol frame.
+    #[error("bad frame from peer: {0}")]
+    BadFrame(String),
+    /// The handshake or the identity proof failed.
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
+    /// The handshake did not complete in time.
+    #[error("handshake did not complete within {HANDSHAKE_TIMEOUT:?}")]
+    Timeout,
+    /// The peer closed the connection, giving a reason.
+    #[error("peer closed the connection ({}): {reason}", code.map(CloseCode::as_str).unwrap_or("no code"))]
+    Closed {
+        /// The peer's reason code, if it sent one inside the session.
+        code: Option<CloseCode>,
+        /// Human sentence.
+        reason: String,
+    },
+}
+
+/// WebSocket limits: one Noise message per WebSocket message.
+pub fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_frame_size(Some(MAX_FRAME))
+        .max_message_size(Some(MAX_FRAME))
+}
+
+/// Read the next binary message, skipping WebSocket pings/pongs.
+async fn recv_binary<S>(ws: &mut WebSocketStream<S>) -> Result<Vec<u8>, ConnError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    loop {
+        match ws.next().await {
+            None => {
+                return Err(ConnError::Closed {
+                    code: None,
+                    reason: "connection closed".into(),
+                })
+            }
+            Some(Err(e)) => return Err(ConnError::Ws(e.to_string())),
+            Some(Ok(Message::Binary(b))) => return Ok(b.to_vec()),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Close(f))) => {
+                return Err(ConnError::Closed {
+                    code: None,
+                    reason: f
+                        .map(|f| f.reason.to_string())
+                        .unwrap_or_else(|| "closed".into()),
+                })
+            }
+            Some(Ok(other)) => {
+                return Err(ConnError::BadFrame(format!(
+                    "expected a binary frame, got {}",
+                    match other {
+                        Message::Text(_) => "text",
+                        _ => "another kind",
+                    }
+                )))
+            }
+        }
+    }
+}
+
+async fn send_binary<S>(ws: &mut WebSocketStream<S>, b: Vec<u8>) -> Result<(), ConnError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    ws.send(Message::Binary(b.into()))
+        .await
+        .map_err(|e| ConnError::Ws(e.to_string()))
+}
+
+/// Close a WebSocket with a status code; the reason text travels encrypted, not here.
+pub async fn ws_close<S>(ws: &mut WebSocketStream<S>, code: CloseCode, reason_in_clear: &str)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let frame = CloseFrame {
+        code: WsCloseCode::from(code.ws_status()),
+        reason: reason_in_clear.into(),
+    };
+    let _ = timeout(Duration::from_secs(1), ws.close(Some(frame))).await;
+}
+
+/// A connection whose handshake and identity proof are done.
+pub struct Link<S> {
+    /// The WebSocket.
+    pub ws: WebSocketStream<S>,
+    /// The Noise session.
+    pub session: Session,
+    /// Who is on the other side.
+    pub peer: PeerIdentity,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
+    /// Send a Close inside the session, then close the WebSocket.
+    pub async fn refuse(mut self, code: CloseCode, reason: &str) {
+        if let Ok(f) = self.session.seal(&WireMsg::Close {
+            code,
+            reason: reason.into(),
+        }) {
+            let _ = timeout(Duration::from_secs(1), send_binary(&mut self.ws, f)).await;
+        }
+        ws_close(&mut self.ws, code, "").await;
+    }
+
+    /// Send our Hello (the responder does this after deciding to accept).
+    pub async fn send_hello(&mut self, me: &LocalIdentity) -> Result<(), ConnError> {
+        let f = self.session.seal(&self.session.hello(me))?;
+        send_binary(&mut self.ws, f).await
+    }
+}
+
+/// Dial side: Noise XX as initiator, send our Hello, wait for the peer's Hello (or Close).
+pub async fn dial(
+    url: &str,
+    me: &LocalIdentity,
+    expected_remote: Option<[u8; 32]>,
+) -> Result<Link<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, ConnError> {
+    let fut = async {
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), false)
+            .await
+            .map_err(|e| ConnError::Unreachable {
+                url: url.into(),
+                why: e.to_string(),
+            })?;
+        initiate(ws, me, expected_remote).await
+    };
+    timeout(HANDSHAKE_TIMEOUT, fut)
+        .await
+        .map_err(|_| ConnError::Timeout)?
+}
+
+/// The initiator's part over an open WebSocket.
+pub async fn initiate<S>(
+    mut ws: WebSocketStream<S>,
+    me: &LocalIdentity,
+    expected_remote: Option<[u8; 32]>,
+) -> Result<Link<S>, ConnError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut hs = Handshake::initiator(&me.secrets.transport, expected_remote)?;
+    send_binary(&mut ws, hs.write()?).await?;
+    let m2 = recv_binary(&mut ws).await?;
+    if let Err(e) = hs.read(&m2) {
+        ws_close(&mut ws, CloseCode::BadProof, "handshake failed").await;
+        return Err(e.into());
+    }
+    send_binary(&mut ws, hs.write()?).await?;
+    let mut session = hs.into_session()?;
+    let hello = session.seal(&session.hello(me))?;
+    send_binary(&mut ws, hello).await?;
+    let reply = recv_binary(&mut ws).await?;
+    let msg = session.open(&reply)?;
+    if let WireMsg::Close { code, reason } = msg {
+        return Err(ConnError::Closed {
+            code: Some(code),
+            reason,
+        });
+    }
+    let peer = session.verify_hello(&msg)?;
+    Ok(Link { ws, session, peer })
+}
+
+/// Accept side: Noise XX as responder and the peer's Hello verified. The caller decides
+/// whether to accept (then [`Link::send_hello`]) or refuse ([`Link::refuse`]).
+pub async fn respond<S>(
+    mut ws: WebSocketStream<S>,
+    me: &LocalIdentity,
+) -> Result<Link<S>, ConnError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut hs = Handshake::responder(&me.secrets.transport)?;
+    let step = async {
+        let m1 = recv_binary(&mut ws).await?;
+        hs.read(&m1)?;
+        send_binary(&mut ws, hs.write()?).await?;
+        let m3 = recv_binary(&mut ws).await?;
+        hs.read(&m3)?;
+        Ok::<(), ConnError>(())
+    };
+    if let Err(e) = step.await {
+        let code = match e {
+            ConnError::BadFrame(_) => CloseCode::ProtocolError,
+            _ => CloseCode::BadProof,
+        };
+        ws_close(&mut ws, code, "handshake failed").await;
+        return Err(e);
+    }
+    let mut session = hs.into_session()?;
+    let frame = recv_binary(&mut ws).await?;
+    let hello = session.open(&frame);
+    let peer = match hello
+        .map_err(ConnError::from)
+        .and_then(|m| Ok(session.verify_hello(&m)?))
+    {
+        Ok(p) => p,
+        Err(e) => {
+            if let Ok(f) = session.seal(&WireMsg::Close {
+                code: CloseCode::BadProof,
+                reason: e.to_string(),
+            }) {
+                let _ = send_binary(&mut ws, f).await;
+            }
+            ws_close(&mut ws, CloseCode::BadProof, "").await;
+            return Err(e);
+        }
+    };
+    Ok(Link { ws, session, peer })
+}
+
+/// How a link ended.
+#[derive(Clone, Debug)]
+pub struct LinkEnd {
+    /// Reason code, if known.
+    pub code: Option<CloseCode>,
+    /// Human sentence.
+    pub reason: String,
+}
+
+/// Run an established link until it ends: encrypt `outbox` messages, answer keepalives,
+/// detect a dead peer, and report why the link ended.
+pub async fn run_link<S>(
+    link: Link<S>,
+    mut outbox: mpsc::Receiver<WireMsg>,
+    cancel: CancellationToken,
+) -> LinkEnd
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let Link {
+        mut ws,
+        mut session,
+        peer: _,
+    } = link;
+    let mut last_rx = Instant::now();
+    let mut last_tx = Instant::now();
+    let mut ping_n = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_secs(1).min(KEEPALIVE_INTERVAL));
+    let end = loop {
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                break close_with(&mut ws, &mut session, CloseCode::Shutdown, "the peer is shutting down").await;
+            }
+            out = outbox.recv() => {
+                let Some(msg) = out else {
+                    break close_with(&mut ws, &mut session, CloseCode::Shutdown, "link closed locally").await;
+                };
+                let close = matches!(msg, WireMsg::Close { .. });
+                match session.seal(&msg) {
+                    Ok(f) => {
+                        if let Err(e) = send_binary(&mut ws, f).await {
+                            break LinkEnd { code: None, reason: e.to_string() };
+                        }
+                        last_tx = Instant::now();
+                    }
+                    Err(e) => tracing::warn!("dropping unsendable {}: {e}", msg_name(&msg)),
+                }
+                if let (true, WireMsg::Close { code, reason }) = (close, msg) {
+                    ws_close(&mut ws, code, "").await;
+                    break LinkEnd { code: Some(code), reason };
+                }
+            }
+            frame = recv_binary(&mut ws) => {
+                let frame = match frame {
+                    Ok(f) => f,
+                    Err(ConnError::Closed { code, reason }) => break LinkEnd { code, reason },
+                    Err(e) => {
+                        ws_close(&mut ws, CloseCode::ProtocolError, "").await;
+                        break LinkEnd { code: Some(CloseCode::ProtocolError), reason: e.to_string() };
+                    }
+                };
+                last_rx = Instant::now();
+                match session.open(&frame) {
+                    Ok(WireMsg::Ping { n }) => {
+                        if let Ok(f) = session.seal(&WireMsg::Pong { n }) {
+                            let _ = send_binary(&mut ws, f).await;
+                            last_tx = Instant::now();
+                        }
+                    }
+                    Ok(WireMsg::Pong { .. }) => {}
+                    Ok(WireMsg::Close { code, reason }) => {
+                        break LinkEnd { code: Some(code), reason };
+                    }
+                    Ok(WireMsg::Hello { .. }) => {
+                        break close_with(&mut ws, &mut session, CloseCode::ProtocolError, "hello repeated after the handshake").await;
+                    }
+                    Err(e) => {
+                        // An unauthenticated or undecodable frame: the session cannot be
+                        // trusted any more, so this connection (only) ends.
+                        let reason = format!("undecodable frame: {e}");
+                        ws_close(&mut ws, CloseCode::ProtocolError, "").await;
+                        break LinkEnd { code: Some(CloseCode::ProtocolError), reason };
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                if last_rx.elapsed() >= IDLE_TIMEOUT {
+                    break close_with(&mut ws, &mut session, CloseCode::Timeout, "no traffic from the peer; presumed dead").await;
+                }
+                if last_tx.elapsed() >= KEEPALIVE_INTERVAL {
+                    ping_n += 1;
+                    if let Ok(f) = session.seal(&WireMsg::Ping { n: ping_n }) {
+                        if let Err(e) = send_binary(&mut ws, f).await {
+                            break LinkEnd { code: None, reason: e.to_string() };
+                        }
+                        last_tx = Instant::now();
+                    }
+                }
+            }
+        }
+    };
+    end
+}
+
+async fn close_with<S>(
+    ws: &mut WebSocketStream<S>,
+    session: &mut Session,
+    code: CloseCode,
+    reason: &str,
+) -> LinkEnd
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if let Ok(f) = session.seal(&WireMsg::Close {
+        code,
+        reason: reason.into(),
+    }) {
+        let _ = timeout(Duration::from_secs(1), send_binary(ws, f)).await;
+    }
+    ws_close(ws, code, "").await;
+    LinkEnd {
+        code: Some(code),
+        reason: reason.into(),
+    }
+}

@@ -1,0 +1,293 @@
+//! Noise XX handshake and the identity proof, as a pure state machine over byte messages.
+//!
+//! No sockets here: the caller moves the bytes. That keeps every failure mode (wrong key,
+//! truncation, replay) testable in memory and deterministic with fixed ephemeral keys.
+
+use crate::identity::{
+    hello_signed_bytes, verify_hex_sig, IdentityError, Instance, LocalIdentity, Person,
+};
+use crate::net::wire::{WireError, WireMsg, MAX_FRAME, NOISE_PARAMS, PROLOGUE, PROTOCOL_VERSION};
+
+/// Errors of the handshake boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    /// Noise rejected a message (bad MAC, truncated, out of order, replayed).
+    #[error("handshake message rejected: {0}")]
+    Noise(String),
+    /// The responder's static key is not the one we expected for this endpoint.
+    #[error("the peer's transport key is {got}, not the expected {expected}: possible man-in-the-middle; refusing")]
+    KeyMismatch {
+        /// Expected key, hex.
+        expected: String,
+        /// Presented key, hex.
+        got: String,
+    },
+    /// A message arrived that does not fit the current step.
+    #[error("unexpected message: {0}")]
+    Unexpected(String),
+    /// The decrypted payload is not a valid message.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// The identity proof failed.
+    #[error("identity proof failed: {0}")]
+    Proof(String),
+    /// The peer speaks another protocol version.
+    #[error("peer speaks protocol version {0}, this build speaks {PROTOCOL_VERSION}")]
+    Version(u32),
+}
+
+impl From<snow::Error> for HandshakeError {
+    fn from(e: snow::Error) -> Self {
+        HandshakeError::Noise(e.to_string())
+    }
+}
+
+impl From<IdentityError> for HandshakeError {
+    fn from(e: IdentityError) -> Self {
+        HandshakeError::Proof(e.to_string())
+    }
+}
+
+/// One side of a Noise XX handshake in progress.
+pub struct Handshake {
+    state: snow::HandshakeState,
+    expected_remote: Option<[u8; 32]>,
+}
+
+fn builder<'a>(
+    static_secret: &'a [u8; 32],
+    ephemeral: Option<&'a [u8; 32]>,
+) -> Result<snow::Builder<'a>, HandshakeError> {
+    let params = NOISE_PARAMS
+        .parse()
+        .expect("invariant: NOISE_PARAMS is a valid name");
+    let mut b = snow::Builder::new(params)
+        .local_private_key(static_secret)?
+        .prologue(PROLOGUE)?;
+    if let Some(e) = ephemeral {
+        b = b.fixed_ephemeral_key_for_testing_only(e);
+    }
+    Ok(b)
+}
+
+impl Handshake {
+    /// The dialing side. `expected_remote`: the transport key the dialer was told to expect
+    /// (from an invite or a contact's endpoint); a different key aborts before our static
+    /// key is revealed.
+    pub fn initiator(
+        static_secret: &[u8; 32],
+        expected_remote: Option<[u8; 32]>,
+    ) -> Result<Self, HandshakeError> {
+        Self::initiator_with_ephemeral(static_secret, expected_remote, None)
+    }
+
+    /// As [`Handshake::initiator`] with a fixed ephemeral key: test vectors only.
+    pub fn initiator_with_ephemeral(
+        static_secret: &[u8; 32],
+        expected_remote: Option<[u8; 32]>,
+        ephemeral: Option<&[u8; 32]>,
+    ) -> Result<Self, HandshakeError> {
+        Ok(Handshake {
+            state: builder(static_secret, ephemeral)?.build_initiator()?,
+            expected_remote,
+        })
+    }
+
+    /// The listening side.
+    pub fn responder(static_secret: &[u8; 32]) -> Result<Self, HandshakeError> {
+        Self::responder_with_ephemeral(static_secret, None)
+    }
+
+    /// As [`Handshake::responder`] with a fixed ephemeral key: test vectors only.
+    pub fn responder_with_ephemeral(
+        static_secret: &[u8; 32],
+        ephemeral: Option<&[u8; 32]>,
+    ) -> Result<Self, HandshakeError> {
+        Ok(Handshake {
+            state: builder(static_secret, ephemeral)?.build_responder()?,
+            expected_remote: None,
+        })
+    }
+
+    /// Whether it is our turn to write.
+    pub fn is_my_turn(&self) -> bool {
+        self.state.is_my_turn()
+    }
+
+    /// Whether all three messages have passed.
+    pub fn is_finished(&self) -> bool {
+        self.state.is_handshake_finished()
+    }
+
+    /// Produce our next handshake message (empty payload).
+    pub fn write(&mut self) -> Result<Vec<u8>, HandshakeError> {
+        if !self.state.is_my_turn() || self.is_finished() {
+            return Err(HandshakeError::Unexpected("not our turn to write".into()));
+        }
+        let mut buf = vec![0u8; MAX_FRAME];
+        let n = self.state.write_message(&[], &mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// Consume the peer's next handshake message.
+    pub fn read(&mut self, msg: &[u8]) -> Result<(), HandshakeError> {
+        if self.state.is_my_turn() || self.is_finished() {
+            return Err(HandshakeError::Unexpected(
+                "not the peer's turn to write".into(),
+            ));
+        }
+        let mut buf = vec![0u8; MAX_FRAME];
+        let n = self.state.read_message(msg, &mut buf)?;
+        if n != 0 {
+            return Err(HandshakeError::Unexpected(
+                "handshake payloads must be empty".into(),
+            ));
+        }
+        if let (Some(expected), Some(got)) = (self.expected_remote, self.state.get_remote_static())
+        {
+            if got != expected {
+                return Err(HandshakeError::KeyMismatch {
+                    expected: hex::encode(expected),
+                    got: hex::encode(got),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Switch to transport mode once finished.
+    pub fn into_session(self) -> Result<Session, HandshakeError> {
+        if !self.is_finished() {
+            return Err(HandshakeError::Unexpected("handshake not finished".into()));
+        }
+        let hash = self.state.get_handshake_hash().to_vec();
+        let remote: [u8; 32] = self
+            .state
+            .get_remote_static()
+            .and_then(|k| k.try_into().ok())
+            .ok_or_else(|| HandshakeError::Unexpected("no remote static key".into()))?;
+        Ok(Session {
+            transport: self.state.into_transport_mode()?,
+            hash,
+            remote_static: remote,
+        })
+    }
+}
+
+/// An established Noise session: every frame after the handshake goes through it.
+pub struct Session {
+    transport: snow::TransportState,
+    hash: Vec<u8>,
+    remote_static: [u8; 32],
+}
+
+/// A peer whose identity proof verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerIdentity {
+    /// The peer's Person.
+    pub person: Person,
+    /// The peer's Instance.
+    pub instance: Instance,
+    /// `person.id()`.
+    pub person_id: String,
+    /// `instance.id()`.
+    pub instance_id: String,
+}
+
+impl Session {
+    /// The Noise handshake hash (binds signatures to this session).
+    pub fn handshake_hash(&self) -> &[u8] {
+        &self.hash
+    }
+
+    /// The peer's Noise static public key.
+    pub fn remote_static(&self) -> [u8; 32] {
+        self.remote_static
+    }
+
+    /// Encrypt one message into one frame.
+    pub fn seal(&mut self, msg: &WireMsg) -> Result<Vec<u8>, HandshakeError> {
+        let plain = msg.encode()?;
+        let mut buf = vec![0u8; plain.len() + 16];
+        let n = self.transport.write_message(&plain, &mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// Decrypt and decode one frame.
+    pub fn open(&mut self, frame: &[u8]) -> Result<WireMsg, HandshakeError> {
+        if frame.len() > MAX_FRAME {
+            return Err(WireError::TooLarge(frame.len()).into());
+        }
+        let mut buf = vec![0u8; frame.len()];
+        let n = self.transport.read_message(frame, &mut buf)?;
+        Ok(WireMsg::decode(&buf[..n])?)
+    }
+
+    /// Our Hello for this session.
+    pub fn hello(&self, me: &LocalIdentity) -> WireMsg {
+        let sig = me.sign_as_person(&hello_signed_bytes(&self.hash, &me.instance_id()));
+        WireMsg::Hello {
+            version: PROTOCOL_VERSION,
+            person: me.person.clone(),
+            instance: me.instance.clone(),
+            sig: hex::encode(sig.to_bytes()),
+        }
+    }
+
+    /// Verify the peer's Hello against this session.
+    pub fn verify_hello(&self, msg: &WireMsg) -> Result<PeerIdentity, HandshakeError> {
+        let WireMsg::Hello {
+            version,
+            person,
+            instance,
+            sig,
+        } = msg
+        else {
+            return Err(HandshakeError::Unexpected(format!(
+                "expected hello, got {}",
+                msg_name(msg)
+            )));
+        };
+        if *version != PROTOCOL_VERSION {
+            return Err(HandshakeError::Version(*version));
+        }
+        let person_key = person.verifying_key()?;
+        instance.validate()?;
+        let person_id = person.id();
+        if instance.owner != person_id {
+            return Err(HandshakeError::Proof(
+                "the instance is not owned by the presented person".into(),
+            ));
+        }
+        if instance.transport_key_bytes()? != self.remote_static {
+            return Err(HandshakeError::Proof(
+                "the instance's transport key is not the key used in the handshake".into(),
+            ));
+        }
+        let instance_id = instance.id();
+        verify_hex_sig(
+            &person_key,
+            &hello_signed_bytes(&self.hash, &instance_id),
+            sig,
+            "hello",
+        )?;
+        Ok(PeerIdentity {
+            person: person.clone(),
+            instance: instance.clone(),
+            person_id,
+            instance_id,
+        })
+    }
+}
+
+/// The `type` tag of a message, for error texts.
+pub fn msg_name(m: &WireMsg) -> &'static str {
+    match m {
+        WireMsg::Hello { .. } => "hello",
+        WireMsg::Close { .. } => "close",
+        WireMsg::Ping { .. } => "ping",
+        WireMsg::Pong { .. } => "pong",
+    }
+}

@@ -1,0 +1,6 @@
+//! The wire protocol: message encoding and limits (`wire`), the Noise XX handshake with the
+//! identity proof (`handshake`), both pure, and the WebSocket connection shell (`conn`).
+
+pub mod conn;
+pub mod handshake;
+pub mod wire;

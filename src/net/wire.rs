@@ -1,0 +1,128 @@
+//! Messages carried inside the Noise session, their JSON encoding, and the protocol limits.
+
+use serde::{Deserialize, Serialize};
+
+use crate::identity::{Instance, Person};
+
+/// Protocol version spoken by this build.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Noise protocol name.
+pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
+/// Noise prologue: binds the protocol version into the handshake hash.
+pub const PROLOGUE: &[u8] = b"lama-tui/1";
+/// Largest WebSocket message (and frame) accepted: one Noise message.
+pub const MAX_FRAME: usize = 65535;
+/// Largest plaintext that fits one Noise transport message (frame minus the 16-byte tag).
+pub const MAX_PLAINTEXT: usize = MAX_FRAME - 16;
+
+/// Why a connection is being closed; sent inside the session before the WebSocket close.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseCode {
+    /// The peer's Person is not a contact and presented no valid invitation.
+    NotAContact,
+    /// The identity proof did not verify.
+    BadProof,
+    /// A message could not be decoded or broke the protocol.
+    ProtocolError,
+    /// The peer is shutting down.
+    Shutdown,
+    /// Another connection to the same instance is kept instead.
+    Duplicate,
+    /// The peer sent nothing for too long.
+    Timeout,
+    /// The peer is not the Person the dialer expected at this endpoint.
+    WrongPeer,
+}
+
+impl CloseCode {
+    /// WebSocket close status sent with this reason (4000-4999: private use).
+    pub fn ws_status(self) -> u16 {
+        match self {
+            CloseCode::NotAContact => 4001,
+            CloseCode::BadProof => 4002,
+            CloseCode::ProtocolError => 4003,
+            CloseCode::Shutdown => 4004,
+            CloseCode::Duplicate => 4005,
+            CloseCode::Timeout => 4006,
+            CloseCode::WrongPeer => 4007,
+        }
+    }
+
+    /// The snake_case name used in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseCode::NotAContact => "not_a_contact",
+            CloseCode::BadProof => "bad_proof",
+            CloseCode::ProtocolError => "protocol_error",
+            CloseCode::Shutdown => "shutdown",
+            CloseCode::Duplicate => "duplicate",
+            CloseCode::Timeout => "timeout",
+            CloseCode::WrongPeer => "wrong_peer",
+        }
+    }
+}
+
+/// A message inside the encrypted session. JSON object tagged by `type`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WireMsg {
+    /// First message of each side: who I am, proven for this session.
+    Hello {
+        /// Protocol version of the sender.
+        version: u32,
+        /// The sender's Person.
+        person: Person,
+        /// The sender's Instance (its `transport_key` must be the Noise static key).
+        instance: Instance,
+        /// Person-key signature over `HELLO_CONTEXT || handshake_hash || instance_id`, hex.
+        sig: String,
+    },
+    /// The sender is closing the connection, and why.
+    Close {
+        /// Machine-readable reason.
+        code: CloseCode,
+        /// Human sentence.
+        reason: String,
+    },
+    /// Keepalive probe.
+    Ping {
+        /// Echoed in the pong.
+        n: u64,
+    },
+    /// Keepalive answer.
+    Pong {
+        /// The ping's `n`.
+        n: u64,
+    },
+}
+
+/// Errors decoding a message.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    /// The bytes are not a known message.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// The message does not fit one frame.
+    #[error("message of {0} bytes exceeds the {MAX_PLAINTEXT}-byte limit")]
+    TooLarge(usize),
+}
+
+impl WireMsg {
+    /// Encode as compact JSON.
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        let v = serde_json::to_vec(self).expect("invariant: wire messages serialise");
+        if v.len() > MAX_PLAINTEXT {
+            return Err(WireError::TooLarge(v.len()));
+        }
+        Ok(v)
+    }
+
+    /// Decode from JSON bytes.
+    pub fn decode(b: &[u8]) -> Result<WireMsg, WireError> {
+        if b.len() > MAX_PLAINTEXT {
+            return Err(WireError::TooLarge(b.len()));
+        }
+        serde_json::from_slice(b).map_err(|e| WireError::Malformed(e.to_string()))
+    }
+}

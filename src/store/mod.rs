@@ -1,0 +1,234 @@
+//! Persistence: a typed API over sled (identity, contacts), plus the secret key file.
+//!
+//! Every write that a caller reports to the user as done is flushed before it returns.
+//! sled errors are mapped to [`StoreError`] variants that name the directory and the fix.
+
+pub mod keyfile;
+
+use std::path::{Path, PathBuf};
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::identity::{Id, Instance, Person};
+
+/// Sub-directory of the data dir that holds the sled database.
+pub const DB_DIR: &str = "store";
+
+/// Errors of the store boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process has the store open.
+    #[error("the store in {0} is in use by another running lama-tui; quit that instance, or give this one its own --data-dir")]
+    Locked(PathBuf),
+    /// The store's files are damaged.
+    #[error("the store in {dir} is damaged ({why}); move that directory away and restore a backup (your identity key file is kept separately in the data dir)")]
+    Corrupt {
+        /// The store directory.
+        dir: PathBuf,
+        /// What sled or the decoder reported.
+        why: String,
+    },
+    /// The disk is full.
+    #[error("the disk holding {0} is full; free some space and try again (nothing was lost: the last write was not acknowledged)")]
+    DiskFull(PathBuf),
+    /// Any other file system error.
+    #[error("cannot use the store in {dir}: {source}")]
+    Io {
+        /// The store directory.
+        dir: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The store belongs to a different identity than the key file.
+    #[error("the store in {0} belongs to a different identity than identity.key beside it; restore the matching key file or use another --data-dir")]
+    IdentityMismatch(PathBuf),
+}
+
+/// A network endpoint of an instance, as published in a Profile (`OneInstanceEndpoint`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The owning Person id.
+    pub person_id: Id,
+    /// The Instance id.
+    pub instance_id: Id,
+    /// A `ws://host:port` URL.
+    pub url: String,
+    /// The instance's Noise static public key, hex.
+    pub transport_key: String,
+}
+
+/// A contact: a Person we trust, with what we know of how to reach it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    /// The Person object (its id is derived from it).
+    pub person: Person,
+    /// Known instances of that Person.
+    #[serde(default)]
+    pub instances: Vec<Instance>,
+    /// Known endpoints.
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+    /// How the contact was made: `invite`, `card`, `provision`, `manual`.
+    pub via: String,
+    /// Unix seconds when added.
+    pub added_at: u64,
+}
+
+impl Contact {
+    /// The contact's Person id.
+    pub fn person_id(&self) -> Id {
+        self.person.id()
+    }
+}
+
+/// The typed store. Cheap to clone (sled handles are reference counted).
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    meta: sled::Tree,
+    contacts: sled::Tree,
+    dir: PathBuf,
+}
+
+fn map_sled(dir: &Path, e: sled::Error) -> StoreError {
+    match e {
+        sled::Error::Io(io) => map_io(dir, io),
+        sled::Error::Corruption { .. } => StoreError::Corrupt {
+            dir: dir.to_path_buf(),
+            why: "sled reported corruption".into(),
+        },
+        other => StoreError::Corrupt {
+            dir: dir.to_path_buf(),
+            why: other.to_string(),
+        },
+    }
+}
+
+fn map_io(dir: &Path, io: std::io::Error) -> StoreError {
+    if io.to_string().contains("could not acquire lock") {
+        return StoreError::Locked(dir.to_path_buf());
+    }
+    // ENOSPC: ErrorKind::StorageFull is stable, but sled sometimes wraps the raw error.
+    if io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28) {
+        return StoreError::DiskFull(dir.to_path_buf());
+    }
+    StoreError::Io {
+        dir: dir.to_path_buf(),
+        source: io,
+    }
+}
+
+impl Store {
+    /// Open (creating if needed) the store under `data_dir/store`.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        let dir = data_dir.join(DB_DIR);
+        std::fs::create_dir_all(&dir).map_err(|e| map_io(&dir, e))?;
+        // sled 0.34 can panic on some damaged files instead of returning `Corruption`;
+        // a damaged store must be a clear error, so the panic is contained here.
+        let cfg = sled::Config::new().path(&dir);
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || cfg.open()));
+        let db = match opened {
+            Ok(r) => r.map_err(|e| map_sled(&dir, e))?,
+            Err(_) => {
+                return Err(StoreError::Corrupt {
+                    dir,
+                    why: "the database files cannot be read".into(),
+                })
+            }
+        };
+        let meta = db.open_tree("meta").map_err(|e| map_sled(&dir, e))?;
+        let contacts = db.open_tree("contacts").map_err(|e| map_sled(&dir, e))?;
+        Ok(Store {
+            db,
+            meta,
+            contacts,
+            dir,
+        })
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn get_json<T: DeserializeOwned>(
+        &self,
+        tree: &sled::Tree,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        match tree.get(key).map_err(|e| map_sled(&self.dir, e))? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    dir: self.dir.clone(),
+                    why: format!(
+                        "record {} cannot be decoded: {e}",
+                        String::from_utf8_lossy(key)
+                    ),
+                }),
+        }
+    }
+
+    fn put_json<T: Serialize>(
+        &self,
+        tree: &sled::Tree,
+        key: &[u8],
+        v: &T,
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(v).expect("invariant: store records serialise");
+        tree.insert(key, bytes)
+            .map_err(|e| map_sled(&self.dir, e))?;
+        Ok(())
+    }
+
+    /// Flush everything written so far to disk.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(|e| map_sled(&self.dir, e))?;
+        Ok(())
+    }
+
+    /// The public identity, if one was stored.
+    pub fn identity(&self) -> Result<Option<(Person, Instance)>, StoreError> {
+        self.get_json(&self.meta, b"identity")
+    }
+
+    /// Store the public identity (flushed).
+    pub fn put_identity(&self, person: &Person, instance: &Instance) -> Result<(), StoreError> {
+        self.put_json(&self.meta, b"identity", &(person, instance))?;
+        self.flush()
+    }
+
+    /// All contacts, ordered by Person id.
+    pub fn contacts(&self) -> Result<Vec<Contact>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.contacts.iter() {
+            let (k, _) = kv.map_err(|e| map_sled(&self.dir, e))?;
+            if let Some(c) = self.get_json(&self.contacts, &k)? {
+                out.push(c);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One contact by Person id.
+    pub fn contact(&self, person_id: &str) -> Result<Option<Contact>, StoreError> {
+        self.get_json(&self.contacts, person_id.as_bytes())
+    }
+
+    /// Add or replace a contact (flushed).
+    pub fn put_contact(&self, c: &Contact) -> Result<(), StoreError> {
+        self.put_json(&self.contacts, c.person_id().as_bytes(), c)?;
+        self.flush()
+    }
+
+    /// Remove a contact (flushed). Returns whether it existed.
+    pub fn remove_contact(&self, person_id: &str) -> Result<bool, StoreError> {
+        let old = self
+            .contacts
+            .remove(person_id.as_bytes())
+            .map_err(|e| map_sled(&self.dir, e))?;
+        self.flush()?;
+        Ok(old.is_some())
+    }
+}
