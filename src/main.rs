@@ -18,8 +18,6 @@ fn main() {
             EXIT_START_FAILED
         }
     };
-    // Exit explicitly: tokio's blocking stdin reader would otherwise hold the process
-    // until another line arrives.
     std::process::exit(code);
 }
 
@@ -34,7 +32,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         let running = runtime::start(cfg).await?;
         if args.headless {
             headless::run(running, args.detach).await?;
@@ -43,5 +41,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             lama_tui::ui::run(running).await?;
         }
         Ok(())
-    })
+    });
+    // The blocking stdin reader never finishes on its own; do not wait for it.
+    rt.shutdown_background();
+    result
 }

@@ -28,6 +28,9 @@ pub const EVENT_CAPACITY: usize = 1024;
 /// Handshakes in progress at once; further TCP connections wait for a slot.
 pub const MAX_PENDING_HANDSHAKES: usize = 64;
 
+/// File in the data dir that records that the store was initialised.
+pub const STORE_MARKER: &str = "store.initialised";
+
 /// Which role an instance plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -347,10 +350,26 @@ pub fn load_identity(cfg: &Config, store: &Store) -> Result<LocalIdentity, Start
             LocalIdentity::from_secrets(&name, &instance_name(&name), secrets)
         }
     };
+    // sled recovers a truncated log silently by dropping its tail; a marker written after
+    // the identity was first stored tells a lost store from a new one.
+    let marker = dir.join(STORE_MARKER);
     match store.identity()? {
         Some((p, i)) if p == ident.person && i == ident.instance => {}
         Some(_) => return Err(StoreError::IdentityMismatch(store.dir().to_path_buf()).into()),
-        None => store.put_identity(&ident.person, &ident.instance)?,
+        None if marker.exists() => {
+            return Err(StoreError::Corrupt {
+                dir: store.dir().to_path_buf(),
+                why: "its records are gone (truncated or replaced)".into(),
+            }
+            .into())
+        }
+        None => {
+            store.put_identity(&ident.person, &ident.instance)?;
+            std::fs::write(&marker, ident.person_id()).map_err(|source| StartError::DataDir {
+                dir: dir.clone(),
+                source,
+            })?;
+        }
     }
     Ok(ident)
 }

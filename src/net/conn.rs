@@ -309,6 +309,7 @@ where
                 let frame = match frame {
                     Ok(f) => f,
                     Err(ConnError::Closed { code, reason }) => break LinkEnd { code, reason },
+                    Err(ConnError::Ws(reason)) => break LinkEnd { code: None, reason: format!("connection lost: {reason}") },
                     Err(e) => {
                         ws_close(&mut ws, CloseCode::ProtocolError, "").await;
                         break LinkEnd { code: Some(CloseCode::ProtocolError), reason: e.to_string() };

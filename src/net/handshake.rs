@@ -182,6 +182,15 @@ pub struct Session {
     remote_static: [u8; 32],
 }
 
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Cipher state stays out of Debug output: it is key material.
+        f.debug_struct("Session")
+            .field("remote_static", &hex::encode(self.remote_static))
+            .finish_non_exhaustive()
+    }
+}
+
 /// A peer whose identity proof verified.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerIdentity {

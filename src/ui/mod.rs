@@ -211,11 +211,19 @@ pub async fn run(running: Running) -> std::io::Result<()> {
             break;
         }
     });
+    #[cfg(unix)]
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let result = loop {
         if let Err(e) = terminal.draw(|f| render(&state, f)) {
             break Err(e);
         }
+        #[cfg(unix)]
+        let term = sigterm.recv();
+        #[cfg(not(unix))]
+        let term = std::future::pending::<Option<()>>();
         let effects = tokio::select! {
+            // SIGTERM takes the same exit path as `q`, so the terminal is restored.
+            _ = term => break Ok(()),
             Some(a) = krx.recv() => {
                 // A resize arrives as an empty refresh; keep the list, redraw.
                 match a {

@@ -1,0 +1,189 @@
+//! Test harness: real `lama-tui` processes in headless mode, driven over stdin/stdout.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// How long any single expected event may take.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lama-tui")
+}
+
+/// A running headless instance.
+pub struct Peer {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<Value>,
+    pub ready: Value,
+    pub dir: PathBuf,
+    /// Events read while waiting for another one, in arrival order.
+    pub seen: Vec<Value>,
+}
+
+/// Arguments for a peer.
+pub fn args(role: &str, dir: &Path, extra: &[&str]) -> Vec<String> {
+    let mut v = vec![
+        "--role".to_string(),
+        role.to_string(),
+        "--headless".into(),
+        "--data-dir".into(),
+        dir.display().to_string(),
+    ];
+    if role == "node" && !extra.contains(&"--listen") {
+        v.push("--listen".into());
+        v.push("127.0.0.1:0".into());
+    }
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+impl Peer {
+    pub fn start(role: &str, dir: &Path, extra: &[&str]) -> Peer {
+        Self::start_env(role, dir, extra, &[])
+    }
+
+    pub fn start_env(role: &str, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Peer {
+        let mut cmd = Command::new(bin());
+        cmd.args(args(role, dir, extra))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .env_remove("LAMA_PASSPHRASE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn lama-tui");
+        let stdout = child.stdout.take().unwrap();
+        let stdin = child.stdin.take();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        let ready = rx
+            .recv_timeout(EVENT_TIMEOUT)
+            .unwrap_or_else(|_| panic!("no ready line from {role} in {}", dir.display()));
+        assert_eq!(ready["event"], "ready", "first line must be ready: {ready}");
+        Peer {
+            child,
+            stdin,
+            lines: rx,
+            ready,
+            dir: dir.to_path_buf(),
+            seen: Vec::new(),
+        }
+    }
+
+    pub fn person_id(&self) -> String {
+        self.ready["person_id"].as_str().unwrap().to_string()
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.ready["endpoint"].as_str().unwrap().to_string()
+    }
+
+    pub fn send(&mut self, v: Value) {
+        let s = self.stdin.as_mut().expect("stdin open");
+        writeln!(s, "{v}").expect("write to child stdin");
+        s.flush().unwrap();
+    }
+
+    pub fn send_raw(&mut self, line: &str) {
+        let s = self.stdin.as_mut().expect("stdin open");
+        writeln!(s, "{line}").expect("write to child stdin");
+        s.flush().unwrap();
+    }
+
+    /// Wait for the first event matching `pred`; others are kept in `seen`.
+    pub fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.seen.iter().position(&pred) {
+            return self.seen.remove(i);
+        }
+        let deadline = Instant::now() + EVENT_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) if pred(&v) => return v,
+                Ok(v) => self.seen.push(v),
+                Err(_) => panic!(
+                    "timed out waiting for {what} from {}; seen: {:?}",
+                    self.dir.display(),
+                    self.seen
+                ),
+            }
+        }
+    }
+
+    /// Send a command with an id and wait for the answer carrying that id.
+    pub fn ask(&mut self, mut cmd: Value, id: u64) -> Value {
+        cmd["id"] = json!(id);
+        self.send(cmd.clone());
+        self.wait_for(&format!("answer to {cmd}"), |v| v["id"] == json!(id))
+    }
+
+    pub fn event(&mut self, name: &str) -> Value {
+        self.wait_for(name, |v| v["event"] == name)
+    }
+
+    /// `quit` and wait for a clean exit.
+    pub fn quit(mut self) -> ExitStatus {
+        self.send(json!({"cmd":"quit"}));
+        self.wait_exit()
+    }
+
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + EVENT_TIMEOUT;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("{} did not exit", self.dir.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Run the binary to completion expecting failure; returns (exit code, stderr).
+pub fn run_fail(role: &str, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = Command::new(bin());
+    cmd.args(args(role, dir, extra))
+        .stdin(Stdio::null())
+        .env_remove("LAMA_PASSPHRASE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run lama-tui");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

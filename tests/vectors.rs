@@ -1,0 +1,126 @@
+//! Checks the test vectors printed in docs/PROTOCOL.md against the code.
+//! `LAMA_PRINT_VECTORS=1 cargo test --test vectors -- --nocapture` prints the block.
+
+use std::collections::BTreeMap;
+
+use lama_tui::identity::{hello_signed_bytes, LocalIdentity, Secrets};
+use lama_tui::net::handshake::Handshake;
+use lama_tui::net::wire::WireMsg;
+
+fn compute() -> Vec<(String, String)> {
+    let a = LocalIdentity::from_secrets(
+        "demo@lama.local",
+        "demo@lama.local/client",
+        Secrets {
+            person: [0x01; 32],
+            instance: [0x02; 32],
+            transport: [0x03; 32],
+        },
+    );
+    let b = LocalIdentity::from_secrets(
+        "node-demo@lama.local",
+        "node-demo@lama.local/node",
+        Secrets {
+            person: [0x11; 32],
+            instance: [0x12; 32],
+            transport: [0x13; 32],
+        },
+    );
+    let mut v: Vec<(String, String)> = Vec::new();
+    let mut put = |k: &str, val: String| v.push((k.to_string(), val));
+    put("a.person_secret", hex::encode([0x01; 32]));
+    put("a.instance_secret", hex::encode([0x02; 32]));
+    put("a.transport_secret", hex::encode([0x03; 32]));
+    put(
+        "a.person_canonical",
+        String::from_utf8(a.person.canonical()).unwrap(),
+    );
+    put("a.person_id", a.person_id());
+    put(
+        "a.instance_canonical",
+        String::from_utf8(a.instance.canonical()).unwrap(),
+    );
+    put("a.instance_id", a.instance_id());
+    put("b.person_secret", hex::encode([0x11; 32]));
+    put("b.instance_secret", hex::encode([0x12; 32]));
+    put("b.transport_secret", hex::encode([0x13; 32]));
+    put("b.person_id", b.person_id());
+    put("b.instance_id", b.instance_id());
+    put("b.transport_public", b.instance.transport_key.clone());
+
+    let (ea, eb) = ([0x41u8; 32], [0x42u8; 32]);
+    put("a.ephemeral_secret", hex::encode(ea));
+    put("b.ephemeral_secret", hex::encode(eb));
+    let mut i = Handshake::initiator_with_ephemeral(&a.secrets.transport, None, Some(&ea)).unwrap();
+    let mut r = Handshake::responder_with_ephemeral(&b.secrets.transport, Some(&eb)).unwrap();
+    let m1 = i.write().unwrap();
+    r.read(&m1).unwrap();
+    let m2 = r.write().unwrap();
+    i.read(&m2).unwrap();
+    let m3 = i.write().unwrap();
+    r.read(&m3).unwrap();
+    let mut si = i.into_session().unwrap();
+    let mut sr = r.into_session().unwrap();
+    put("handshake.msg1", hex::encode(&m1));
+    put("handshake.msg2", hex::encode(&m2));
+    put("handshake.msg3", hex::encode(&m3));
+    put("handshake.hash", hex::encode(si.handshake_hash()));
+    let signed = hello_signed_bytes(si.handshake_hash(), &a.instance_id());
+    put("a.hello_signed_bytes", hex::encode(&signed));
+    let hello = si.hello(&a);
+    let WireMsg::Hello { sig, .. } = &hello else {
+        unreachable!()
+    };
+    put("a.hello_sig", sig.clone());
+    let plain = hello.encode().unwrap();
+    put(
+        "a.hello_plaintext_sha256",
+        lama_tui::identity::sha256_hex(&plain),
+    );
+    let frame = si.seal(&hello).unwrap();
+    put(
+        "a.hello_frame_sha256",
+        lama_tui::identity::sha256_hex(&frame),
+    );
+    put("a.hello_frame_len", frame.len().to_string());
+    // The responder can open and verify it: the vector is a real, valid frame.
+    let opened = sr.open(&frame).unwrap();
+    assert_eq!(sr.verify_hello(&opened).unwrap().person_id, a.person_id());
+    let ping = si.seal(&WireMsg::Ping { n: 1 }).unwrap();
+    put("a.second_frame_ping1", hex::encode(&ping));
+    v
+}
+
+fn from_doc() -> BTreeMap<String, String> {
+    let doc = include_str!("../docs/PROTOCOL.md");
+    let start = doc
+        .find("<!-- vectors:begin -->")
+        .expect("vectors begin marker");
+    let end = doc
+        .find("<!-- vectors:end -->")
+        .expect("vectors end marker");
+    doc[start..end]
+        .lines()
+        .filter_map(|l| l.split_once(" = "))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+#[test]
+fn protocol_md_vectors_match_the_code() {
+    let computed = compute();
+    if std::env::var("LAMA_PRINT_VECTORS").is_ok() {
+        for (k, v) in &computed {
+            println!("{k} = {v}");
+        }
+    }
+    let doc = from_doc();
+    for (k, v) in &computed {
+        assert_eq!(doc.get(k), Some(v), "vector `{k}` in docs/PROTOCOL.md");
+    }
+    assert_eq!(
+        doc.len(),
+        computed.len(),
+        "docs/PROTOCOL.md has extra vectors"
+    );
+}
