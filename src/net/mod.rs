@@ -3,4 +3,5 @@
 
 pub mod conn;
 pub mod handshake;
+pub mod invite;
 pub mod wire;
