@@ -270,3 +270,99 @@ pub fn verify_hex_sig(
 pub fn short_id(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
+
+/// A network endpoint of an instance, as published in a Profile (`OneInstanceEndpoint`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The owning Person id.
+    pub person_id: Id,
+    /// The Instance id.
+    pub instance_id: Id,
+    /// A `ws://host:port` URL.
+    pub url: String,
+    /// The instance's Noise static public key, hex.
+    pub transport_key: String,
+}
+
+/// A Person's signed public profile: display name and endpoints. Newer `version` wins.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Whose profile.
+    pub person_id: Id,
+    /// Display name.
+    pub name: String,
+    /// Where the Person's instances listen (`OneInstanceEndpoint`s).
+    pub endpoints: Vec<Endpoint>,
+    /// Monotonic version (unix milliseconds of the change).
+    pub version: u64,
+    /// Person-key signature over [`Profile::signed_bytes`], hex.
+    pub sig: String,
+}
+
+/// Domain separator for profile signatures.
+pub const PROFILE_CONTEXT: &[u8] = b"lama-tui/1 profile\0";
+
+impl Profile {
+    /// Build and sign a profile.
+    pub fn signed(me: &LocalIdentity, endpoints: Vec<Endpoint>, version: u64) -> Profile {
+        Self::signed_from(
+            me,
+            Profile {
+                person_id: me.person_id(),
+                name: me.person.name.clone(),
+                endpoints,
+                version,
+                sig: String::new(),
+            },
+        )
+    }
+
+    /// Sign `p` (its fields as given) with our Person key.
+    pub fn signed_from(me: &LocalIdentity, mut p: Profile) -> Profile {
+        p.sig = hex::encode(me.sign_as_person(&p.signed_bytes()).to_bytes());
+        p
+    }
+
+    /// Context followed by the canonical JSON of the profile with `sig` empty.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let mut unsigned = self.clone();
+        unsigned.sig.clear();
+        let mut m = PROFILE_CONTEXT.to_vec();
+        m.extend(serde_json::to_vec(&unsigned).expect("invariant: profiles serialise"));
+        m
+    }
+
+    /// Verify that `person` signed this profile, and that endpoints belong to it.
+    pub fn verify(&self, person: &Person) -> Result<(), IdentityError> {
+        if self.person_id != person.id()
+            || self.endpoints.iter().any(|e| e.person_id != self.person_id)
+        {
+            return Err(IdentityError::BadSignature("profile of another person"));
+        }
+        verify_hex_sig(
+            &person.verifying_key()?,
+            &self.signed_bytes(),
+            &self.sig,
+            "profile",
+        )
+    }
+}
+
+/// The short verification string both sides of a pairing show: 12 digits in three groups,
+/// from SHA-256 over both Person keys in sorted order. A man in the middle would have to
+/// substitute a key, which changes the digits on one side.
+pub fn verification_string(a: &Person, b: &Person) -> String {
+    let (x, y) = if a.sign_key <= b.sign_key {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let mut h = Sha256::new();
+    h.update(b"lama-tui/1 verify\0");
+    h.update(x.sign_key.as_bytes());
+    h.update(y.sign_key.as_bytes());
+    let d = h.finalize();
+    let n = u64::from_be_bytes(d[..8].try_into().expect("invariant: 8 bytes")) % 1_000_000_000_000;
+    let s = format!("{n:012}");
+    format!("{} {} {}", &s[..4], &s[4..8], &s[8..])
+}

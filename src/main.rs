@@ -32,13 +32,18 @@ fn run(args: Args) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let data_dir = cfg.data_dir.clone();
     let result = rt.block_on(async move {
         let running = runtime::start(cfg).await?;
+        let provision = args.provision_node.then(|| headless::ProvisionCfg {
+            client_dir: data_dir.clone(),
+            keep: args.keep_node,
+        });
         if args.headless {
-            headless::run(running, args.detach).await?;
+            headless::run(running, args.detach, provision).await?;
         } else {
             // ratatui::init (inside ui::run) installs the panic hook that restores the terminal.
-            lama_tui::ui::run(running).await?;
+            lama_tui::ui::run(running, provision).await?;
         }
         Ok(())
     });

@@ -54,8 +54,8 @@ fn both_directions_authenticate_and_carry_messages() {
         assert_eq!(si.remote_static(), pub_key(y));
         assert_eq!(sr.remote_static(), pub_key(x));
         // Each side proves its Person for this session, and the other verifies it.
-        let hi = si.hello(x);
-        let hr = sr.hello(y);
+        let hi = si.hello(x, None);
+        let hr = sr.hello(y, None);
         let got_by_r = sr.open(&si.seal(&hi).unwrap()).unwrap();
         let got_by_i = si.open(&sr.seal(&hr).unwrap()).unwrap();
         let peer_of_r = sr.verify_hello(&got_by_r).unwrap();
@@ -87,7 +87,7 @@ fn hello_from_another_session_or_with_foreign_keys_is_rejected() {
     let (_, mut s1i, _s1r) = run(&a, &b, None, None).unwrap();
     let (_, _s2i, s2r) = run(&a, &b, None, None).unwrap();
     // A Hello signed for session 1, replayed into session 2: the signature binds the hash.
-    let hello1 = s1i.hello(&a);
+    let hello1 = s1i.hello(&a, None);
     let err = s2r.verify_hello(&hello1).unwrap_err();
     assert!(err.to_string().contains("signature"), "{err}");
     let _ = s1i.seal(&hello1).unwrap();
@@ -96,7 +96,7 @@ fn hello_from_another_session_or_with_foreign_keys_is_rejected() {
     // fails because the transport key is not the one in the handshake.
     let mallory = ident(30, "a@lama.local");
     assert_ne!(mallory.person_id(), a.person_id());
-    let forged = s2r.hello(&mallory);
+    let forged = s2r.hello(&mallory, None);
     let err = s2r.verify_hello(&forged).unwrap_err();
     assert!(err.to_string().contains("transport key"), "{err}");
 }

@@ -9,7 +9,10 @@ fn invite() -> Code {
         transport_key: [0x17; 32],
         token: [0x5c; 16],
         expires_at: 1_790_000_000,
-        urls: vec!["ws://localhost:8765".into(), "ws://192.168.1.20:8765".into()],
+        urls: vec![
+            "ws://localhost:8765".into(),
+            "ws://192.168.1.20:8765".into(),
+        ],
     })
 }
 
@@ -17,6 +20,7 @@ fn card() -> Code {
     Code::Card(Card {
         name: "démo@lama.local".into(),
         person_key: [3; 32],
+        instance_id: [5; 32],
         transport_key: [4; 32],
         urls: vec![],
     })
@@ -27,7 +31,9 @@ fn round_trip_and_forgiving_input() {
     for c in [invite(), card()] {
         let s = c.encode();
         assert!(s.starts_with(PREFIX));
-        assert!(s.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
+        assert!(s
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
         assert_eq!(Code::decode(&s).unwrap(), c);
         // Lower case, wrapped by a chat app, with spaces and dashes.
         let lower = s.to_lowercase();
@@ -72,7 +78,11 @@ fn every_error_kind() {
     let junk = format!("{PREFIX}{}", data_encoding::BASE32_NOPAD.encode(&p));
     assert!(matches!(Code::decode(&junk), Err(CodeError::Malformed(_))));
     // Every message names the fix.
-    for e in [CodeError::Checksum, CodeError::Truncated, CodeError::BadPrefix] {
+    for e in [
+        CodeError::Checksum,
+        CodeError::Truncated,
+        CodeError::BadPrefix,
+    ] {
         let m = e.to_string();
         assert!(m.contains("copy") || m.contains("LAMA1"), "{m}");
     }

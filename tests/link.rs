@@ -36,7 +36,7 @@ async fn pair() -> (
         l.send_hello(&ib).await.unwrap();
         l
     });
-    let la = conn::initiate(wa, &ia, None).await.unwrap();
+    let la = conn::initiate(wa, &ia, None, None).await.unwrap();
     (la, resp.await.unwrap())
 }
 
@@ -48,8 +48,8 @@ async fn keepalive_holds_an_idle_link_and_a_vanished_peer_is_noticed() {
     let (_tb, rb) = mpsc::channel(4);
     let ca = CancellationToken::new();
     let cb = CancellationToken::new();
-    let ha = tokio::spawn(conn::run_link(la, ra, ca.clone()));
-    let hb = tokio::spawn(conn::run_link(lb, rb, cb.clone()));
+    let ha = tokio::spawn(conn::run_link(la, ra, mpsc::channel(4).0, ca.clone()));
+    let hb = tokio::spawn(conn::run_link(lb, rb, mpsc::channel(4).0, cb.clone()));
     tokio::time::sleep(IDLE_TIMEOUT * 3).await;
     assert!(
         !ha.is_finished() && !hb.is_finished(),
@@ -70,7 +70,7 @@ async fn a_frozen_peer_is_declared_dead_after_the_idle_timeout() {
     let (la, lb_frozen) = pair().await;
     let (_ta, ra) = mpsc::channel(4);
     let start = tokio::time::Instant::now();
-    let end = conn::run_link(la, ra, CancellationToken::new()).await;
+    let end = conn::run_link(la, ra, mpsc::channel(4).0, CancellationToken::new()).await;
     assert_eq!(end.code, Some(CloseCode::Timeout), "{end:?}");
     let waited = start.elapsed();
     assert!(
@@ -86,8 +86,13 @@ async fn cancellation_closes_with_shutdown_and_the_peer_learns_why() {
     let (_ta, ra) = mpsc::channel(4);
     let (_tb, rb) = mpsc::channel(4);
     let ca = CancellationToken::new();
-    let ha = tokio::spawn(conn::run_link(la, ra, ca.clone()));
-    let hb = tokio::spawn(conn::run_link(lb, rb, CancellationToken::new()));
+    let ha = tokio::spawn(conn::run_link(la, ra, mpsc::channel(4).0, ca.clone()));
+    let hb = tokio::spawn(conn::run_link(
+        lb,
+        rb,
+        mpsc::channel(4).0,
+        CancellationToken::new(),
+    ));
     tokio::time::sleep(Duration::from_secs(1)).await;
     ca.cancel();
     let end_a = ha.await.unwrap();

@@ -30,6 +30,8 @@ fn make_contacts(a_dir: &std::path::Path, b_dir: &std::path::Path, b_url: Option
                 })
                 .into_iter()
                 .collect(),
+            profile: None,
+            replica: false,
             via: "manual".into(),
             added_at: 0,
         })
@@ -41,6 +43,8 @@ fn make_contacts(a_dir: &std::path::Path, b_dir: &std::path::Path, b_url: Option
             person: a_person,
             instances: vec![a_inst],
             endpoints: vec![],
+            profile: None,
+            replica: false,
             via: "manual".into(),
             added_at: 0,
         })

@@ -67,7 +67,7 @@ fn compute() -> Vec<(String, String)> {
     put("handshake.hash", hex::encode(si.handshake_hash()));
     let signed = hello_signed_bytes(si.handshake_hash(), &a.instance_id());
     put("a.hello_signed_bytes", hex::encode(&signed));
-    let hello = si.hello(&a);
+    let hello = si.hello(&a, None);
     let WireMsg::Hello { sig, .. } = &hello else {
         unreachable!()
     };

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, ValueEnum};
 
 use crate::app::runtime::{Config, Role};
+use crate::net::discovery::Scope;
 
 /// Default listen address of a node (shown as `ws://localhost:8765`).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8765";
@@ -60,11 +61,39 @@ pub struct Args {
     /// that was not explicitly shared with them.
     #[arg(long)]
     pub accept_unknown: bool,
+
+    /// Local discovery: `local` announces/listens on this machine only (loopback), `lan`
+    /// uses multicast on the local network, `off` disables it.
+    #[arg(long, value_enum, default_value = "local")]
+    pub discovery: DiscoveryArg,
+
+    /// Client only: start (or reuse) a node of our own as a child process on this machine,
+    /// pair with it over its stdio and connect, with no user action.
+    #[arg(long)]
+    pub provision_node: bool,
+
+    /// With --provision-node: leave the node running when this client quits.
+    #[arg(long, requires = "provision_node")]
+    pub keep_node: bool,
+}
+
+/// The `--discovery` flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DiscoveryArg {
+    /// This machine only.
+    Local,
+    /// Local network multicast.
+    Lan,
+    /// No discovery.
+    Off,
 }
 
 impl Args {
     /// The runtime configuration; the passphrase comes from `LAMA_PASSPHRASE`.
     pub fn config(&self) -> Result<Config, String> {
+        if self.provision_node && self.role != RoleArg::Client {
+            return Err("--provision-node is for a client: it starts a node of its own".into());
+        }
         let role = match self.role {
             RoleArg::Node => Role::Node,
             RoleArg::Client => Role::Client,
@@ -85,6 +114,11 @@ impl Args {
                 .ok()
                 .filter(|p| !p.is_empty()),
             accept_unknown: self.accept_unknown,
+            discovery: match self.discovery {
+                DiscoveryArg::Local => Scope::Local,
+                DiscoveryArg::Lan => Scope::Lan,
+                DiscoveryArg::Off => Scope::Off,
+            },
         })
     }
 }

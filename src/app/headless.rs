@@ -7,7 +7,9 @@ use serde_json::{json, Map, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
-use crate::app::runtime::{Event, Handle, IdentityInfo, Running};
+use crate::app::provision;
+use crate::app::runtime::{now_secs, Event, Handle, IdentityInfo, Paired, Running};
+use crate::store::{InviteRecord, InviteStatus};
 
 /// Capacity of the stdout line queue.
 pub const OUTPUT_CAPACITY: usize = 1024;
@@ -27,6 +29,39 @@ pub enum Request {
     Connect {
         /// `ws://host:port`
         url: String,
+    },
+    /// `{"cmd":"invite","ttl_secs":N}`
+    Invite {
+        /// Lifetime in seconds.
+        ttl_secs: u64,
+    },
+    /// `{"cmd":"invites"}`
+    Invites,
+    /// `{"cmd":"revoke_invite","code":...}`
+    RevokeInvite {
+        /// The code.
+        code: String,
+    },
+    /// `{"cmd":"accept","code":...}`
+    Accept {
+        /// The code.
+        code: String,
+        /// `"replica":true` marks the node as our home node.
+        replica: bool,
+    },
+    /// `{"cmd":"card"}`
+    Card,
+    /// `{"cmd":"add_contact","card":...}`
+    AddContact {
+        /// The card code.
+        card: String,
+    },
+    /// `{"cmd":"channels"}`
+    Channels,
+    /// `{"cmd":"set_display_name","name":...}`
+    SetDisplayName {
+        /// The name.
+        name: String,
     },
 }
 
@@ -89,6 +124,40 @@ pub fn parse_line(line: &str) -> Result<(Option<Value>, Request), BadLine> {
         "connect" => Request::Connect {
             url: string_arg("url")?,
         },
+        "invite" => Request::Invite {
+            ttl_secs: match obj.get("ttl_secs") {
+                None | Some(Value::Null) => crate::net::pairing::DEFAULT_INVITE_TTL_SECS,
+                Some(v) => match v.as_u64() {
+                    Some(n) if (1..=crate::net::pairing::MAX_INVITE_TTL_SECS).contains(&n) => n,
+                    _ => {
+                        return Err(bad(
+                            id,
+                            "bad_argument",
+                            format!(
+                                "`ttl_secs` must be a whole number of seconds from 1 to {}",
+                                crate::net::pairing::MAX_INVITE_TTL_SECS
+                            ),
+                        ))
+                    }
+                },
+            },
+        },
+        "invites" => Request::Invites,
+        "revoke_invite" => Request::RevokeInvite {
+            code: string_arg("code")?,
+        },
+        "accept" => Request::Accept {
+            code: string_arg("code")?,
+            replica: obj.get("replica").and_then(Value::as_bool).unwrap_or(false),
+        },
+        "card" => Request::Card,
+        "add_contact" => Request::AddContact {
+            card: string_arg("card")?,
+        },
+        "channels" => Request::Channels,
+        "set_display_name" => Request::SetDisplayName {
+            name: string_arg("name")?,
+        },
         other => {
             return Err(bad(
                 id,
@@ -128,8 +197,37 @@ fn identity_fields(i: &IdentityInfo) -> Value {
     })
 }
 
+fn invite_status(r: &InviteRecord, now: u64) -> &'static str {
+    match r.status {
+        InviteStatus::Open if now >= r.expires_at => "expired",
+        InviteStatus::Open => "open",
+        InviteStatus::Used { .. } => "used",
+        InviteStatus::Revoked { .. } => "revoked",
+    }
+}
+
+fn paired_fields(p: &Paired, via: &str) -> Value {
+    json!({"person_id": p.person_id, "name": p.name, "via": via, "verification": p.verification})
+}
+
 fn event_to_line(e: &Event) -> String {
     match e {
+        Event::ContactAdded {
+            person_id,
+            name,
+            via,
+            verification,
+        } => event_line(
+            "contact_added",
+            None,
+            json!({"person_id": person_id, "name": name, "via": via, "verification": verification}),
+        ),
+        Event::EndpointsChanged { person_id, urls } => event_line(
+            "endpoints_changed",
+            None,
+            json!({"person_id": person_id, "urls": urls}),
+        ),
+        Event::Error { kind, message } => error_line(None, kind, message),
         Event::Connected { person_id, name } => event_line(
             "connected",
             None,
@@ -161,6 +259,9 @@ async fn answer(handle: Handle, id: Option<Value>, req: Request, out: mpsc::Send
                         json!({
                             "person_id": c.contact.person_id(),
                             "name": c.contact.person.name,
+                            "display_name": c.contact.profile.as_ref().map(|p| &p.name),
+                            "via": c.contact.via,
+                            "replica": c.contact.replica,
                             "endpoints": c.contact.endpoints.iter().map(|e| &e.url).collect::<Vec<_>>(),
                             "state": c.state.as_str(),
                             "last_error": c.last_error,
@@ -180,13 +281,131 @@ async fn answer(handle: Handle, id: Option<Value>, req: Request, out: mpsc::Send
             ),
             Err(e) => error_line(id.as_ref(), e.kind(), &e.to_string()),
         },
+        Request::Invite { ttl_secs } => match handle.invite(ttl_secs).await {
+            Ok(i) => event_line(
+                "invite",
+                id.as_ref(),
+                json!({"code": i.code, "expires_at": i.expires_at}),
+            ),
+            Err(e) => error_line(id.as_ref(), e.kind(), &e.to_string()),
+        },
+        Request::Invites => match handle.invites().await {
+            Ok(list) => {
+                let now = now_secs();
+                let invites: Vec<Value> = list
+                    .iter()
+                    .map(|r| {
+                        json!({
+                            "code": r.code,
+                            "created_at": r.created_at,
+                            "expires_at": r.expires_at,
+                            "status": invite_status(r, now),
+                        })
+                    })
+                    .collect();
+                event_line("invites", id.as_ref(), json!({ "invites": invites }))
+            }
+            Err(e) => error_line(id.as_ref(), e.kind(), &e.to_string()),
+        },
+        Request::RevokeInvite { code } => match handle.revoke_invite(code).await {
+            Ok(r) => event_line(
+                "invite_revoked",
+                id.as_ref(),
+                json!({"code": r.code, "status": invite_status(&r, now_secs())}),
+            ),
+            Err(e) => error_line(id.as_ref(), e.kind(), &e.to_string()),
+        },
+        Request::Accept { code, replica } => match handle.accept(code, "invite", replica).await {
+            Ok(p) => event_line("contact_added", id.as_ref(), paired_fields(&p, "invite")),
+            Err(e) => error_line(id.as_ref(), e.kind(), &e.to_string()),
+        },
+        Request::Card => match handle.card().await {
+            Ok(c) => event_line("card", id.as_ref(), json!({ "card": c })),
+            Err(e) => error_line(id.as_ref(), e.kind(), &e.to_string()),
+        },
+        Request::AddContact { card } => match handle.add_contact(card).await {
+            Ok(p) => event_line("contact_added", id.as_ref(), paired_fields(&p, "card")),
+            Err(e) => error_line(id.as_ref(), e.kind(), &e.to_string()),
+        },
+        Request::Channels => match handle.channels().await {
+            Ok(list) => {
+                let channels: Vec<Value> = list
+                    .iter()
+                    .map(|c| json!({"id": c.id, "name": c.name, "members": c.members, "unread": 0}))
+                    .collect();
+                event_line("channels", id.as_ref(), json!({ "channels": channels }))
+            }
+            Err(e) => error_line(id.as_ref(), e.kind(), &e.to_string()),
+        },
+        Request::SetDisplayName { name } => match handle.set_display_name(name).await {
+            Ok(v) => event_line("profile_updated", id.as_ref(), json!({ "version": v })),
+            Err(e) => error_line(id.as_ref(), e.kind(), &e.to_string()),
+        },
         Request::Quit => return,
     };
     let _ = out.send(line).await;
 }
 
+/// What `--provision-node` asks of the shell.
+#[derive(Clone, Debug)]
+pub struct ProvisionCfg {
+    /// The client's data dir (the node lives beneath it).
+    pub client_dir: std::path::PathBuf,
+    /// Leave the node running after we quit.
+    pub keep: bool,
+}
+
+/// Provision the node and describe the outcome as output lines.
+pub async fn provision_lines(
+    handle: &Handle,
+    p: &ProvisionCfg,
+) -> (Vec<String>, Option<provision::NodeGuard>) {
+    match provision::provision(handle, &p.client_dir, p.keep).await {
+        Ok(mut r) => {
+            let mut lines = Vec::new();
+            if let Some(v) = &r.verification {
+                lines.push(event_line(
+                    "contact_added",
+                    None,
+                    json!({"person_id": r.person_id, "name": Value::Null, "via": "provision", "verification": v}),
+                ));
+            }
+            lines.push(event_line(
+                "provisioned",
+                None,
+                json!({"person_id": r.person_id, "endpoint": r.endpoint, "reused": r.reused}),
+            ));
+            (lines, r.guard.take())
+        }
+        Err(e) => (
+            vec![error_line(None, "provision_failed", &e.to_string())],
+            None,
+        ),
+    }
+}
+
+async fn node_exit(guard: &mut Option<provision::NodeGuard>) -> String {
+    match guard {
+        Some(g) => {
+            let status = (&mut g.exited).await;
+            *guard = None;
+            let how = match status {
+                Ok(Ok(s)) => s.to_string(),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "unknown status".into(),
+            };
+            format!("the provisioned node exited ({how}); restart the client to start it again")
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Run headless until `quit`, SIGTERM/SIGINT, or (unless `detach`) end of stdin.
-pub async fn run(running: Running, detach: bool) -> std::io::Result<()> {
+pub async fn run(
+    running: Running,
+    detach: bool,
+    provision: Option<ProvisionCfg>,
+) -> std::io::Result<()> {
     let Running {
         handle,
         mut events,
@@ -209,6 +428,14 @@ pub async fn run(running: Running, detach: bool) -> std::io::Result<()> {
         .send(event_line("ready", None, identity_fields(&info)))
         .await;
 
+    let mut guard = None;
+    if let Some(p) = &provision {
+        let (out, g) = provision_lines(&handle, p).await;
+        for l in out {
+            let _ = out_tx.send(l).await;
+        }
+        guard = g;
+    }
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
     #[cfg(unix)]
@@ -222,6 +449,9 @@ pub async fn run(running: Running, detach: bool) -> std::io::Result<()> {
             _ = term => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
             Some(e) = events.recv() => { let _ = out_tx.send(event_to_line(&e)).await; }
+            msg = node_exit(&mut guard) => {
+                let _ = out_tx.send(error_line(None, "node_exited", &msg)).await;
+            }
             line = lines.next_line(), if stdin_open => match line {
                 Ok(Some(line)) => {
                     if line.trim().is_empty() { continue; }
@@ -245,6 +475,9 @@ pub async fn run(running: Running, detach: bool) -> std::io::Result<()> {
     }
     handle.shutdown();
     let _ = done.await;
+    if let Some(g) = guard {
+        g.stop().await;
+    }
     drop(out_tx);
     drop(events);
     let _ = writer.await;

@@ -1,7 +1,10 @@
 //! Roles and wiring: CLI flags, the runtime actor that owns an instance, the headless
 //! JSON-lines control protocol, and logging set-up.
 
+pub mod actor;
 pub mod cli;
 pub mod headless;
 pub mod logging;
+pub mod provision;
 pub mod runtime;
+pub mod tasks;

@@ -2,31 +2,29 @@
 //! `select!`, and is driven through a clonable [`Handle`]. Shells (headless, TUI) only send
 //! commands and render the [`Event`]s it emits.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+use crate::app::actor::Actor;
 use crate::identity::{check_name, LocalIdentity, Secrets};
-use crate::net::conn::{self, ConnError, Link, LinkEnd, HANDSHAKE_TIMEOUT, OUTBOX_CAPACITY};
+use crate::net::conn::ConnError;
+use crate::net::discovery::Scope;
 use crate::net::handshake::PeerIdentity;
-use crate::net::wire::{CloseCode, WireMsg};
-use crate::store::{keyfile, Contact, Store, StoreError};
+use crate::net::invite::CodeError;
+use crate::net::pairing::PairError;
+use crate::net::wire::CloseCode;
+use crate::store::{keyfile, Channel, Contact, InviteRecord, Store, StoreError};
 
 /// Capacity of the command queue into the actor.
 pub const COMMAND_CAPACITY: usize = 64;
-/// Capacity of the internal queue from connection tasks into the actor.
-pub const INTERNAL_CAPACITY: usize = 256;
 /// Capacity of the event queue out of the actor.
 pub const EVENT_CAPACITY: usize = 1024;
-/// Handshakes in progress at once; further TCP connections wait for a slot.
-pub const MAX_PENDING_HANDSHAKES: usize = 64;
 
 /// File in the data dir that records that the store was initialised.
 pub const STORE_MARKER: &str = "store.initialised";
@@ -65,6 +63,8 @@ pub struct Config {
     pub passphrase: Option<String>,
     /// Accept peers that are not contacts.
     pub accept_unknown: bool,
+    /// Local discovery scope.
+    pub discovery: Scope,
 }
 
 /// Errors that stop an instance from starting.
@@ -129,6 +129,21 @@ pub enum CommandError {
         /// Why.
         reason: String,
     },
+    /// A code could not be read.
+    #[error("invalid code: {0}")]
+    Code(#[from] CodeError),
+    /// Pairing was refused or broke.
+    #[error(transparent)]
+    Pair(#[from] PairError),
+    /// The command needs the node role.
+    #[error("only a node can do this (this instance is a client); run it on the node, or start one with --provision-node")]
+    NotANode,
+    /// An argument has the wrong kind of value.
+    #[error("{0}")]
+    BadArgument(String),
+    /// A referenced invitation does not exist.
+    #[error("no invitation with this code exists on this node")]
+    UnknownInvite,
     /// The runtime is shutting down.
     #[error("the instance is shutting down")]
     ShuttingDown,
@@ -137,6 +152,7 @@ pub enum CommandError {
 impl CommandError {
     /// snake_case kind for the headless `error` event.
     pub fn kind(&self) -> &'static str {
+        use crate::net::handshake::HandshakeError;
         match self {
             CommandError::Store(StoreError::DiskFull(_)) => "disk_full",
             CommandError::Store(_) => "store",
@@ -147,11 +163,16 @@ impl CommandError {
                 ..
             }) => "not_a_contact",
             CommandError::Conn(ConnError::Closed { .. }) => "refused",
-            CommandError::Conn(ConnError::Handshake(
-                crate::net::handshake::HandshakeError::KeyMismatch { .. },
-            )) => "key_mismatch",
+            CommandError::Conn(ConnError::Handshake(HandshakeError::KeyMismatch { .. })) => {
+                "key_mismatch"
+            }
             CommandError::Conn(_) => "connection_failed",
             CommandError::Refused { .. } => "peer_not_a_contact",
+            CommandError::Code(_) => "invalid_code",
+            CommandError::Pair(p) => p.kind(),
+            CommandError::NotANode => "not_a_node",
+            CommandError::BadArgument(_) => "bad_argument",
+            CommandError::UnknownInvite => "unknown_invite",
             CommandError::ShuttingDown => "shutting_down",
         }
     }
@@ -224,50 +245,128 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A contact was added (pairing, card, provisioning).
+    ContactAdded {
+        /// Person id.
+        person_id: String,
+        /// Name.
+        name: String,
+        /// `invite`, `card`, `provision`.
+        via: String,
+        /// Verification string (both sides show the same).
+        verification: String,
+    },
+    /// A contact's endpoints changed (profile update or discovery).
+    EndpointsChanged {
+        /// Person id.
+        person_id: String,
+        /// New URLs.
+        urls: Vec<String>,
+    },
+    /// Something went wrong outside any command.
+    Error {
+        /// snake_case kind.
+        kind: String,
+        /// Human sentence.
+        message: String,
+    },
 }
+
+/// A successful `accept` or `add_contact`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Paired {
+    /// The contact's person id.
+    pub person_id: String,
+    /// Its name.
+    pub name: String,
+    /// The verification string.
+    pub verification: String,
+}
+
+/// A fresh invitation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewInvite {
+    /// The text code.
+    pub code: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// Reply channel of a command.
+pub type Reply<T> = oneshot::Sender<Result<T, CommandError>>;
 
 /// Commands into the actor.
 pub enum Command {
     /// Who am I.
     Identity(oneshot::Sender<IdentityInfo>),
     /// List contacts with state.
-    Contacts(oneshot::Sender<Result<Vec<ContactView>, CommandError>>),
-    /// Dial a URL.
+    Contacts(Reply<Vec<ContactView>>),
+    /// Dial a URL once.
     Connect {
         /// `ws://host:port`.
         url: String,
         /// Answer.
-        reply: oneshot::Sender<Result<PeerIdentity, CommandError>>,
+        reply: Reply<PeerIdentity>,
     },
-}
-
-/// From connection tasks into the actor.
-enum Internal {
-    /// May this peer connect? (responder side, and dialer side for the peer it reached)
-    Authorize {
-        peer: PeerIdentity,
-        reply: oneshot::Sender<Result<(), (CloseCode, String)>>,
+    /// Create an invitation (node only).
+    Invite {
+        /// Lifetime.
+        ttl_secs: u64,
+        /// Answer.
+        reply: Reply<NewInvite>,
     },
-    /// A link is up.
-    LinkUp {
-        peer: PeerIdentity,
-        conn_id: u64,
-        outbox: mpsc::Sender<WireMsg>,
-        cancel: CancellationToken,
+    /// List invitations.
+    Invites(Reply<Vec<InviteRecord>>),
+    /// Revoke an invitation by its code.
+    RevokeInvite {
+        /// The code.
+        code: String,
+        /// Answer: the record after revocation.
+        reply: Reply<InviteRecord>,
     },
-    /// A link ended.
-    LinkDown {
+    /// Accept an invitation code.
+    Accept {
+        /// The code.
+        code: String,
+        /// Mark the node as our replica (home node).
+        replica: bool,
+        /// `invite` or `provision`.
+        via: String,
+        /// Answer.
+        reply: Reply<Paired>,
+    },
+    /// Our contact card code.
+    Card(Reply<String>),
+    /// Import a contact card.
+    AddContact {
+        /// The card code.
+        card: String,
+        /// Answer: the new contact.
+        reply: Reply<Paired>,
+    },
+    /// Channels.
+    Channels(Reply<Vec<Channel>>),
+    /// Change our display name: a new profile version, pushed to connected contacts.
+    SetDisplayName {
+        /// The new name.
+        name: String,
+        /// Answer: the new profile version.
+        reply: Reply<u64>,
+    },
+    /// A trusted party (the provisioning parent) says where a contact listens now.
+    TrustEndpoint {
+        /// Contact.
         person_id: String,
-        conn_id: u64,
-        end: LinkEnd,
+        /// URL.
+        url: String,
     },
 }
 
 /// A clonable handle to the runtime.
 #[derive(Clone)]
 pub struct Handle {
-    tx: mpsc::Sender<Command>,
-    cancel: CancellationToken,
+    pub(crate) tx: mpsc::Sender<Command>,
+    pub(crate) cancel: CancellationToken,
 }
 
 impl Handle {
@@ -277,6 +376,10 @@ impl Handle {
         rx.await.ok()
     }
 
+    async fn call<T>(&self, f: impl FnOnce(Reply<T>) -> Command) -> Result<T, CommandError> {
+        self.ask(f).await.unwrap_or(Err(CommandError::ShuttingDown))
+    }
+
     /// Who am I.
     pub async fn identity(&self) -> Option<IdentityInfo> {
         self.ask(Command::Identity).await
@@ -284,16 +387,74 @@ impl Handle {
 
     /// Contacts with live state.
     pub async fn contacts(&self) -> Result<Vec<ContactView>, CommandError> {
-        self.ask(Command::Contacts)
-            .await
-            .unwrap_or(Err(CommandError::ShuttingDown))
+        self.call(Command::Contacts).await
     }
 
     /// Dial a URL and bring a link up.
     pub async fn connect(&self, url: String) -> Result<PeerIdentity, CommandError> {
-        self.ask(|reply| Command::Connect { url, reply })
+        self.call(|reply| Command::Connect { url, reply }).await
+    }
+
+    /// Create an invitation.
+    pub async fn invite(&self, ttl_secs: u64) -> Result<NewInvite, CommandError> {
+        self.call(|reply| Command::Invite { ttl_secs, reply }).await
+    }
+
+    /// List invitations.
+    pub async fn invites(&self) -> Result<Vec<InviteRecord>, CommandError> {
+        self.call(Command::Invites).await
+    }
+
+    /// Revoke an invitation.
+    pub async fn revoke_invite(&self, code: String) -> Result<InviteRecord, CommandError> {
+        self.call(|reply| Command::RevokeInvite { code, reply })
             .await
-            .unwrap_or(Err(CommandError::ShuttingDown))
+    }
+
+    /// Accept an invitation code.
+    pub async fn accept(
+        &self,
+        code: String,
+        via: &str,
+        replica: bool,
+    ) -> Result<Paired, CommandError> {
+        let via = via.to_string();
+        self.call(|reply| Command::Accept {
+            code,
+            replica,
+            via,
+            reply,
+        })
+        .await
+    }
+
+    /// Our contact card.
+    pub async fn card(&self) -> Result<String, CommandError> {
+        self.call(Command::Card).await
+    }
+
+    /// Import a contact card.
+    pub async fn add_contact(&self, card: String) -> Result<Paired, CommandError> {
+        self.call(|reply| Command::AddContact { card, reply }).await
+    }
+
+    /// Channels.
+    pub async fn channels(&self) -> Result<Vec<Channel>, CommandError> {
+        self.call(Command::Channels).await
+    }
+
+    /// Change our display name.
+    pub async fn set_display_name(&self, name: String) -> Result<u64, CommandError> {
+        self.call(|reply| Command::SetDisplayName { name, reply })
+            .await
+    }
+
+    /// Tell the runtime where a contact listens now (trusted local source).
+    pub async fn trust_endpoint(&self, person_id: String, url: String) {
+        let _ = self
+            .tx
+            .send(Command::TrustEndpoint { person_id, url })
+            .await;
     }
 
     /// Ask the runtime to stop (flush, close links).
@@ -314,10 +475,16 @@ pub struct Running {
     pub done: tokio::task::JoinHandle<()>,
 }
 
-fn now_secs() -> u64 {
+/// Unix seconds now.
+pub fn now_secs() -> u64 {
+    now_ms() / 1000
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
+        .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
 }
 
@@ -374,7 +541,7 @@ pub fn load_identity(cfg: &Config, store: &Store) -> Result<LocalIdentity, Start
     Ok(ident)
 }
 
-fn prepare_dir(dir: &Path) -> Result<(), StartError> {
+pub(crate) fn prepare_dir(dir: &Path) -> Result<(), StartError> {
     let err = |source| StartError::DataDir {
         dir: dir.to_path_buf(),
         source,
@@ -435,354 +602,16 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         "instance started"
     );
     let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
-    let (itx, irx) = mpsc::channel(INTERNAL_CAPACITY);
     let (etx, erx) = mpsc::channel(EVENT_CAPACITY);
     let cancel = CancellationToken::new();
-    let actor = Actor {
-        cfg,
-        me,
-        store,
-        info: info.clone(),
-        commands: rx,
-        internal_rx: irx,
-        internal_tx: itx,
-        events: etx,
-        cancel: cancel.clone(),
-        tasks: TaskTracker::new(),
-        links: HashMap::new(),
-        states: HashMap::new(),
-        next_conn: 1,
-        handshake_slots: Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES)),
-    };
-    let done = tokio::spawn(actor.run(listener));
+    // Nodes listen too: a node paired with another node finds it the same way.
+    let discovery = crate::net::discovery::bind_listener(cfg.discovery).await;
+    let actor = Actor::new(cfg, me, store, info.clone(), rx, etx, cancel.clone())?;
+    let done = tokio::spawn(actor.run(listener, discovery));
     Ok(Running {
         handle: Handle { tx, cancel },
         events: erx,
         info,
         done,
     })
-}
-
-struct LinkSlot {
-    conn_id: u64,
-    #[allow(dead_code)] // the sync layer (next issue) sends through it
-    outbox: mpsc::Sender<WireMsg>,
-    cancel: CancellationToken,
-}
-
-#[derive(Default, Clone)]
-struct LiveState {
-    last_error: Option<String>,
-    last_seen: Option<u64>,
-    connecting: bool,
-}
-
-struct Actor {
-    cfg: Config,
-    me: Arc<LocalIdentity>,
-    store: Store,
-    info: IdentityInfo,
-    commands: mpsc::Receiver<Command>,
-    internal_rx: mpsc::Receiver<Internal>,
-    internal_tx: mpsc::Sender<Internal>,
-    events: mpsc::Sender<Event>,
-    cancel: CancellationToken,
-    tasks: TaskTracker,
-    links: HashMap<String, LinkSlot>,
-    states: HashMap<String, LiveState>,
-    next_conn: u64,
-    handshake_slots: Arc<Semaphore>,
-}
-
-impl Actor {
-    async fn run(mut self, listener: Option<TcpListener>) {
-        loop {
-            tokio::select! {
-                _ = self.cancel.cancelled() => break,
-                Some(cmd) = self.commands.recv() => self.on_command(cmd),
-                Some(msg) = self.internal_rx.recv() => self.on_internal(msg).await,
-                acc = accept(&listener) => match acc {
-                    Ok((tcp, addr)) => self.spawn_accept(tcp, addr),
-                    Err(e) => {
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    }
-                },
-            }
-        }
-        // Orderly shutdown: every link sends its Close, then the store is flushed.
-        for slot in self.links.values() {
-            slot.cancel.cancel();
-        }
-        self.tasks.close();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), self.tasks.wait()).await;
-        if let Err(e) = self.store.flush() {
-            tracing::error!("final flush failed: {e}");
-        }
-        tracing::info!("instance stopped");
-    }
-
-    fn emit(&self, e: Event) {
-        // A shell that stopped reading must not stall the actor; events are advisory.
-        if self.events.try_send(e).is_err() {
-            tracing::debug!("event queue full or closed; event dropped");
-        }
-    }
-
-    fn on_command(&mut self, cmd: Command) {
-        match cmd {
-            Command::Identity(reply) => {
-                let _ = reply.send(self.info.clone());
-            }
-            Command::Contacts(reply) => {
-                let _ = reply.send(self.contact_views());
-            }
-            Command::Connect { url, reply } => self.spawn_dial(url, reply),
-        }
-    }
-
-    fn contact_views(&self) -> Result<Vec<ContactView>, CommandError> {
-        Ok(self
-            .store
-            .contacts()?
-            .into_iter()
-            .map(|c| {
-                let id = c.person_id();
-                let live = self.states.get(&id).cloned().unwrap_or_default();
-                let state = if self.links.contains_key(&id) {
-                    PeerState::Connected
-                } else if live.connecting {
-                    PeerState::Connecting
-                } else {
-                    PeerState::Offline
-                };
-                ContactView {
-                    contact: c,
-                    state,
-                    last_error: live.last_error,
-                    last_seen: live.last_seen,
-                }
-            })
-            .collect())
-    }
-
-    fn authorize(&self, peer: &PeerIdentity) -> Result<(), (CloseCode, String)> {
-        if peer.person_id == self.me.person_id() {
-            return Ok(());
-        }
-        match self.store.contact(&peer.person_id) {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) if self.cfg.accept_unknown => Ok(()),
-            Ok(None) => Err((
-                CloseCode::NotAContact,
-                format!(
-                    "{} ({}) is not a contact of {}; pair first with an invitation code from this node",
-                    peer.person.name,
-                    crate::identity::short_id(&peer.person_id),
-                    self.me.person.name
-                ),
-            )),
-            Err(e) => Err((CloseCode::Shutdown, format!("the peer's store failed: {e}"))),
-        }
-    }
-
-    async fn on_internal(&mut self, msg: Internal) {
-        match msg {
-            Internal::Authorize { peer, reply } => {
-                let verdict = self.authorize(&peer);
-                if let Err((_, why)) = &verdict {
-                    tracing::info!(peer = %peer.person_id, "refused: {why}");
-                }
-                let _ = reply.send(verdict);
-            }
-            Internal::LinkUp {
-                peer,
-                conn_id,
-                outbox,
-                cancel,
-            } => {
-                // One link per peer: the newest wins, since an older one may be a dead
-                // socket not yet detected.
-                if let Some(old) = self.links.insert(
-                    peer.person_id.clone(),
-                    LinkSlot {
-                        conn_id,
-                        outbox,
-                        cancel,
-                    },
-                ) {
-                    old.cancel.cancel();
-                }
-                let st = self.states.entry(peer.person_id.clone()).or_default();
-                st.connecting = false;
-                st.last_seen = Some(now_secs());
-                tracing::info!(peer = %peer.person_id, "connected");
-                self.emit(Event::Connected {
-                    person_id: peer.person_id,
-                    name: peer.person.name,
-                });
-            }
-            Internal::LinkDown {
-                person_id,
-                conn_id,
-                end,
-            } => {
-                if self.links.get(&person_id).map(|s| s.conn_id) != Some(conn_id) {
-                    return; // a replaced link; its successor is up
-                }
-                self.links.remove(&person_id);
-                let st = self.states.entry(person_id.clone()).or_default();
-                st.last_seen = Some(now_secs());
-                if end.code != Some(CloseCode::Shutdown) {
-                    st.last_error = Some(end.reason.clone());
-                }
-                tracing::info!(peer = %person_id, "disconnected: {}", end.reason);
-                self.emit(Event::Disconnected {
-                    person_id,
-                    reason: end.reason,
-                });
-            }
-        }
-    }
-
-    fn next_conn_id(&mut self) -> u64 {
-        self.next_conn += 1;
-        self.next_conn
-    }
-
-    fn spawn_accept(&mut self, tcp: TcpStream, addr: SocketAddr) {
-        let Ok(permit) = self.handshake_slots.clone().try_acquire_owned() else {
-            tracing::warn!(%addr, "too many handshakes in progress; dropping connection");
-            return;
-        };
-        let me = self.me.clone();
-        let itx = self.internal_tx.clone();
-        let cancel = self.cancel.child_token();
-        let conn_id = self.next_conn_id();
-        self.tasks.spawn(async move {
-            let setup = async {
-                let ws = tokio_tungstenite::accept_async_with_config(tcp, Some(conn::ws_config()))
-                    .await
-                    .map_err(|e| ConnError::Ws(e.to_string()))?;
-                let mut link = conn::respond(ws, &me).await?;
-                let (tx, rx) = oneshot::channel();
-                let _ = itx
-                    .send(Internal::Authorize {
-                        peer: link.peer.clone(),
-                        reply: tx,
-                    })
-                    .await;
-                match rx.await {
-                    Ok(Ok(())) => {
-                        link.send_hello(&me).await?;
-                        Ok(Some(link))
-                    }
-                    Ok(Err((code, why))) => {
-                        link.refuse(code, &why).await;
-                        Ok(None)
-                    }
-                    Err(_) => {
-                        link.refuse(CloseCode::Shutdown, "shutting down").await;
-                        Ok(None)
-                    }
-                }
-            };
-            let link = match tokio::time::timeout(HANDSHAKE_TIMEOUT, setup).await {
-                Err(_) => {
-                    tracing::info!(%addr, "handshake timed out");
-                    return;
-                }
-                Ok(Err::<_, ConnError>(e)) => {
-                    tracing::info!(%addr, "incoming connection failed: {e}");
-                    return;
-                }
-                Ok(Ok(None)) => return,
-                Ok(Ok(Some(l))) => l,
-            };
-            drop(permit);
-            run_registered(link, conn_id, itx, cancel).await;
-        });
-    }
-
-    fn spawn_dial(
-        &mut self,
-        url: String,
-        reply: oneshot::Sender<Result<PeerIdentity, CommandError>>,
-    ) {
-        let me = self.me.clone();
-        let itx = self.internal_tx.clone();
-        let cancel = self.cancel.child_token();
-        let conn_id = self.next_conn_id();
-        self.tasks.spawn(async move {
-            let link = match conn::dial(&url, &me, None).await {
-                Ok(l) => l,
-                Err(e) => {
-                    let _ = reply.send(Err(e.into()));
-                    return;
-                }
-            };
-            let (tx, rx) = oneshot::channel();
-            let _ = itx
-                .send(Internal::Authorize {
-                    peer: link.peer.clone(),
-                    reply: tx,
-                })
-                .await;
-            match rx.await {
-                Ok(Ok(())) => {}
-                Ok(Err((code, why))) => {
-                    let peer = link.peer.clone();
-                    link.refuse(code, &why).await;
-                    let _ = reply.send(Err(CommandError::Refused {
-                        name: peer.person.name,
-                        short: crate::identity::short_id(&peer.person_id).into(),
-                        reason: why,
-                    }));
-                    return;
-                }
-                Err(_) => {
-                    let _ = reply.send(Err(CommandError::ShuttingDown));
-                    return;
-                }
-            }
-            let _ = reply.send(Ok(link.peer.clone()));
-            run_registered(link, conn_id, itx, cancel).await;
-        });
-    }
-}
-
-async fn accept(listener: &Option<TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
-    match listener {
-        Some(l) => l.accept().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Register a link with the actor, run it, and report its end.
-async fn run_registered<S>(
-    link: Link<S>,
-    conn_id: u64,
-    itx: mpsc::Sender<Internal>,
-    cancel: CancellationToken,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let (otx, orx) = mpsc::channel(OUTBOX_CAPACITY);
-    let peer = link.peer.clone();
-    let _ = itx
-        .send(Internal::LinkUp {
-            peer: peer.clone(),
-            conn_id,
-            outbox: otx,
-            cancel: cancel.clone(),
-        })
-        .await;
-    let end = conn::run_link(link, orx, cancel).await;
-    let _ = itx
-        .send(Internal::LinkDown {
-            person_id: peer.person_id,
-            conn_id,
-            end,
-        })
-        .await;
 }

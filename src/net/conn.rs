@@ -132,6 +132,8 @@ pub struct Link<S> {
     pub session: Session,
     /// Who is on the other side.
     pub peer: PeerIdentity,
+    /// Responder side: the invitation token the initiator presented, if any.
+    pub invite: Option<String>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
@@ -148,16 +150,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
 
     /// Send our Hello (the responder does this after deciding to accept).
     pub async fn send_hello(&mut self, me: &LocalIdentity) -> Result<(), ConnError> {
-        let f = self.session.seal(&self.session.hello(me))?;
+        let hello = self.session.hello(me, None);
+        self.send(&hello).await
+    }
+
+    /// Send one message in the session.
+    pub async fn send(&mut self, msg: &WireMsg) -> Result<(), ConnError> {
+        let f = self.session.seal(msg)?;
         send_binary(&mut self.ws, f).await
+    }
+
+    /// Receive one message in the session (keepalives are answered and skipped); a `close`
+    /// from the peer becomes [`ConnError::Closed`].
+    pub async fn recv(&mut self) -> Result<WireMsg, ConnError> {
+        loop {
+            let frame = recv_binary(&mut self.ws).await?;
+            match self.session.open(&frame)? {
+                WireMsg::Close { code, reason } => {
+                    return Err(ConnError::Closed {
+                        code: Some(code),
+                        reason,
+                    })
+                }
+                WireMsg::Ping { n } => self.send(&WireMsg::Pong { n }).await?,
+                WireMsg::Pong { .. } => {}
+                m => return Ok(m),
+            }
+        }
     }
 }
 
-/// Dial side: Noise XX as initiator, send our Hello, wait for the peer's Hello (or Close).
+/// Dial side: Noise XX as initiator, send our Hello (with `invite` when pairing), wait for
+/// the peer's Hello (or Close).
 pub async fn dial(
     url: &str,
     me: &LocalIdentity,
     expected_remote: Option<[u8; 32]>,
+    invite: Option<String>,
 ) -> Result<Link<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, ConnError> {
     let fut = async {
         let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), false)
@@ -166,7 +195,7 @@ pub async fn dial(
                 url: url.into(),
                 why: e.to_string(),
             })?;
-        initiate(ws, me, expected_remote).await
+        initiate(ws, me, expected_remote, invite).await
     };
     timeout(HANDSHAKE_TIMEOUT, fut)
         .await
@@ -178,6 +207,7 @@ pub async fn initiate<S>(
     mut ws: WebSocketStream<S>,
     me: &LocalIdentity,
     expected_remote: Option<[u8; 32]>,
+    invite: Option<String>,
 ) -> Result<Link<S>, ConnError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -191,7 +221,7 @@ where
     }
     send_binary(&mut ws, hs.write()?).await?;
     let mut session = hs.into_session()?;
-    let hello = session.seal(&session.hello(me))?;
+    let hello = session.seal(&session.hello(me, invite))?;
     send_binary(&mut ws, hello).await?;
     let reply = recv_binary(&mut ws).await?;
     let msg = session.open(&reply)?;
@@ -202,7 +232,12 @@ where
         });
     }
     let peer = session.verify_hello(&msg)?;
-    Ok(Link { ws, session, peer })
+    Ok(Link {
+        ws,
+        session,
+        peer,
+        invite: None,
+    })
 }
 
 /// Accept side: Noise XX as responder and the peer's Hello verified. The caller decides
@@ -234,10 +269,14 @@ where
     let mut session = hs.into_session()?;
     let frame = recv_binary(&mut ws).await?;
     let hello = session.open(&frame);
-    let peer = match hello
-        .map_err(ConnError::from)
-        .and_then(|m| Ok(session.verify_hello(&m)?))
-    {
+    let verified = hello.map_err(ConnError::from).and_then(|m| {
+        let invite = match &m {
+            WireMsg::Hello { invite, .. } => invite.clone(),
+            _ => None,
+        };
+        Ok((session.verify_hello(&m)?, invite))
+    });
+    let (peer, invite) = match verified {
         Ok(p) => p,
         Err(e) => {
             if let Ok(f) = session.seal(&WireMsg::Close {
@@ -250,7 +289,12 @@ where
             return Err(e);
         }
     };
-    Ok(Link { ws, session, peer })
+    Ok(Link {
+        ws,
+        session,
+        peer,
+        invite,
+    })
 }
 
 /// How a link ended.
@@ -262,11 +306,12 @@ pub struct LinkEnd {
     pub reason: String,
 }
 
-/// Run an established link until it ends: encrypt `outbox` messages, answer keepalives,
-/// detect a dead peer, and report why the link ended.
+/// Run an established link until it ends: encrypt `outbox` messages, pass application
+/// messages to `inbound`, answer keepalives, detect a dead peer, and report why it ended.
 pub async fn run_link<S>(
     link: Link<S>,
     mut outbox: mpsc::Receiver<WireMsg>,
+    inbound: mpsc::Sender<WireMsg>,
     cancel: CancellationToken,
 ) -> LinkEnd
 where
@@ -275,7 +320,7 @@ where
     let Link {
         mut ws,
         mut session,
-        peer: _,
+        ..
     } = link;
     let mut last_rx = Instant::now();
     let mut last_tx = Instant::now();
@@ -329,6 +374,12 @@ where
                     }
                     Ok(WireMsg::Hello { .. }) => {
                         break close_with(&mut ws, &mut session, CloseCode::ProtocolError, "hello repeated after the handshake").await;
+                    }
+                    Ok(m) => {
+                        // Backpressure: a slow consumer slows this peer, never grows memory.
+                        if inbound.send(m).await.is_err() {
+                            break close_with(&mut ws, &mut session, CloseCode::Shutdown, "the instance is shutting down").await;
+                        }
                     }
                     Err(e) => {
                         // An unauthenticated or undecodable frame: the session cannot be

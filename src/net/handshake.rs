@@ -234,14 +234,15 @@ impl Session {
         Ok(WireMsg::decode(&buf[..n])?)
     }
 
-    /// Our Hello for this session.
-    pub fn hello(&self, me: &LocalIdentity) -> WireMsg {
+    /// Our Hello for this session; `invite` is the token when pairing.
+    pub fn hello(&self, me: &LocalIdentity, invite: Option<String>) -> WireMsg {
         let sig = me.sign_as_person(&hello_signed_bytes(&self.hash, &me.instance_id()));
         WireMsg::Hello {
             version: PROTOCOL_VERSION,
             person: me.person.clone(),
             instance: me.instance.clone(),
             sig: hex::encode(sig.to_bytes()),
+            invite,
         }
     }
 
@@ -252,6 +253,7 @@ impl Session {
             person,
             instance,
             sig,
+            ..
         } = msg
         else {
             return Err(HandshakeError::Unexpected(format!(
@@ -298,5 +300,9 @@ pub fn msg_name(m: &WireMsg) -> &'static str {
         WireMsg::Close { .. } => "close",
         WireMsg::Ping { .. } => "ping",
         WireMsg::Pong { .. } => "pong",
+        WireMsg::Profile { .. } => "profile",
+        WireMsg::PairOffer { .. } => "pair_offer",
+        WireMsg::PairConfirm { .. } => "pair_confirm",
+        WireMsg::PairDone { .. } => "pair_done",
     }
 }

@@ -44,6 +44,8 @@ pub struct Card {
     pub name: String,
     /// Person ed25519 public key.
     pub person_key: [u8; 32],
+    /// Instance id.
+    pub instance_id: [u8; 32],
     /// Noise static public key of the instance.
     pub transport_key: [u8; 32],
     /// `ws://` URLs (empty for a client).
@@ -112,7 +114,10 @@ impl<'a> Reader<'a> {
         Ok(h)
     }
     fn arr<const N: usize>(&mut self) -> Result<[u8; N], CodeError> {
-        Ok(self.take(N)?.try_into().expect("invariant: take returned N bytes"))
+        Ok(self
+            .take(N)?
+            .try_into()
+            .expect("invariant: take returned N bytes"))
     }
     fn u8(&mut self) -> Result<u8, CodeError> {
         Ok(self.take(1)?[0])
@@ -164,6 +169,7 @@ impl Code {
                 p.push(name.len() as u8);
                 p.extend_from_slice(name.as_bytes());
                 p.extend_from_slice(&c.person_key);
+                p.extend_from_slice(&c.instance_id);
                 p.extend_from_slice(&c.transport_key);
                 put_urls(&mut p, &c.urls);
             }
@@ -219,6 +225,7 @@ impl Code {
             KIND_CARD => Code::Card(Card {
                 name: r.string()?,
                 person_key: r.arr()?,
+                instance_id: r.arr()?,
                 transport_key: r.arr()?,
                 urls: r.urls()?,
             }),

@@ -2,6 +2,9 @@
 //! identity proof (`handshake`), both pure, and the WebSocket connection shell (`conn`).
 
 pub mod conn;
+pub mod discovery;
 pub mod handshake;
 pub mod invite;
+pub mod manager;
+pub mod pairing;
 pub mod wire;

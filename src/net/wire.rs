@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::identity::{Instance, Person};
+use crate::identity::{Instance, Person, Profile};
 
 /// Protocol version spoken by this build.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -33,6 +33,14 @@ pub enum CloseCode {
     Timeout,
     /// The peer is not the Person the dialer expected at this endpoint.
     WrongPeer,
+    /// The presented invitation token was never issued by this node.
+    InviteUnknown,
+    /// The invitation has expired.
+    InviteExpired,
+    /// The invitation was already used by someone else.
+    InviteUsed,
+    /// The invitation was revoked.
+    InviteRevoked,
 }
 
 impl CloseCode {
@@ -46,6 +54,10 @@ impl CloseCode {
             CloseCode::Duplicate => 4005,
             CloseCode::Timeout => 4006,
             CloseCode::WrongPeer => 4007,
+            CloseCode::InviteUnknown => 4010,
+            CloseCode::InviteExpired => 4011,
+            CloseCode::InviteUsed => 4012,
+            CloseCode::InviteRevoked => 4013,
         }
     }
 
@@ -59,6 +71,10 @@ impl CloseCode {
             CloseCode::Duplicate => "duplicate",
             CloseCode::Timeout => "timeout",
             CloseCode::WrongPeer => "wrong_peer",
+            CloseCode::InviteUnknown => "invite_unknown",
+            CloseCode::InviteExpired => "invite_expired",
+            CloseCode::InviteUsed => "invite_used",
+            CloseCode::InviteRevoked => "invite_revoked",
         }
     }
 }
@@ -77,6 +93,29 @@ pub enum WireMsg {
         instance: Instance,
         /// Person-key signature over `HELLO_CONTEXT || handshake_hash || instance_id`, hex.
         sig: String,
+        /// Initiator only, when pairing: the invitation token, hex.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        invite: Option<String>,
+    },
+    /// The sender's current signed profile (sent on every link-up and on change).
+    Profile {
+        /// The profile.
+        profile: Profile,
+    },
+    /// Node to client after admitting an invitation: the node's profile.
+    PairOffer {
+        /// The node's profile.
+        profile: Profile,
+    },
+    /// Client to node: take me as a contact; the client's profile.
+    PairConfirm {
+        /// The client's profile.
+        profile: Profile,
+    },
+    /// Node to client: the pairing is committed on the node.
+    PairDone {
+        /// The verification string the node shows.
+        verification: String,
     },
     /// The sender is closing the connection, and why.
     Close {

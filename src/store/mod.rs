@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::identity::{Id, Instance, Person};
+pub use crate::identity::Endpoint;
+use crate::identity::{Id, Instance, Person, Profile};
 
 /// Sub-directory of the data dir that holds the sled database.
 pub const DB_DIR: &str = "store";
@@ -44,19 +45,6 @@ pub enum StoreError {
     IdentityMismatch(PathBuf),
 }
 
-/// A network endpoint of an instance, as published in a Profile (`OneInstanceEndpoint`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Endpoint {
-    /// The owning Person id.
-    pub person_id: Id,
-    /// The Instance id.
-    pub instance_id: Id,
-    /// A `ws://host:port` URL.
-    pub url: String,
-    /// The instance's Noise static public key, hex.
-    pub transport_key: String,
-}
-
 /// A contact: a Person we trust, with what we know of how to reach it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Contact {
@@ -68,6 +56,12 @@ pub struct Contact {
     /// Known endpoints.
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
+    /// The newest verified Profile received from this contact.
+    #[serde(default)]
+    pub profile: Option<Profile>,
+    /// This contact stores and forwards our channels (our home node).
+    #[serde(default)]
+    pub replica: bool,
     /// How the contact was made: `invite`, `card`, `provision`, `manual`.
     pub via: String,
     /// Unix seconds when added.
@@ -81,12 +75,71 @@ impl Contact {
     }
 }
 
+/// Where an invitation stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum InviteStatus {
+    /// Usable until it expires.
+    Open,
+    /// Consumed by a successful pairing.
+    Used {
+        /// Person id that paired with it.
+        by: Id,
+        /// Unix seconds.
+        at: u64,
+    },
+    /// Revoked by the owner.
+    Revoked {
+        /// Unix seconds.
+        at: u64,
+    },
+}
+
+/// A stored invitation (node side).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteRecord {
+    /// The token, hex: the key of the record.
+    pub token: String,
+    /// The text code handed out.
+    pub code: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds.
+    pub expires_at: u64,
+    /// Current status.
+    pub status: InviteStatus,
+}
+
+/// A chat channel's record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Channel {
+    /// Channel id (for 1:1: both person ids, sorted, joined by `<->`).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Member person ids.
+    pub members: Vec<Id>,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+/// Result of [`Store::commit_pairing`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PairingCommit {
+    /// Contact and channel stored, token (if any) consumed.
+    Committed,
+    /// The invitation changed state since it was checked; nothing was written.
+    InviteGone(Option<InviteStatus>),
+}
+
 /// The typed store. Cheap to clone (sled handles are reference counted).
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
     meta: sled::Tree,
     contacts: sled::Tree,
+    invites: sled::Tree,
+    channels: sled::Tree,
     dir: PathBuf,
 }
 
@@ -138,10 +191,14 @@ impl Store {
         };
         let meta = db.open_tree("meta").map_err(|e| map_sled(&dir, e))?;
         let contacts = db.open_tree("contacts").map_err(|e| map_sled(&dir, e))?;
+        let invites = db.open_tree("invites").map_err(|e| map_sled(&dir, e))?;
+        let channels = db.open_tree("channels").map_err(|e| map_sled(&dir, e))?;
         Ok(Store {
             db,
             meta,
             contacts,
+            invites,
+            channels,
             dir,
         })
     }
@@ -201,14 +258,7 @@ impl Store {
 
     /// All contacts, ordered by Person id.
     pub fn contacts(&self) -> Result<Vec<Contact>, StoreError> {
-        let mut out = Vec::new();
-        for kv in self.contacts.iter() {
-            let (k, _) = kv.map_err(|e| map_sled(&self.dir, e))?;
-            if let Some(c) = self.get_json(&self.contacts, &k)? {
-                out.push(c);
-            }
-        }
-        Ok(out)
+        self.list(&self.contacts)
     }
 
     /// One contact by Person id.
@@ -230,5 +280,121 @@ impl Store {
             .map_err(|e| map_sled(&self.dir, e))?;
         self.flush()?;
         Ok(old.is_some())
+    }
+
+    fn list<T: DeserializeOwned>(&self, tree: &sled::Tree) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        for kv in tree.iter() {
+            let (k, _) = kv.map_err(|e| map_sled(&self.dir, e))?;
+            if let Some(v) = self.get_json(tree, &k)? {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// This instance's own signed profile, as last published.
+    pub fn own_profile(&self) -> Result<Option<Profile>, StoreError> {
+        self.get_json(&self.meta, b"profile")
+    }
+
+    /// Store this instance's own profile (flushed).
+    pub fn put_own_profile(&self, p: &Profile) -> Result<(), StoreError> {
+        self.put_json(&self.meta, b"profile", p)?;
+        self.flush()
+    }
+
+    /// Store an invitation (flushed).
+    pub fn put_invite(&self, r: &InviteRecord) -> Result<(), StoreError> {
+        self.put_json(&self.invites, r.token.as_bytes(), r)?;
+        self.flush()
+    }
+
+    /// One invitation by token (hex).
+    pub fn invite(&self, token: &str) -> Result<Option<InviteRecord>, StoreError> {
+        self.get_json(&self.invites, token.as_bytes())
+    }
+
+    /// All invitations, ordered by token.
+    pub fn invites(&self) -> Result<Vec<InviteRecord>, StoreError> {
+        self.list(&self.invites)
+    }
+
+    /// All channels, ordered by id.
+    pub fn channels(&self) -> Result<Vec<Channel>, StoreError> {
+        self.list(&self.channels)
+    }
+
+    /// Add a channel unless it exists (flushed).
+    pub fn ensure_channel(&self, c: &Channel) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(c).expect("invariant: store records serialise");
+        let _ = self
+            .channels
+            .compare_and_swap(c.id.as_bytes(), None as Option<&[u8]>, Some(bytes))
+            .map_err(|e| map_sled(&self.dir, e))?;
+        self.flush()
+    }
+
+    /// Atomically: consume `token` (if given; it must be open, or already used by
+    /// `contact`), store `contact`, and create `channel` unless it exists. Flushed. Either
+    /// all of it happens or none.
+    pub fn commit_pairing(
+        &self,
+        token: Option<&str>,
+        contact: &Contact,
+        channel: &Channel,
+        now: u64,
+    ) -> Result<PairingCommit, StoreError> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+        use sled::Transactional;
+        let pid = contact.person_id();
+        let contact_bytes = serde_json::to_vec(contact).expect("invariant: contacts serialise");
+        let channel_bytes = serde_json::to_vec(channel).expect("invariant: channels serialise");
+        let r = (&self.invites, &self.contacts, &self.channels).transaction(|(inv, con, ch)| {
+            if let Some(t) = token {
+                let rec: Option<InviteRecord> = inv
+                    .get(t.as_bytes())?
+                    .and_then(|v| serde_json::from_slice(&v).ok());
+                let Some(mut rec) = rec else {
+                    return Err(ConflictableTransactionError::Abort(None));
+                };
+                match &rec.status {
+                    InviteStatus::Open if rec.expires_at > now => {}
+                    InviteStatus::Used { by, .. } if *by == pid => {}
+                    other => return Err(ConflictableTransactionError::Abort(Some(other.clone()))),
+                }
+                rec.status = InviteStatus::Used {
+                    by: pid.clone(),
+                    at: now,
+                };
+                let b = serde_json::to_vec(&rec).expect("invariant: invites serialise");
+                inv.insert(t.as_bytes(), b)?;
+            }
+            con.insert(pid.as_bytes(), contact_bytes.clone())?;
+            if ch.get(channel.id.as_bytes())?.is_none() {
+                ch.insert(channel.id.as_bytes(), channel_bytes.clone())?;
+            }
+            Ok(())
+        });
+        match r {
+            Ok(()) => {
+                self.flush()?;
+                Ok(PairingCommit::Committed)
+            }
+            Err(TransactionError::Abort(status)) => Ok(PairingCommit::InviteGone(status)),
+            Err(TransactionError::Storage(e)) => Err(map_sled(&self.dir, e)),
+        }
+    }
+
+    /// Revoke an open invitation (flushed). Returns the record as it is now.
+    pub fn revoke_invite(&self, token: &str, now: u64) -> Result<Option<InviteRecord>, StoreError> {
+        let Some(mut rec) = self.invite(token)? else {
+            return Ok(None);
+        };
+        if rec.status == InviteStatus::Open {
+            rec.status = InviteStatus::Revoked { at: now };
+            self.put_invite(&rec)?;
+        }
+        Ok(Some(rec))
     }
 }

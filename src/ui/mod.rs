@@ -79,6 +79,19 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
                 Event::Disconnected { person_id, reason } => {
                     format!("disconnected from {}: {reason}", short_id(person_id))
                 }
+                Event::ContactAdded {
+                    name,
+                    person_id,
+                    verification,
+                    ..
+                } => format!(
+                    "new contact {name} ({}), verification {verification}",
+                    short_id(person_id)
+                ),
+                Event::EndpointsChanged { person_id, urls } => {
+                    format!("{} now at {}", short_id(person_id), urls.join(", "))
+                }
+                Event::Error { message, .. } => format!("error: {message}"),
             };
             state.log.push(line);
             if state.log.len() > LOG_KEEP {
@@ -178,15 +191,25 @@ fn render_contacts(state: &State, f: &mut Frame, area: Rect) {
 }
 
 /// Run the TUI until the user quits. The terminal is restored on every exit path.
-pub async fn run(running: Running) -> std::io::Result<()> {
+pub async fn run(
+    running: Running,
+    provision: Option<crate::app::headless::ProvisionCfg>,
+) -> std::io::Result<()> {
     let Running {
         handle,
         mut events,
         info,
         done,
     } = running;
-    let mut terminal = ratatui::init();
     let mut state = State::new(info);
+    // Provision before taking over the terminal, so a failure can still be read.
+    let mut guard = None;
+    if let Some(p) = &provision {
+        let (lines, g) = crate::app::headless::provision_lines(&handle, p).await;
+        state.log.extend(lines);
+        guard = g;
+    }
+    let mut terminal = ratatui::init();
     if let Ok(c) = handle.contacts().await {
         update(&mut state, Action::Contacts(c));
     }
@@ -249,5 +272,8 @@ pub async fn run(running: Running) -> std::io::Result<()> {
     ratatui::restore();
     handle.shutdown();
     let _ = done.await;
+    if let Some(g) = guard {
+        g.stop().await;
+    }
     result
 }

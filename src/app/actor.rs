@@ -1,0 +1,921 @@
+//! The runtime actor itself: one task owning the store, the connection table, the
+//! connection manager and the profile; everything else talks to it through channels.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::app::runtime::{
+    now_ms, now_secs, Command, CommandError, Config, ContactView, Event, IdentityInfo, NewInvite,
+    Paired, PeerState, Reply, Role, StartError,
+};
+use crate::app::tasks;
+use crate::identity::{short_id, verification_string, Endpoint, LocalIdentity, Person, Profile};
+use crate::net::conn::LinkEnd;
+use crate::net::discovery::{self, Announcement, DISCOVERY_CAPACITY};
+use crate::net::handshake::PeerIdentity;
+use crate::net::invite::{Card, Code, Invite, TOKEN_LEN};
+use crate::net::manager::{keep_new_link, LinkMeta, Manager};
+use crate::net::pairing::{
+    self, check_invite, direct_channel, Admission, ClientCommit, ClientPairing, NodeCommit,
+    PairError,
+};
+use crate::net::wire::{CloseCode, WireMsg};
+use crate::store::{Contact, PairingCommit, Store, StoreError};
+
+/// Capacity of the internal queue from connection tasks into the actor.
+pub const INTERNAL_CAPACITY: usize = 256;
+/// Capacity of the queue of application messages from links into the actor.
+pub const INBOUND_CAPACITY: usize = 1024;
+/// Handshakes in progress at once; further TCP connections are closed at once.
+pub const MAX_PENDING_HANDSHAKES: usize = 64;
+/// How often the connection manager is polled.
+pub const MANAGER_TICK: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// What a responder does with a verified peer.
+#[derive(Debug)]
+pub enum Verdict {
+    /// A contact (or a stranger under `--accept-unknown`): a normal link.
+    Accept,
+    /// A stranger with an admissible invitation: run the pairing exchange.
+    Pair {
+        /// Token, hex.
+        token: String,
+        /// Fresh or repeat.
+        admission: Admission,
+        /// Our profile for `pair_offer`.
+        profile: Box<Profile>,
+    },
+    /// Refuse with a reason.
+    Refuse(CloseCode, String),
+}
+
+/// Messages from connection tasks into the actor.
+pub enum Internal {
+    /// Responder: may this peer connect?
+    Authorize {
+        /// Who.
+        peer: PeerIdentity,
+        /// Token presented, if any.
+        invite: Option<String>,
+        /// Answer.
+        reply: oneshot::Sender<Verdict>,
+    },
+    /// Node: commit a pairing.
+    NodeCommit {
+        /// What to write.
+        commit: NodeCommit,
+        /// Answer.
+        reply: oneshot::Sender<Result<(), PairError>>,
+    },
+    /// Client: commit a pairing.
+    ClientCommit {
+        /// What to write.
+        commit: ClientCommit,
+        /// Contact flags.
+        via: String,
+        /// Replica flag.
+        replica: bool,
+        /// Answer.
+        reply: oneshot::Sender<Result<(), CommandError>>,
+    },
+    /// A link is up.
+    LinkUp {
+        /// Who.
+        peer: PeerIdentity,
+        /// Link id.
+        conn_id: u64,
+        /// Send into the link.
+        outbox: mpsc::Sender<WireMsg>,
+        /// Stop the link.
+        cancel: CancellationToken,
+        /// Instance that dialed.
+        dialer_instance: String,
+    },
+    /// A link ended.
+    LinkDown {
+        /// Who.
+        person_id: String,
+        /// Link id.
+        conn_id: u64,
+        /// Why.
+        end: LinkEnd,
+    },
+    /// A manager dial failed.
+    DialFailed {
+        /// Whom.
+        person_id: String,
+        /// Why.
+        error: String,
+    },
+}
+
+/// An application message from a link.
+pub struct Inbound {
+    /// From whom.
+    pub person_id: String,
+    /// Link id.
+    pub conn_id: u64,
+    /// The message.
+    pub msg: WireMsg,
+}
+
+struct LinkSlot {
+    conn_id: u64,
+    outbox: mpsc::Sender<WireMsg>,
+    cancel: CancellationToken,
+    meta: LinkMeta,
+}
+
+#[derive(Default, Clone)]
+struct LiveState {
+    last_error: Option<String>,
+    last_seen: Option<u64>,
+}
+
+/// Everything a connection task needs from the actor, cheaply cloned.
+#[derive(Clone)]
+pub struct TaskCtx {
+    /// Our identity.
+    pub me: Arc<LocalIdentity>,
+    /// Into the actor.
+    pub itx: mpsc::Sender<Internal>,
+    /// Application messages into the actor.
+    pub inbound: mpsc::Sender<Inbound>,
+}
+
+/// The actor.
+pub struct Actor {
+    cfg: Config,
+    me: Arc<LocalIdentity>,
+    store: Store,
+    info: IdentityInfo,
+    profile: Profile,
+    commands: mpsc::Receiver<Command>,
+    internal_rx: mpsc::Receiver<Internal>,
+    inbound_rx: mpsc::Receiver<Inbound>,
+    ctx: TaskCtx,
+    events: mpsc::Sender<Event>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+    links: HashMap<String, LinkSlot>,
+    live: HashMap<String, LiveState>,
+    manager: Manager,
+    announce_seen: HashMap<String, u64>,
+    next_conn: u64,
+    handshake_slots: Arc<Semaphore>,
+}
+
+impl Actor {
+    /// Build the actor; publishes a new profile version if our endpoint changed.
+    pub fn new(
+        cfg: Config,
+        me: Arc<LocalIdentity>,
+        store: Store,
+        info: IdentityInfo,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<Event>,
+        cancel: CancellationToken,
+    ) -> Result<Self, StartError> {
+        let endpoints: Vec<Endpoint> = info
+            .endpoint
+            .iter()
+            .map(|url| Endpoint {
+                person_id: me.person_id(),
+                instance_id: me.instance_id(),
+                url: url.clone(),
+                transport_key: me.instance.transport_key.clone(),
+            })
+            .collect();
+        let profile = match store.own_profile()? {
+            Some(p) if p.endpoints == endpoints && p.name == me.person.name => p,
+            old => {
+                let version = now_ms().max(old.map(|p| p.version + 1).unwrap_or(0));
+                let p = Profile::signed(&me, endpoints, version);
+                store.put_own_profile(&p)?;
+                p
+            }
+        };
+        let (itx, internal_rx) = mpsc::channel(INTERNAL_CAPACITY);
+        let (inbound, inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
+        let mut manager = Manager::new(u64::from_le_bytes(
+            crate::identity::random32()[..8]
+                .try_into()
+                .expect("invariant: 8 bytes"),
+        ));
+        let now = now_ms();
+        for c in store.contacts()? {
+            manager.set_endpoints(&c.person_id(), dial_targets(&c), now);
+        }
+        Ok(Actor {
+            ctx: TaskCtx {
+                me: me.clone(),
+                itx,
+                inbound,
+            },
+            cfg,
+            me,
+            store,
+            info,
+            profile,
+            commands,
+            internal_rx,
+            inbound_rx,
+            events,
+            cancel,
+            tasks: TaskTracker::new(),
+            links: HashMap::new(),
+            live: HashMap::new(),
+            manager,
+            announce_seen: HashMap::new(),
+            next_conn: 1,
+            handshake_slots: Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES)),
+        })
+    }
+
+    /// Run until cancelled, then close links and flush.
+    pub async fn run(mut self, listener: Option<TcpListener>, discovery: Option<UdpSocket>) {
+        let (atx, mut arx) = mpsc::channel(DISCOVERY_CAPACITY);
+        if let Some(sock) = discovery {
+            self.tasks
+                .spawn(discovery::listen(sock, atx, self.cancel.child_token()));
+        }
+        if let (Role::Node, Some(url)) = (self.cfg.role, self.info.endpoint.clone()) {
+            self.tasks.spawn(discovery::announce(
+                self.me.clone(),
+                url,
+                self.cfg.discovery,
+                self.cancel.child_token(),
+            ));
+        }
+        let mut tick = tokio::time::interval(MANAGER_TICK);
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => break,
+                Some(cmd) = self.commands.recv() => self.on_command(cmd),
+                Some(msg) = self.internal_rx.recv() => self.on_internal(msg),
+                Some(msg) = self.inbound_rx.recv() => self.on_inbound(msg),
+                Some(a) = arx.recv() => self.on_announcement(a),
+                _ = tick.tick() => self.poll_manager(),
+                acc = accept(&listener) => match acc {
+                    Ok((tcp, addr)) => self.spawn_accept(tcp, addr),
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+        // Orderly shutdown: every link sends its Close, then the store is flushed.
+        for slot in self.links.values() {
+            slot.cancel.cancel();
+        }
+        self.tasks.close();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), self.tasks.wait()).await;
+        if let Err(e) = self.store.flush() {
+            tracing::error!("final flush failed: {e}");
+        }
+        tracing::info!("instance stopped");
+    }
+
+    fn emit(&self, e: Event) {
+        // A shell that stopped reading must not stall the actor; events are advisory.
+        if self.events.try_send(e).is_err() {
+            tracing::debug!("event queue full or closed; event dropped");
+        }
+    }
+
+    fn next_conn_id(&mut self) -> u64 {
+        self.next_conn += 1;
+        self.next_conn
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Identity(reply) => {
+                let _ = reply.send(self.info.clone());
+            }
+            Command::Contacts(reply) => {
+                let _ = reply.send(self.contact_views());
+            }
+            Command::Connect { url, reply } => {
+                let conn_id = self.next_conn_id();
+                self.tasks.spawn(tasks::dial_once(
+                    self.ctx.clone(),
+                    url,
+                    reply,
+                    conn_id,
+                    self.cancel.child_token(),
+                ));
+            }
+            Command::Invite { ttl_secs, reply } => {
+                let _ = reply.send(self.new_invite(ttl_secs));
+            }
+            Command::Invites(reply) => {
+                let _ = reply.send(self.store.invites().map_err(Into::into));
+            }
+            Command::RevokeInvite { code, reply } => {
+                let _ = reply.send(self.revoke(&code));
+            }
+            Command::Accept {
+                code,
+                replica,
+                via,
+                reply,
+            } => self.start_accept(code, replica, via, reply),
+            Command::Card(reply) => {
+                let _ = reply.send(Ok(self.card()));
+            }
+            Command::AddContact { card, reply } => {
+                let _ = reply.send(self.add_card(&card));
+            }
+            Command::Channels(reply) => {
+                let _ = reply.send(self.store.channels().map_err(Into::into));
+            }
+            Command::SetDisplayName { name, reply } => {
+                let _ = reply.send(self.set_display_name(name));
+            }
+            Command::TrustEndpoint { person_id, url } => {
+                if let Err(e) = self.update_endpoint_url(&person_id, &url) {
+                    tracing::warn!("cannot record endpoint: {e}");
+                }
+            }
+        }
+    }
+
+    fn set_display_name(&mut self, name: String) -> Result<u64, CommandError> {
+        crate::identity::check_name(&name).map_err(|e| CommandError::BadArgument(e.to_string()))?;
+        let version = now_ms().max(self.profile.version + 1);
+        let mut p = self.profile.clone();
+        p.name = name;
+        p.version = version;
+        let p = Profile::signed_from(&self.me, p);
+        self.store.put_own_profile(&p)?;
+        self.profile = p;
+        for slot in self.links.values() {
+            // A full outbox means a stuck link; it gets the profile on its next link-up.
+            let _ = slot.outbox.try_send(WireMsg::Profile {
+                profile: self.profile.clone(),
+            });
+        }
+        Ok(version)
+    }
+
+    fn contact_views(&self) -> Result<Vec<ContactView>, CommandError> {
+        Ok(self
+            .store
+            .contacts()?
+            .into_iter()
+            .map(|c| {
+                let id = c.person_id();
+                let live = self.live.get(&id).cloned().unwrap_or_default();
+                let state = if self.links.contains_key(&id) {
+                    PeerState::Connected
+                } else if self.manager.state(&id) == Some(&crate::net::manager::DialState::Dialing)
+                {
+                    PeerState::Connecting
+                } else {
+                    PeerState::Offline
+                };
+                ContactView {
+                    contact: c,
+                    state,
+                    last_error: live.last_error,
+                    last_seen: live.last_seen,
+                }
+            })
+            .collect())
+    }
+
+    fn new_invite(&mut self, ttl_secs: u64) -> Result<NewInvite, CommandError> {
+        if self.cfg.role != Role::Node {
+            return Err(CommandError::NotANode);
+        }
+        let url = self
+            .info
+            .endpoint
+            .clone()
+            .expect("invariant: a node has an endpoint");
+        let mut token = [0u8; TOKEN_LEN];
+        token.copy_from_slice(&crate::identity::random32()[..TOKEN_LEN]);
+        let now = now_secs();
+        let mut rec = pairing::new_invite_record(token, String::new(), now, ttl_secs);
+        let invite = Invite {
+            person_id: crate::identity::parse_hex::<32>(&self.me.person_id(), "person_id")
+                .expect("invariant: our id is 32 bytes of hex"),
+            transport_key: self
+                .me
+                .instance
+                .transport_key_bytes()
+                .expect("invariant: our transport key is valid"),
+            token,
+            expires_at: rec.expires_at,
+            urls: vec![url],
+        };
+        rec.code = Code::Invite(invite).encode();
+        self.store.put_invite(&rec)?;
+        tracing::info!(expires_at = rec.expires_at, "invitation created");
+        Ok(NewInvite {
+            code: rec.code,
+            expires_at: rec.expires_at,
+        })
+    }
+
+    fn revoke(&mut self, code: &str) -> Result<crate::store::InviteRecord, CommandError> {
+        let Code::Invite(inv) = Code::decode(code)? else {
+            return Err(CommandError::BadArgument(
+                "that is a contact card, not an invitation".into(),
+            ));
+        };
+        self.store
+            .revoke_invite(&hex::encode(inv.token), now_secs())?
+            .ok_or(CommandError::UnknownInvite)
+    }
+
+    fn start_accept(&mut self, code: String, replica: bool, via: String, reply: Reply<Paired>) {
+        let invite = match Code::decode(&code) {
+            Ok(Code::Invite(i)) => i,
+            Ok(Code::Card(_)) => {
+                let _ = reply.send(Err(CommandError::BadArgument(
+                    "that is a contact card: import it with add_contact".into(),
+                )));
+                return;
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+                return;
+            }
+        };
+        let pairing = match ClientPairing::start(invite, now_secs()) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+                return;
+            }
+        };
+        let conn_id = self.next_conn_id();
+        self.tasks.spawn(tasks::accept_invite(
+            self.ctx.clone(),
+            pairing,
+            self.profile.clone(),
+            via,
+            replica,
+            reply,
+            conn_id,
+            self.cancel.child_token(),
+        ));
+    }
+
+    fn card(&self) -> String {
+        Code::Card(Card {
+            name: self.me.person.name.clone(),
+            person_key: self
+                .me
+                .person
+                .verifying_key()
+                .expect("invariant: our own key is valid")
+                .to_bytes(),
+            instance_id: crate::identity::parse_hex::<32>(&self.me.instance_id(), "instance_id")
+                .expect("invariant: our id is 32 bytes of hex"),
+            transport_key: self
+                .me
+                .instance
+                .transport_key_bytes()
+                .expect("invariant: our transport key is valid"),
+            urls: self.info.endpoint.iter().cloned().collect(),
+        })
+        .encode()
+    }
+
+    fn add_card(&mut self, card: &str) -> Result<Paired, CommandError> {
+        let Code::Card(c) = Code::decode(card)? else {
+            return Err(CommandError::BadArgument(
+                "that is an invitation: use accept".into(),
+            ));
+        };
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&c.person_key)
+            .map_err(|_| CommandError::BadArgument("the card's key is invalid".into()))?;
+        crate::identity::check_name(&c.name)
+            .map_err(|e| CommandError::BadArgument(e.to_string()))?;
+        let person = Person::new(&c.name, &key);
+        let pid = person.id();
+        if pid == self.me.person_id() {
+            return Err(CommandError::BadArgument(
+                "that is this instance's own card".into(),
+            ));
+        }
+        let endpoints = c
+            .urls
+            .iter()
+            .map(|u| Endpoint {
+                person_id: pid.clone(),
+                instance_id: hex::encode(c.instance_id),
+                url: u.clone(),
+                transport_key: hex::encode(c.transport_key),
+            })
+            .collect();
+        let now = now_secs();
+        let mut contact = self.store.contact(&pid)?.unwrap_or(Contact {
+            person: person.clone(),
+            instances: vec![],
+            endpoints: vec![],
+            profile: None,
+            replica: false,
+            via: "card".into(),
+            added_at: now,
+        });
+        contact.endpoints = endpoints;
+        let channel = direct_channel(&self.me.person_id(), &pid, &person.name, now);
+        self.store.commit_pairing(None, &contact, &channel, now)?;
+        self.manager
+            .set_endpoints(&pid, dial_targets(&contact), now_ms());
+        let verification = verification_string(&self.me.person, &person);
+        tracing::info!(peer = %pid, "contact added from a card");
+        Ok(Paired {
+            person_id: pid,
+            name: person.name,
+            verification,
+        })
+    }
+
+    fn authorize(&self, peer: &PeerIdentity, invite: Option<&str>) -> Verdict {
+        if peer.person_id == self.me.person_id() {
+            return Verdict::Accept;
+        }
+        // A presented invitation is honoured even for an existing contact: the exchange
+        // refreshes both profiles, and the client gets the answer it asked for.
+        if let Some(token) = invite {
+            let Some(token) = pairing::parse_token(token) else {
+                return Verdict::Refuse(CloseCode::InviteUnknown, PairError::Unknown.to_string());
+            };
+            let rec = match self.store.invite(&token) {
+                Ok(r) => r,
+                Err(e) => {
+                    return Verdict::Refuse(CloseCode::Shutdown, format!("store failure: {e}"))
+                }
+            };
+            return match check_invite(rec.as_ref(), &peer.person_id, now_secs()) {
+                Ok(admission) => Verdict::Pair {
+                    token,
+                    admission,
+                    profile: Box::new(self.profile.clone()),
+                },
+                Err(e) => Verdict::Refuse(e.close_code(), e.to_string()),
+            };
+        }
+        match self.store.contact(&peer.person_id) {
+            Ok(Some(_)) => return Verdict::Accept,
+            Ok(None) => {}
+            Err(e) => return Verdict::Refuse(CloseCode::Shutdown, format!("store failure: {e}")),
+        }
+        if self.cfg.accept_unknown {
+            return Verdict::Accept;
+        }
+        Verdict::Refuse(
+            CloseCode::NotAContact,
+            format!(
+                "{} ({}) is not a contact of {}; pair first with an invitation code from this node",
+                peer.person.name,
+                short_id(&peer.person_id),
+                self.me.person.name
+            ),
+        )
+    }
+
+    fn on_internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::Authorize {
+                peer,
+                invite,
+                reply,
+            } => {
+                let verdict = self.authorize(&peer, invite.as_deref());
+                if let Verdict::Refuse(_, why) = &verdict {
+                    tracing::info!(peer = %peer.person_id, "refused: {why}");
+                }
+                let _ = reply.send(verdict);
+            }
+            Internal::NodeCommit { commit, reply } => {
+                let r = self.commit_node(commit);
+                let _ = reply.send(r);
+            }
+            Internal::ClientCommit {
+                commit,
+                via,
+                replica,
+                reply,
+            } => {
+                let r = self.commit_client(commit, via, replica);
+                let _ = reply.send(r);
+            }
+            Internal::LinkUp {
+                peer,
+                conn_id,
+                outbox,
+                cancel,
+                dialer_instance,
+            } => self.on_link_up(peer, conn_id, outbox, cancel, dialer_instance),
+            Internal::LinkDown {
+                person_id,
+                conn_id,
+                end,
+            } => {
+                if self.links.get(&person_id).map(|s| s.conn_id) != Some(conn_id) {
+                    return; // a replaced or losing duplicate link
+                }
+                self.links.remove(&person_id);
+                let st = self.live.entry(person_id.clone()).or_default();
+                st.last_seen = Some(now_secs());
+                if end.code != Some(CloseCode::Shutdown) {
+                    st.last_error = Some(end.reason.clone());
+                }
+                self.manager.link_down(&person_id, now_ms());
+                tracing::info!(peer = %person_id, "disconnected: {}", end.reason);
+                self.emit(Event::Disconnected {
+                    person_id,
+                    reason: end.reason,
+                });
+            }
+            Internal::DialFailed { person_id, error } => {
+                tracing::debug!(peer = %person_id, "dial failed: {error}");
+                self.live.entry(person_id.clone()).or_default().last_error = Some(error);
+                self.manager.dial_failed(&person_id, now_ms());
+            }
+        }
+    }
+
+    fn commit_node(&mut self, c: NodeCommit) -> Result<(), PairError> {
+        let pid = c.contact.person_id();
+        let name = c.contact.person.name.clone();
+        // Keep what we already know of a repeat pairing's contact (e.g. the replica flag).
+        let mut contact = c.contact;
+        if let Ok(Some(old)) = self.store.contact(&pid) {
+            contact.replica = old.replica;
+            contact.added_at = old.added_at;
+        }
+        match self
+            .store
+            .commit_pairing(Some(&c.token), &contact, &c.channel, now_secs())
+        {
+            Ok(PairingCommit::Committed) => {}
+            Ok(PairingCommit::InviteGone(status)) => {
+                return Err(match status {
+                    Some(crate::store::InviteStatus::Revoked { .. }) => PairError::Revoked,
+                    Some(crate::store::InviteStatus::Used { .. }) => PairError::Used,
+                    Some(crate::store::InviteStatus::Open) => PairError::Expired(None),
+                    None => PairError::Unknown,
+                })
+            }
+            Err(e) => {
+                tracing::error!("pairing commit failed: {e}");
+                self.emit(Event::Error {
+                    kind: "store".into(),
+                    message: e.to_string(),
+                });
+                return Err(PairError::Protocol(format!(
+                    "the node could not store the contact: {e}"
+                )));
+            }
+        }
+        self.manager
+            .set_endpoints(&pid, dial_targets(&contact), now_ms());
+        tracing::info!(peer = %pid, "paired by invitation");
+        self.emit(Event::ContactAdded {
+            person_id: pid,
+            name,
+            via: "invite".into(),
+            verification: c.verification,
+        });
+        Ok(())
+    }
+
+    fn commit_client(
+        &mut self,
+        c: ClientCommit,
+        via: String,
+        replica: bool,
+    ) -> Result<(), CommandError> {
+        let mut contact = c.contact;
+        contact.via = via.clone();
+        contact.replica = replica;
+        let pid = contact.person_id();
+        self.store
+            .commit_pairing(None, &contact, &c.channel, now_secs())?;
+        self.manager
+            .set_endpoints(&pid, dial_targets(&contact), now_ms());
+        // The command's answer announces the contact; no separate event.
+        tracing::info!(peer = %pid, via = %via, "paired: accepted invitation");
+        Ok(())
+    }
+
+    fn on_link_up(
+        &mut self,
+        peer: PeerIdentity,
+        conn_id: u64,
+        outbox: mpsc::Sender<WireMsg>,
+        cancel: CancellationToken,
+        dialer_instance: String,
+    ) {
+        let now = now_ms();
+        let meta = LinkMeta {
+            dialer_instance,
+            up_at_ms: now,
+        };
+        if let Some(old) = self.links.get(&peer.person_id) {
+            if !keep_new_link(&old.meta, &meta, now) {
+                tracing::debug!(peer = %peer.person_id, "duplicate link closed");
+                let _ = outbox.try_send(WireMsg::Close {
+                    code: CloseCode::Duplicate,
+                    reason: "another link to this instance is kept".into(),
+                });
+                return;
+            }
+            old.cancel.cancel();
+        }
+        // Learn the instance (e.g. a card contact's first connection) for discovery checks.
+        if let Ok(Some(mut c)) = self.store.contact(&peer.person_id) {
+            if !c.instances.iter().any(|i| i == &peer.instance) {
+                c.instances.retain(|i| i.id() != peer.instance_id);
+                c.instances.push(peer.instance.clone());
+                if let Err(e) = self.store.put_contact(&c) {
+                    tracing::warn!("cannot record instance: {e}");
+                }
+            }
+        }
+        let _ = outbox.try_send(WireMsg::Profile {
+            profile: self.profile.clone(),
+        });
+        let first = !self.links.contains_key(&peer.person_id);
+        self.links.insert(
+            peer.person_id.clone(),
+            LinkSlot {
+                conn_id,
+                outbox,
+                cancel,
+                meta,
+            },
+        );
+        self.manager.link_up(&peer.person_id);
+        let st = self.live.entry(peer.person_id.clone()).or_default();
+        st.last_seen = Some(now_secs());
+        st.last_error = None;
+        if first {
+            tracing::info!(peer = %peer.person_id, "connected");
+            self.emit(Event::Connected {
+                person_id: peer.person_id,
+                name: peer.person.name,
+            });
+        }
+    }
+
+    fn on_inbound(&mut self, m: Inbound) {
+        if self.links.get(&m.person_id).map(|s| s.conn_id) != Some(m.conn_id) {
+            return;
+        }
+        match m.msg {
+            WireMsg::Profile { profile } => {
+                if let Err(e) = self.on_profile(&m.person_id, profile) {
+                    tracing::warn!(peer = %m.person_id, "profile ignored: {e}");
+                }
+            }
+            other => {
+                tracing::debug!(peer = %m.person_id, "unexpected {}", crate::net::handshake::msg_name(&other));
+            }
+        }
+    }
+
+    fn on_profile(&mut self, pid: &str, profile: Profile) -> Result<(), String> {
+        let Some(mut c) = self.store.contact(pid).map_err(|e| e.to_string())? else {
+            return Ok(()); // a stranger under --accept-unknown: nothing to update
+        };
+        profile.verify(&c.person).map_err(|e| e.to_string())?;
+        if c.profile
+            .as_ref()
+            .is_some_and(|p| p.version >= profile.version)
+        {
+            return Ok(());
+        }
+        let changed = c.endpoints != profile.endpoints;
+        c.endpoints = profile.endpoints.clone();
+        c.profile = Some(profile);
+        self.store.put_contact(&c).map_err(|e| e.to_string())?;
+        if changed {
+            self.manager.set_endpoints(pid, dial_targets(&c), now_ms());
+            self.emit(Event::EndpointsChanged {
+                person_id: pid.into(),
+                urls: c.endpoints.iter().map(|e| e.url.clone()).collect(),
+            });
+        }
+        Ok(())
+    }
+
+    fn on_announcement(&mut self, a: Announcement) {
+        let contact = match self.store.contact(&a.person_id) {
+            Ok(c) => c,
+            Err(_) => return,
+        };
+        let last = self.announce_seen.get(&a.instance_id).copied();
+        if let Err(why) = a.verify(contact.as_ref(), now_ms(), last) {
+            tracing::debug!(from = %short_id(&a.person_id), "announcement ignored: {why}");
+            return;
+        }
+        self.announce_seen.insert(a.instance_id.clone(), a.ts);
+        let c = contact.expect("invariant: verify() accepted, so the contact exists");
+        if c.endpoints
+            .iter()
+            .any(|e| e.url == a.url && e.instance_id == a.instance_id)
+        {
+            return;
+        }
+        tracing::info!(peer = %short_id(&a.person_id), url = %a.url, "endpoint found by discovery");
+        if let Err(e) = self.update_endpoint_url(&a.person_id, &a.url) {
+            tracing::warn!("cannot record discovered endpoint: {e}");
+        }
+    }
+
+    /// Point a contact's (first instance's) endpoint at `url`.
+    fn update_endpoint_url(&mut self, pid: &str, url: &str) -> Result<(), StoreError> {
+        let Some(mut c) = self.store.contact(pid)? else {
+            return Ok(());
+        };
+        let (instance_id, key) = match (c.endpoints.first(), c.instances.first()) {
+            (Some(e), _) => (e.instance_id.clone(), e.transport_key.clone()),
+            (None, Some(i)) => (i.id(), i.transport_key.clone()),
+            (None, None) => return Ok(()),
+        };
+        c.endpoints.retain(|e| e.instance_id != instance_id);
+        c.endpoints.insert(
+            0,
+            Endpoint {
+                person_id: pid.into(),
+                instance_id,
+                url: url.into(),
+                transport_key: key,
+            },
+        );
+        self.store.put_contact(&c)?;
+        self.manager.set_endpoints(pid, dial_targets(&c), now_ms());
+        self.emit(Event::EndpointsChanged {
+            person_id: pid.into(),
+            urls: c.endpoints.iter().map(|e| e.url.clone()).collect(),
+        });
+        Ok(())
+    }
+
+    fn poll_manager(&mut self) {
+        for req in self.manager.poll(now_ms()) {
+            if self.links.contains_key(&req.person_id) {
+                self.manager.link_up(&req.person_id);
+                continue;
+            }
+            let conn_id = self.next_conn_id();
+            self.tasks.spawn(tasks::dial_contact(
+                self.ctx.clone(),
+                req,
+                conn_id,
+                self.cancel.child_token(),
+            ));
+        }
+    }
+
+    fn spawn_accept(&mut self, tcp: TcpStream, addr: std::net::SocketAddr) {
+        let Ok(permit) = self.handshake_slots.clone().try_acquire_owned() else {
+            tracing::warn!(%addr, "too many handshakes in progress; dropping connection");
+            return;
+        };
+        let conn_id = self.next_conn_id();
+        self.tasks.spawn(tasks::serve_incoming(
+            self.ctx.clone(),
+            tcp,
+            addr,
+            permit,
+            conn_id,
+            self.cancel.child_token(),
+        ));
+    }
+}
+
+/// The (url, key) pairs the manager dials for a contact.
+pub fn dial_targets(c: &Contact) -> Vec<(String, [u8; 32])> {
+    c.endpoints
+        .iter()
+        .filter_map(|e| {
+            crate::identity::parse_hex::<32>(&e.transport_key, "transport_key")
+                .ok()
+                .map(|k| (e.url.clone(), k))
+        })
+        .collect()
+}
+
+async fn accept(
+    listener: &Option<TcpListener>,
+) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}

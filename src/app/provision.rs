@@ -1,0 +1,206 @@
+//! Local trust (the seed's `provision:node`): a client starts a node of its own as a child
+//! process, talks to it over its stdin/stdout (the trusted channel), takes an invitation
+//! from it and accepts it. The child quits when its stdin closes, i.e. when we quit.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::oneshot;
+
+use crate::app::runtime::{CommandError, Handle};
+
+/// Time allowed for the child to print `ready` and answer `invite`.
+pub const CHILD_TIMEOUT: Duration = Duration::from_secs(15);
+/// Sub-directory of the client's data dir that holds the provisioned node.
+pub const NODE_SUBDIR: &str = "node";
+
+/// Errors of provisioning.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    /// The child could not be started.
+    #[error("cannot start the node process ({0}); is the lama-tui binary still in place?")]
+    Spawn(std::io::Error),
+    /// The child exited before it was ready.
+    #[error("the provisioned node failed to start: {0}")]
+    ChildFailed(String),
+    /// The child did not answer in time.
+    #[error("the provisioned node did not answer within {CHILD_TIMEOUT:?}; see {0}/lama-tui.log")]
+    Timeout(PathBuf),
+    /// A node runs for this data dir already but we hold no pairing with it.
+    #[error("a node is already running for {0} but this client is not paired with it; stop that node and try again")]
+    ForeignNode(PathBuf),
+    /// Pairing with the child failed.
+    #[error("pairing with the provisioned node failed: {0}")]
+    Pairing(#[from] CommandError),
+}
+
+/// The outcome of provisioning.
+#[derive(Debug)]
+pub struct Provisioned {
+    /// The node's person id.
+    pub person_id: String,
+    /// Its endpoint, if we started it.
+    pub endpoint: Option<String>,
+    /// Verification string of a fresh pairing.
+    pub verification: Option<String>,
+    /// Whether an already running node was reused.
+    pub reused: bool,
+    /// The child, if we started one.
+    pub guard: Option<NodeGuard>,
+}
+
+/// Owns the child process; dropping its stdin stops it.
+#[derive(Debug)]
+pub struct NodeGuard {
+    stdin: Option<ChildStdin>,
+    /// Resolves when the child exits.
+    pub exited: oneshot::Receiver<std::io::Result<ExitStatus>>,
+    keep: bool,
+}
+
+impl NodeGuard {
+    /// Stop the child (close its stdin) and wait for it, unless it is to keep running.
+    pub async fn stop(mut self) {
+        if self.keep {
+            return;
+        }
+        self.stdin = None;
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.exited).await;
+    }
+}
+
+async fn read_event(
+    lines: &mut tokio::io::Lines<BufReader<ChildStdout>>,
+    dir: &Path,
+    want: impl Fn(&Value) -> bool,
+) -> Result<Option<Value>, ProvisionError> {
+    let step = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if want(&v) {
+                    return Some(v);
+                }
+            }
+        }
+        None
+    };
+    tokio::time::timeout(CHILD_TIMEOUT, step)
+        .await
+        .map_err(|_| ProvisionError::Timeout(dir.to_path_buf()))
+}
+
+/// Start (or reuse) our node and pair with it.
+pub async fn provision(
+    handle: &Handle,
+    client_dir: &Path,
+    keep: bool,
+) -> Result<Provisioned, ProvisionError> {
+    let dir = client_dir.join(NODE_SUBDIR);
+    let exe = std::env::current_exe().map_err(ProvisionError::Spawn)?;
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "--role",
+        "node",
+        "--headless",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+    ])
+    .arg(&dir)
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(!keep);
+    if keep {
+        cmd.arg("--detach");
+    }
+    let mut child: Child = cmd.spawn().map_err(ProvisionError::Spawn)?;
+    let stdout = child.stdout.take().expect("invariant: stdout was piped");
+    let mut stderr = child.stderr.take().expect("invariant: stderr was piped");
+    let mut stdin = child.stdin.take();
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = read_event(&mut lines, &dir, |v| v["event"] == "ready").await?;
+    let Some(ready) = ready else {
+        let mut err = String::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), stderr.read_to_string(&mut err)).await;
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("error:"))
+            .unwrap_or("no reason given")
+            .trim_start_matches("error: ")
+            .to_string();
+        if line.contains("in use by another running lama-tui") {
+            return reuse(handle, &dir).await;
+        }
+        return Err(ProvisionError::ChildFailed(line));
+    };
+    // The child's stderr carries its log lines; drain it so it never blocks on a full pipe.
+    tokio::spawn(async move {
+        let mut sink = tokio::io::sink();
+        let _ = tokio::io::copy(&mut stderr, &mut sink).await;
+    });
+    let person_id = ready["person_id"].as_str().unwrap_or_default().to_string();
+    let endpoint = ready["endpoint"].as_str().map(str::to_string);
+    let known = handle
+        .contacts()
+        .await?
+        .into_iter()
+        .any(|c| c.contact.person_id() == person_id);
+    let mut verification = None;
+    if known {
+        if let Some(url) = &endpoint {
+            handle.trust_endpoint(person_id.clone(), url.clone()).await;
+        }
+    } else {
+        let w = stdin.as_mut().expect("invariant: stdin was piped");
+        let _ = w
+            .write_all(b"{\"cmd\":\"invite\",\"id\":\"provision\",\"ttl_secs\":60}\n")
+            .await;
+        let _ = w.flush().await;
+        let ev = read_event(&mut lines, &dir, |v| v["id"] == "provision").await?;
+        let code = ev
+            .as_ref()
+            .and_then(|v| v["code"].as_str())
+            .ok_or_else(|| ProvisionError::ChildFailed("the node gave no invitation".into()))?
+            .to_string();
+        let paired = handle.accept(code, "provision", true).await?;
+        verification = Some(paired.verification);
+    }
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        // Drain stdout (the node's events) so the child never blocks, then report its exit.
+        while let Ok(Some(_)) = lines.next_line().await {}
+        let _ = tx.send(child.wait().await);
+    });
+    Ok(Provisioned {
+        person_id,
+        endpoint,
+        verification,
+        reused: false,
+        guard: Some(NodeGuard {
+            stdin,
+            exited: rx,
+            keep,
+        }),
+    })
+}
+
+async fn reuse(handle: &Handle, dir: &Path) -> Result<Provisioned, ProvisionError> {
+    let contact = handle
+        .contacts()
+        .await?
+        .into_iter()
+        .find(|c| c.contact.via == "provision")
+        .ok_or_else(|| ProvisionError::ForeignNode(dir.to_path_buf()))?;
+    Ok(Provisioned {
+        person_id: contact.contact.person_id(),
+        endpoint: contact.contact.endpoints.first().map(|e| e.url.clone()),
+        verification: None,
+        reused: true,
+        guard: None,
+    })
+}

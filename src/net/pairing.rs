@@ -1,0 +1,333 @@
+//! Pairing rules as pure state machines: what a node admits with an invitation, and the
+//! client's steps from code to contact. No I/O: the shell moves messages and applies the
+//! returned effects (store writes) only where these functions say so.
+//!
+//! The only durable effect on each side is one atomic commit at the very end (node: consume
+//! the token and add the contact; client: add the contact), so an abort at any earlier step
+//! leaves no half-made contact. A client whose final `pair_done` was lost may present the
+//! same code again: the node recognises its own consumer and answers success once more.
+
+use crate::identity::{short_id, verification_string, Id, Profile};
+use crate::net::handshake::PeerIdentity;
+use crate::net::invite::{Invite, TOKEN_LEN};
+use crate::net::wire::{CloseCode, WireMsg};
+use crate::store::{Channel, Contact, InviteRecord, InviteStatus};
+
+/// Default invitation lifetime.
+pub const DEFAULT_INVITE_TTL_SECS: u64 = 600;
+/// Longest invitation lifetime accepted from `ttl_secs`.
+pub const MAX_INVITE_TTL_SECS: u64 = 7 * 24 * 3600;
+
+/// Why pairing failed; each maps to a headless error kind.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PairError {
+    /// The invitation has expired.
+    #[error("the invitation expired{}; ask for a new code", at_text(*.0))]
+    Expired(Option<u64>),
+    /// The invitation was already used.
+    #[error("the invitation was already used; each code pairs once: ask for a new code")]
+    Used,
+    /// The invitation was revoked.
+    #[error("the invitation was revoked by its owner; ask for a new code")]
+    Revoked,
+    /// The node never issued this token.
+    #[error("the node does not know this invitation (was its data reset?); ask for a new code")]
+    Unknown,
+    /// The node at the URL is not the Person named in the invitation.
+    #[error("the node at this address is {got}, not the person the invitation names ({want}); possible man-in-the-middle: refusing")]
+    WrongPerson {
+        /// Person id in the invite (short).
+        want: String,
+        /// Person id presented (short).
+        got: String,
+    },
+    /// The peer broke the pairing exchange.
+    #[error("the peer broke the pairing exchange: {0}")]
+    Protocol(String),
+}
+
+fn at_text(at: Option<u64>) -> String {
+    at.map(|t| format!(" at unix time {t}")).unwrap_or_default()
+}
+
+impl PairError {
+    /// snake_case kind for the headless `error` event.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PairError::Expired(_) => "invite_expired",
+            PairError::Used => "invite_used",
+            PairError::Revoked => "invite_revoked",
+            PairError::Unknown => "invite_unknown",
+            PairError::WrongPerson { .. } => "key_mismatch",
+            PairError::Protocol(_) => "pairing_failed",
+        }
+    }
+
+    /// The close code a node sends for this refusal.
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            PairError::Expired(_) => CloseCode::InviteExpired,
+            PairError::Used => CloseCode::InviteUsed,
+            PairError::Revoked => CloseCode::InviteRevoked,
+            PairError::Unknown => CloseCode::InviteUnknown,
+            PairError::WrongPerson { .. } => CloseCode::WrongPeer,
+            PairError::Protocol(_) => CloseCode::ProtocolError,
+        }
+    }
+
+    /// The refusal a client learns from a node's close code, if it is one of ours.
+    pub fn from_close(code: CloseCode) -> Option<PairError> {
+        Some(match code {
+            CloseCode::InviteExpired => PairError::Expired(None),
+            CloseCode::InviteUsed => PairError::Used,
+            CloseCode::InviteRevoked => PairError::Revoked,
+            CloseCode::InviteUnknown => PairError::Unknown,
+            _ => return None,
+        })
+    }
+}
+
+/// How a node admits a peer that presented a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// An open invitation.
+    Fresh,
+    /// The invitation was already consumed by this same Person (a retry after a lost
+    /// `pair_done`): admitted again, idempotently.
+    Repeat,
+}
+
+/// Node side: may `token` admit `person_id` at `now`? Read-only; the token is consumed
+/// only by the final commit.
+pub fn check_invite(
+    rec: Option<&InviteRecord>,
+    person_id: &str,
+    now: u64,
+) -> Result<Admission, PairError> {
+    let Some(rec) = rec else {
+        return Err(PairError::Unknown);
+    };
+    match &rec.status {
+        InviteStatus::Used { by, .. } if by == person_id => Ok(Admission::Repeat),
+        InviteStatus::Used { .. } => Err(PairError::Used),
+        InviteStatus::Revoked { .. } => Err(PairError::Revoked),
+        InviteStatus::Open if now >= rec.expires_at => {
+            Err(PairError::Expired(Some(rec.expires_at)))
+        }
+        InviteStatus::Open => Ok(Admission::Fresh),
+    }
+}
+
+/// A new invitation record for `token`.
+pub fn new_invite_record(
+    token: [u8; TOKEN_LEN],
+    code: String,
+    now: u64,
+    ttl_secs: u64,
+) -> InviteRecord {
+    InviteRecord {
+        token: hex::encode(token),
+        code,
+        created_at: now,
+        expires_at: now + ttl_secs.clamp(1, MAX_INVITE_TTL_SECS),
+        status: InviteStatus::Open,
+    }
+}
+
+/// The 1:1 channel id of two persons: both ids, sorted, joined by `<->`.
+pub fn direct_channel_id(a: &str, b: &str) -> String {
+    if a <= b {
+        format!("{a}<->{b}")
+    } else {
+        format!("{b}<->{a}")
+    }
+}
+
+/// The 1:1 channel record between `me` and a peer, named after the peer.
+pub fn direct_channel(me: &str, peer_id: &str, peer_name: &str, now: u64) -> Channel {
+    let mut members = vec![me.to_string(), peer_id.to_string()];
+    members.sort();
+    Channel {
+        id: direct_channel_id(me, peer_id),
+        name: peer_name.to_string(),
+        members,
+        created_at: now,
+    }
+}
+
+/// A contact record for a verified peer and its verified profile.
+pub fn contact_from(
+    peer: &PeerIdentity,
+    profile: Option<&Profile>,
+    via: &str,
+    replica: bool,
+    now: u64,
+) -> Contact {
+    Contact {
+        person: peer.person.clone(),
+        instances: vec![peer.instance.clone()],
+        endpoints: profile.map(|p| p.endpoints.clone()).unwrap_or_default(),
+        profile: profile.cloned(),
+        replica,
+        via: via.into(),
+        added_at: now,
+    }
+}
+
+/// Check a profile received from `peer` during pairing.
+pub fn check_profile(peer: &PeerIdentity, p: &Profile) -> Result<(), PairError> {
+    p.verify(&peer.person)
+        .map_err(|e| PairError::Protocol(format!("profile rejected: {e}")))
+}
+
+/// Client side of accepting an invitation.
+#[derive(Debug)]
+pub struct ClientPairing {
+    invite: Invite,
+    step: ClientStep,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum ClientStep {
+    Dial,
+    AwaitOffer(Box<PeerIdentity>),
+    AwaitDone(Box<PeerIdentity>, Box<Profile>),
+    Done,
+}
+
+/// What the client commits when pairing succeeds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCommit {
+    /// The node as a contact.
+    pub contact: Contact,
+    /// The 1:1 channel.
+    pub channel: Channel,
+    /// The verification string.
+    pub verification: String,
+}
+
+impl ClientPairing {
+    /// Start accepting `invite`; an expired one is refused without any network traffic.
+    pub fn start(invite: Invite, now: u64) -> Result<Self, PairError> {
+        if now >= invite.expires_at {
+            return Err(PairError::Expired(Some(invite.expires_at)));
+        }
+        Ok(ClientPairing {
+            invite,
+            step: ClientStep::Dial,
+        })
+    }
+
+    /// The transport key the node must present (checked inside the handshake).
+    pub fn expected_key(&self) -> [u8; 32] {
+        self.invite.transport_key
+    }
+
+    /// The token to present in our Hello, hex.
+    pub fn token_hex(&self) -> String {
+        hex::encode(self.invite.token)
+    }
+
+    /// The URLs to try, in order.
+    pub fn urls(&self) -> &[String] {
+        &self.invite.urls
+    }
+
+    /// The node's Hello verified: it must be the Person the invitation names.
+    pub fn on_node_hello(&mut self, peer: PeerIdentity) -> Result<(), PairError> {
+        if self.step != ClientStep::Dial {
+            return Err(PairError::Protocol("unexpected hello".into()));
+        }
+        let want = hex::encode(self.invite.person_id);
+        if peer.person_id != want {
+            return Err(PairError::WrongPerson {
+                want: short_id(&want).into(),
+                got: short_id(&peer.person_id).into(),
+            });
+        }
+        self.step = ClientStep::AwaitOffer(Box::new(peer));
+        Ok(())
+    }
+
+    /// The node's `pair_offer`: returns our `pair_confirm`.
+    pub fn on_offer(&mut self, msg: WireMsg, my_profile: &Profile) -> Result<WireMsg, PairError> {
+        let ClientStep::AwaitOffer(peer) = &self.step else {
+            return Err(PairError::Protocol("unexpected pair_offer".into()));
+        };
+        let WireMsg::PairOffer { profile } = msg else {
+            return Err(PairError::Protocol("expected pair_offer".into()));
+        };
+        check_profile(peer, &profile)?;
+        self.step = ClientStep::AwaitDone(peer.clone(), Box::new(profile));
+        Ok(WireMsg::PairConfirm {
+            profile: my_profile.clone(),
+        })
+    }
+
+    /// The node's `pair_done`: the one durable effect on the client side.
+    pub fn on_done(
+        &mut self,
+        msg: WireMsg,
+        me: &crate::identity::Person,
+        now: u64,
+    ) -> Result<ClientCommit, PairError> {
+        let ClientStep::AwaitDone(peer, profile) = &self.step else {
+            return Err(PairError::Protocol("unexpected pair_done".into()));
+        };
+        let WireMsg::PairDone { verification } = msg else {
+            return Err(PairError::Protocol("expected pair_done".into()));
+        };
+        let ours = verification_string(me, &peer.person);
+        if verification != ours {
+            return Err(PairError::Protocol(
+                "the node computed a different verification string".into(),
+            ));
+        }
+        let commit = ClientCommit {
+            contact: contact_from(peer, Some(profile), "invite", false, now),
+            channel: direct_channel(&me.id(), &peer.person_id, &peer.person.name, now),
+            verification: ours,
+        };
+        self.step = ClientStep::Done;
+        Ok(commit)
+    }
+}
+
+/// What a node commits when a client confirms.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeCommit {
+    /// The token to consume, hex.
+    pub token: String,
+    /// The client as a contact.
+    pub contact: Contact,
+    /// The 1:1 channel.
+    pub channel: Channel,
+    /// The verification string (sent in `pair_done`).
+    pub verification: String,
+}
+
+/// Node side, after admitting a token: the `pair_confirm` turns into one atomic commit.
+pub fn node_on_confirm(
+    me: &crate::identity::Person,
+    peer: &PeerIdentity,
+    token: &str,
+    msg: WireMsg,
+    now: u64,
+) -> Result<NodeCommit, PairError> {
+    let WireMsg::PairConfirm { profile } = msg else {
+        return Err(PairError::Protocol("expected pair_confirm".into()));
+    };
+    check_profile(peer, &profile)?;
+    Ok(NodeCommit {
+        token: token.into(),
+        contact: contact_from(peer, Some(&profile), "invite", false, now),
+        channel: direct_channel(&me.id(), &peer.person_id, &peer.person.name, now),
+        verification: verification_string(me, &peer.person),
+    })
+}
+
+/// Is `token` (hex from a Hello) a well-formed token?
+pub fn parse_token(token: &str) -> Option<Id> {
+    let b = hex::decode(token).ok()?;
+    (b.len() == TOKEN_LEN).then(|| token.to_ascii_lowercase())
+}
