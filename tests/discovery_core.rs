@@ -26,6 +26,7 @@ fn contact_of(i: &LocalIdentity) -> Contact {
         endpoints: vec![],
         profile: None,
         replica: false,
+        replica_for: false,
         via: "invite".into(),
         added_at: 0,
     }

@@ -68,10 +68,15 @@ fn success_on_both_sides_gives_matching_contacts_and_verification() {
                 profile: node_profile,
             },
             &client_profile,
+            true,
         )
         .unwrap();
     let nc = node_on_confirm(&node.person, &peer(&client), &rec.token, confirm, NOW).unwrap();
     assert_eq!(nc.contact.person_id(), client.person_id());
+    assert!(
+        nc.contact.replica_for,
+        "the client asked the node to be its replica"
+    );
     let cc = cp
         .on_done(
             WireMsg::PairDone {
@@ -168,7 +173,11 @@ fn an_abort_at_any_step_commits_nothing() {
     // A profile signed by someone else is rejected.
     let forged = Profile::signed(&mallory, vec![], 1);
     assert!(cp
-        .on_offer(WireMsg::PairOffer { profile: forged }, &client_profile)
+        .on_offer(
+            WireMsg::PairOffer { profile: forged },
+            &client_profile,
+            false
+        )
         .is_err());
     let mut cp = ClientPairing::start(invite_for(&node, [1; 16], NOW + 60), NOW).unwrap();
     cp.on_node_hello(peer(&node)).unwrap();
@@ -177,6 +186,7 @@ fn an_abort_at_any_step_commits_nothing() {
             profile: node_profile,
         },
         &client_profile,
+        false,
     )
     .unwrap();
     // A node that reports a different verification string: no commit.
@@ -193,6 +203,7 @@ fn an_abort_at_any_step_commits_nothing() {
     // Node: a confirm with a foreign profile, or another message, yields no commit.
     let bad = WireMsg::PairConfirm {
         profile: Profile::signed(&mallory, vec![], 1),
+        replica: false,
     };
     assert!(node_on_confirm(&node.person, &peer(&client), "t", bad, NOW).is_err());
     assert!(node_on_confirm(
@@ -216,6 +227,7 @@ fn an_abort_at_any_step_commits_nothing() {
         &rec.token,
         WireMsg::PairConfirm {
             profile: client_profile.clone(),
+            replica: false,
         },
         NOW,
     )

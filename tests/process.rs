@@ -32,6 +32,7 @@ fn make_contacts(a_dir: &std::path::Path, b_dir: &std::path::Path, b_url: Option
                 .collect(),
             profile: None,
             replica: false,
+            replica_for: false,
             via: "manual".into(),
             added_at: 0,
         })
@@ -45,6 +46,7 @@ fn make_contacts(a_dir: &std::path::Path, b_dir: &std::path::Path, b_url: Option
             endpoints: vec![],
             profile: None,
             replica: false,
+            replica_for: false,
             via: "manual".into(),
             added_at: 0,
         })

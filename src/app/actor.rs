@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::app::runtime::{
-    now_ms, now_secs, Command, CommandError, Config, ContactView, Event, IdentityInfo, NewInvite,
-    Paired, PeerState, Reply, Role, StartError,
+    now_ms, now_secs, Command, CommandError, Config, ContactView, Event, IdentityInfo, MessageView,
+    NewInvite, Paired, PeerState, Reply, Role, StartError,
 };
 use crate::app::tasks;
 use crate::identity::{short_id, verification_string, Endpoint, LocalIdentity, Person, Profile};
@@ -24,6 +24,7 @@ use crate::net::pairing::{
     self, check_invite, direct_channel, Admission, ClientCommit, ClientPairing, NodeCommit,
     PairError,
 };
+use crate::net::sync::{Body, Engine, Log, Output, PeerInfo, SyncMsg};
 use crate::net::wire::{CloseCode, WireMsg};
 use crate::store::{Contact, PairingCommit, Store, StoreError};
 
@@ -165,6 +166,7 @@ pub struct Actor {
     links: HashMap<String, LinkSlot>,
     live: HashMap<String, LiveState>,
     manager: Manager,
+    engine: Engine,
     announce_seen: HashMap<String, u64>,
     next_conn: u64,
     handshake_slots: Arc<Semaphore>,
@@ -208,9 +210,17 @@ impl Actor {
                 .expect("invariant: 8 bytes"),
         ));
         let now = now_ms();
-        for c in store.contacts()? {
-            manager.set_endpoints(&c.person_id(), dial_targets(&c), now);
+        let mut engine = Engine::new(me.person_id());
+        let contacts = store.contacts()?;
+        for c in &contacts {
+            manager.set_endpoints(&c.person_id(), dial_targets(c), now);
         }
+        engine.set_replicated(
+            contacts
+                .iter()
+                .filter(|c| c.replica_for)
+                .map(Contact::person_id),
+        );
         Ok(Actor {
             ctx: TaskCtx {
                 me: me.clone(),
@@ -231,6 +241,7 @@ impl Actor {
             links: HashMap::new(),
             live: HashMap::new(),
             manager,
+            engine,
             announce_seen: HashMap::new(),
             next_conn: 1,
             handshake_slots: Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES)),
@@ -334,7 +345,50 @@ impl Actor {
                 let _ = reply.send(self.add_card(&card));
             }
             Command::Channels(reply) => {
-                let _ = reply.send(self.store.channels().map_err(Into::into));
+                let r = self.store.channels().map(|cs| {
+                    cs.into_iter()
+                        .map(|c| {
+                            let n = self.store.unread(&c.id);
+                            (c, n)
+                        })
+                        .collect()
+                });
+                let _ = reply.send(r.map_err(Into::into));
+            }
+            Command::CreateChannel {
+                name,
+                members,
+                reply,
+            } => {
+                let _ = reply.send(self.create_channel(name, members));
+            }
+            Command::Send {
+                channel,
+                text,
+                reply,
+            } => {
+                let r = self.write(&channel, Body::Text { text });
+                let _ = reply.send(r.map(|e| e.id()));
+            }
+            Command::History {
+                channel,
+                limit,
+                reply,
+            } => {
+                let r = self.history(&channel, limit);
+                let _ = reply.send(r);
+            }
+            Command::Stats(reply) => {
+                let (bytes_in, bytes_out) = crate::net::conn::wire_bytes();
+                let _ = reply.send(crate::app::runtime::StatsView {
+                    bytes_in,
+                    bytes_out,
+                    entries: self.store.entry_count() as u64,
+                    received: self.engine.stats.received,
+                    duplicates: self.engine.stats.duplicates,
+                    invalid: self.engine.stats.invalid,
+                    links: self.links.len() as u64,
+                });
             }
             Command::SetDisplayName { name, reply } => {
                 let _ = reply.send(self.set_display_name(name));
@@ -342,6 +396,156 @@ impl Actor {
             Command::TrustEndpoint { person_id, url } => {
                 if let Err(e) = self.update_endpoint_url(&person_id, &url) {
                     tracing::warn!("cannot record endpoint: {e}");
+                }
+            }
+        }
+    }
+
+    fn create_channel(
+        &mut self,
+        name: String,
+        members: Vec<String>,
+    ) -> Result<String, CommandError> {
+        crate::identity::check_name(&name).map_err(|e| CommandError::BadArgument(e.to_string()))?;
+        let mut set: std::collections::BTreeSet<String> = members.into_iter().collect();
+        for m in &set {
+            if crate::identity::parse_hex::<32>(m, "member").is_err() {
+                return Err(CommandError::BadArgument(format!(
+                    "member `{m}` is not a person id (64 hex characters)"
+                )));
+            }
+        }
+        set.insert(self.me.person_id());
+        let id = format!("g-{}", hex::encode(&crate::identity::random32()[..16]));
+        self.write(
+            &id,
+            Body::Create {
+                name,
+                members: set.into_iter().collect(),
+            },
+        )?;
+        Ok(id)
+    }
+
+    fn write(
+        &mut self,
+        channel: &str,
+        body: Body,
+    ) -> Result<crate::net::sync::Entry, CommandError> {
+        let mut log = self.store.clone();
+        let (e, out) = self
+            .engine
+            .write(&mut log, &self.me, channel, body, now_ms())
+            .map_err(|e| CommandError::BadArgument(e.to_string()))?;
+        self.dispatch(out);
+        Ok(e)
+    }
+
+    fn author_name(&self, author: &str) -> String {
+        if let Ok(Some(c)) = self.store.contact(author) {
+            if let Some(p) = c.profile {
+                return p.name;
+            }
+            return c.person.name;
+        }
+        if author == self.me.person_id() {
+            return self.profile.name.clone();
+        }
+        self.store
+            .person(author)
+            .map(|p| p.name)
+            .unwrap_or_else(|| short_id(author).to_string())
+    }
+
+    fn message_view(&self, e: &crate::net::sync::Entry) -> MessageView {
+        MessageView {
+            channel: e.channel.clone(),
+            entry: e.id(),
+            author: e.author.clone(),
+            author_name: self.author_name(&e.author),
+            ts: e.hlc.ms,
+            text: e.text().map(str::to_string),
+            kind: match &e.body {
+                Body::Text { .. } => "text",
+                Body::Create { .. } => "create",
+                Body::Members { .. } => "members",
+            },
+        }
+    }
+
+    fn history(&mut self, channel: &str, limit: usize) -> Result<Vec<MessageView>, CommandError> {
+        if self.store.get_channel(channel)?.is_none() {
+            return Err(CommandError::BadArgument(format!(
+                "no channel `{channel}` here; list them with `channels`"
+            )));
+        }
+        // Channel changes (create, members) live in the same view; history shows messages.
+        let mut entries = self.store.history(channel, limit)?;
+        while entries.iter().filter(|e| e.text().is_some()).count() < limit {
+            let Some(first) = entries.first().cloned() else {
+                break;
+            };
+            let older = self.store.history_before(channel, Some(&first), limit)?;
+            if older.is_empty() {
+                break;
+            }
+            entries.splice(0..0, older);
+        }
+        let mut texts: Vec<MessageView> = entries
+            .iter()
+            .filter(|e| e.text().is_some())
+            .map(|e| self.message_view(e))
+            .collect();
+        if texts.len() > limit {
+            texts.drain(..texts.len() - limit);
+        }
+        self.store.clear_unread(channel);
+        Ok(texts)
+    }
+
+    /// Send what the sync engine produced and report what it stored.
+    fn dispatch(&mut self, out: Output) {
+        for (link, msg) in out.send {
+            if let Some(slot) = self.links.values().find(|s| s.conn_id == link) {
+                if slot.outbox.try_send(WireMsg::Sync { msg }).is_err() {
+                    // The window bounds what is queued; a full outbox means a stuck link,
+                    // which keepalive will close. The next link resumes from the peer's state.
+                    tracing::warn!("link outbox full; the sync resumes on reconnect");
+                    slot.cancel.cancel();
+                }
+            }
+        }
+        for e in out.stored.iter().filter(|e| e.text().is_some()) {
+            if e.author != self.me.person_id() {
+                self.store.add_unread(&e.channel, 1);
+            }
+            let m = self.message_view(e);
+            self.emit(Event::Message(m));
+        }
+        for pid in out.synced {
+            self.emit(Event::Synced { person_id: pid });
+        }
+        for r in out.rejected {
+            tracing::warn!(entry = %short_id(&r.entry), "refused an entry: {}", r.reason);
+        }
+        for r in out.peer_rejected {
+            tracing::warn!(entry = %short_id(&r.entry), "peer refused our entry: {}", r.reason);
+        }
+    }
+
+    fn on_sync(&mut self, link: u64, msg: SyncMsg) {
+        let mut log = self.store.clone();
+        match self.engine.handle(&mut log, link, msg) {
+            Ok(out) => self.dispatch(out),
+            Err(e) => {
+                // Nothing of the batch was acknowledged: the peer resends it later.
+                tracing::error!("storing synced entries failed: {e}");
+                self.emit(Event::Error {
+                    kind: "store".into(),
+                    message: format!("cannot store received messages: {e}; free disk space, they will be fetched again"),
+                });
+                if let Some(slot) = self.links.values().find(|s| s.conn_id == link) {
+                    slot.cancel.cancel();
                 }
             }
         }
@@ -525,6 +729,7 @@ impl Actor {
             endpoints: vec![],
             profile: None,
             replica: false,
+            replica_for: false,
             via: "card".into(),
             added_at: now,
         });
@@ -628,6 +833,7 @@ impl Actor {
                     return; // a replaced or losing duplicate link
                 }
                 self.links.remove(&person_id);
+                self.engine.close(conn_id);
                 let st = self.live.entry(person_id.clone()).or_default();
                 st.last_seen = Some(now_secs());
                 if end.code != Some(CloseCode::Shutdown) {
@@ -683,6 +889,9 @@ impl Actor {
         }
         self.manager
             .set_endpoints(&pid, dial_targets(&contact), now_ms());
+        if contact.replica_for {
+            self.refresh_replicated();
+        }
         tracing::info!(peer = %pid, "paired by invitation");
         self.emit(Event::ContactAdded {
             person_id: pid,
@@ -691,6 +900,13 @@ impl Actor {
             verification: c.verification,
         });
         Ok(())
+    }
+
+    fn refresh_replicated(&mut self) {
+        if let Ok(cs) = self.store.contacts() {
+            self.engine
+                .set_replicated(cs.iter().filter(|c| c.replica_for).map(Contact::person_id));
+        }
     }
 
     fn commit_client(
@@ -735,6 +951,7 @@ impl Actor {
                 return;
             }
             old.cancel.cancel();
+            self.engine.close(old.conn_id);
         }
         // Learn the instance (e.g. a card contact's first connection) for discovery checks.
         if let Ok(Some(mut c)) = self.store.contact(&peer.person_id) {
@@ -749,6 +966,7 @@ impl Actor {
         let _ = outbox.try_send(WireMsg::Profile {
             profile: self.profile.clone(),
         });
+        let is_my_replica = matches!(self.store.contact(&peer.person_id), Ok(Some(c)) if c.replica);
         let first = !self.links.contains_key(&peer.person_id);
         self.links.insert(
             peer.person_id.clone(),
@@ -760,6 +978,16 @@ impl Actor {
             },
         );
         self.manager.link_up(&peer.person_id);
+        let log = self.store.clone();
+        let out = self.engine.open(
+            &log,
+            conn_id,
+            PeerInfo {
+                person_id: peer.person_id.clone(),
+                is_my_replica,
+            },
+        );
+        self.dispatch(out);
         let st = self.live.entry(peer.person_id.clone()).or_default();
         st.last_seen = Some(now_secs());
         st.last_error = None;
@@ -777,6 +1005,7 @@ impl Actor {
             return;
         }
         match m.msg {
+            WireMsg::Sync { msg } => self.on_sync(m.conn_id, msg),
             WireMsg::Profile { profile } => {
                 if let Err(e) = self.on_profile(&m.person_id, profile) {
                     tracing::warn!(peer = %m.person_id, "profile ignored: {e}");

@@ -8,7 +8,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 use crate::app::provision;
-use crate::app::runtime::{now_secs, Event, Handle, IdentityInfo, Paired, Running};
+use crate::app::runtime::{now_secs, Event, Handle, IdentityInfo, MessageView, Paired, Running};
 use crate::store::{InviteRecord, InviteStatus};
 
 /// Capacity of the stdout line queue.
@@ -58,6 +58,29 @@ pub enum Request {
     },
     /// `{"cmd":"channels"}`
     Channels,
+    /// `{"cmd":"create_channel","name":...,"members":[...]}`
+    CreateChannel {
+        /// Name.
+        name: String,
+        /// Member ids.
+        members: Vec<String>,
+    },
+    /// `{"cmd":"send","channel":...,"text":...}`
+    Send {
+        /// Channel id.
+        channel: String,
+        /// Text.
+        text: String,
+    },
+    /// `{"cmd":"history","channel":...,"limit":N}`
+    History {
+        /// Channel id.
+        channel: String,
+        /// How many (default 50).
+        limit: usize,
+    },
+    /// `{"cmd":"stats"}`
+    Stats,
     /// `{"cmd":"set_display_name","name":...}`
     SetDisplayName {
         /// The name.
@@ -155,6 +178,43 @@ pub fn parse_line(line: &str) -> Result<(Option<Value>, Request), BadLine> {
             card: string_arg("card")?,
         },
         "channels" => Request::Channels,
+        "create_channel" => Request::CreateChannel {
+            name: string_arg("name")?,
+            members: match obj.get("members") {
+                Some(Value::Array(a)) if a.iter().all(Value::is_string) => a
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+                _ => {
+                    return Err(bad(
+                        id,
+                        "bad_argument",
+                        "`create_channel` needs `members`: an array of person ids".into(),
+                    ))
+                }
+            },
+        },
+        "send" => Request::Send {
+            channel: string_arg("channel")?,
+            text: string_arg("text")?,
+        },
+        "history" => Request::History {
+            channel: string_arg("channel")?,
+            limit: match obj.get("limit") {
+                None | Some(Value::Null) => 50,
+                Some(v) => match v.as_u64() {
+                    Some(n) if n <= 1_000_000 => n as usize,
+                    _ => {
+                        return Err(bad(
+                            id,
+                            "bad_argument",
+                            "`limit` must be a whole number up to 1000000".into(),
+                        ))
+                    }
+                },
+            },
+        },
+        "stats" => Request::Stats,
         "set_display_name" => Request::SetDisplayName {
             name: string_arg("name")?,
         },
@@ -206,6 +266,18 @@ fn invite_status(r: &InviteRecord, now: u64) -> &'static str {
     }
 }
 
+fn message_fields(m: &MessageView) -> Value {
+    json!({
+        "channel": m.channel,
+        "entry": m.entry,
+        "author": m.author,
+        "author_name": m.author_name,
+        "ts": m.ts,
+        "text": m.text,
+        "kind": m.kind,
+    })
+}
+
 fn paired_fields(p: &Paired, via: &str) -> Value {
     json!({"person_id": p.person_id, "name": p.name, "via": via, "verification": p.verification})
 }
@@ -228,6 +300,10 @@ fn event_to_line(e: &Event) -> String {
             json!({"person_id": person_id, "urls": urls}),
         ),
         Event::Error { kind, message } => error_line(None, kind, message),
+        Event::Message(m) => event_line("message", None, message_fields(m)),
+        Event::Synced { person_id } => {
+            event_line("synced", None, json!({ "person_id": person_id }))
+        }
         Event::Connected { person_id, name } => event_line(
             "connected",
             None,
@@ -331,11 +407,58 @@ async fn answer(handle: Handle, id: Option<Value>, req: Request, out: mpsc::Send
             Ok(list) => {
                 let channels: Vec<Value> = list
                     .iter()
-                    .map(|c| json!({"id": c.id, "name": c.name, "members": c.members, "unread": 0}))
+                    .map(|(c, unread)| json!({"id": c.id, "name": c.name, "members": c.members, "unread": unread}))
                     .collect();
                 event_line("channels", id.as_ref(), json!({ "channels": channels }))
             }
             Err(e) => error_line(id.as_ref(), e.kind(), &e.to_string()),
+        },
+        Request::CreateChannel { name, members } => {
+            match handle.create_channel(name, members).await {
+                // The contract names the channel id `id`, which clashes with the echoed
+                // request id; `channel` always carries it (docs/HEADLESS.md).
+                Ok(ch) => event_line(
+                    "channel_created",
+                    id.as_ref(),
+                    json!({ "id": ch, "channel": ch }),
+                ),
+                Err(e) => error_line(id.as_ref(), e.kind(), &e.to_string()),
+            }
+        }
+        Request::Send { channel, text } => match handle.send(channel.clone(), text).await {
+            Ok(entry) => event_line(
+                "sent",
+                id.as_ref(),
+                json!({ "channel": channel, "entry": entry }),
+            ),
+            Err(e) => error_line(id.as_ref(), e.kind(), &e.to_string()),
+        },
+        Request::History { channel, limit } => match handle.history(channel.clone(), limit).await {
+            Ok(list) => {
+                let messages: Vec<Value> = list.iter().map(message_fields).collect();
+                event_line(
+                    "history",
+                    id.as_ref(),
+                    json!({ "channel": channel, "messages": messages }),
+                )
+            }
+            Err(e) => error_line(id.as_ref(), e.kind(), &e.to_string()),
+        },
+        Request::Stats => match handle.stats().await {
+            Some(s) => event_line(
+                "stats",
+                id.as_ref(),
+                json!({
+                    "bytes_in": s.bytes_in, "bytes_out": s.bytes_out, "entries": s.entries,
+                    "received": s.received, "duplicates": s.duplicates, "invalid": s.invalid,
+                    "links": s.links,
+                }),
+            ),
+            None => error_line(
+                id.as_ref(),
+                "shutting_down",
+                "the instance is shutting down",
+            ),
         },
         Request::SetDisplayName { name } => match handle.set_display_name(name).await {
             Ok(v) => event_line("profile_updated", id.as_ref(), json!({ "version": v })),
@@ -461,9 +584,13 @@ pub async fn run(
                     }
                     match parse_line(&line) {
                         Ok((_, Request::Quit)) => break,
-                        Ok((id, req)) => {
+                        // Commands run in the order they arrive (a `send` after a `send`
+                        // is written after it); only the ones that wait on the network
+                        // answer later, so they never hold up the rest.
+                        Ok((id, req @ (Request::Connect { .. } | Request::Accept { .. }))) => {
                             tokio::spawn(answer(handle.clone(), id, req, out_tx.clone()));
                         }
+                        Ok((id, req)) => answer(handle.clone(), id, req, out_tx.clone()).await,
                         Err(b) => { let _ = out_tx.send(error_line(b.id.as_ref(), b.kind, &b.message)).await; }
                     }
                 }

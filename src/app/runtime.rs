@@ -263,6 +263,13 @@ pub enum Event {
         /// New URLs.
         urls: Vec<String>,
     },
+    /// An entry arrived from a peer and is stored.
+    Message(MessageView),
+    /// A peer has sent us everything we lacked when the link came up.
+    Synced {
+        /// The peer.
+        person_id: String,
+    },
     /// Something went wrong outside any command.
     Error {
         /// snake_case kind.
@@ -270,6 +277,44 @@ pub enum Event {
         /// Human sentence.
         message: String,
     },
+}
+
+/// A channel entry as shown to users.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageView {
+    /// Channel id.
+    pub channel: String,
+    /// Entry id.
+    pub entry: String,
+    /// Author person id.
+    pub author: String,
+    /// Author's display name.
+    pub author_name: String,
+    /// HLC milliseconds (unix ms).
+    pub ts: u64,
+    /// Text, for text entries.
+    pub text: Option<String>,
+    /// `text`, `create`, `members`.
+    pub kind: &'static str,
+}
+
+/// Counters for `stats`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatsView {
+    /// Wire bytes received (binary WebSocket payloads, handshake included).
+    pub bytes_in: u64,
+    /// Wire bytes sent.
+    pub bytes_out: u64,
+    /// Entries in the store.
+    pub entries: u64,
+    /// Entries received and stored from peers since start.
+    pub received: u64,
+    /// Entries received again (ignored) since start.
+    pub duplicates: u64,
+    /// Entries refused since start.
+    pub invalid: u64,
+    /// Links up.
+    pub links: u64,
 }
 
 /// A successful `accept` or `add_contact`.
@@ -344,8 +389,37 @@ pub enum Command {
         /// Answer: the new contact.
         reply: Reply<Paired>,
     },
-    /// Channels.
-    Channels(Reply<Vec<Channel>>),
+    /// Channels with their unread counts.
+    Channels(Reply<Vec<(Channel, u64)>>),
+    /// Create a group channel.
+    CreateChannel {
+        /// Name.
+        name: String,
+        /// Member person ids (we are added).
+        members: Vec<String>,
+        /// Answer: the channel id.
+        reply: Reply<String>,
+    },
+    /// Write a text message.
+    Send {
+        /// Channel id.
+        channel: String,
+        /// Text.
+        text: String,
+        /// Answer: the entry id, once durable.
+        reply: Reply<String>,
+    },
+    /// The last messages of a channel, in view order.
+    History {
+        /// Channel id.
+        channel: String,
+        /// How many.
+        limit: usize,
+        /// Answer.
+        reply: Reply<Vec<MessageView>>,
+    },
+    /// Counters.
+    Stats(oneshot::Sender<StatsView>),
     /// Change our display name: a new profile version, pushed to connected contacts.
     SetDisplayName {
         /// The new name.
@@ -439,8 +513,51 @@ impl Handle {
     }
 
     /// Channels.
-    pub async fn channels(&self) -> Result<Vec<Channel>, CommandError> {
+    pub async fn channels(&self) -> Result<Vec<(Channel, u64)>, CommandError> {
         self.call(Command::Channels).await
+    }
+
+    /// Create a group channel.
+    pub async fn create_channel(
+        &self,
+        name: String,
+        members: Vec<String>,
+    ) -> Result<String, CommandError> {
+        self.call(|reply| Command::CreateChannel {
+            name,
+            members,
+            reply,
+        })
+        .await
+    }
+
+    /// Write a text message; answers once it is durable.
+    pub async fn send(&self, channel: String, text: String) -> Result<String, CommandError> {
+        self.call(|reply| Command::Send {
+            channel,
+            text,
+            reply,
+        })
+        .await
+    }
+
+    /// The last `limit` messages of a channel.
+    pub async fn history(
+        &self,
+        channel: String,
+        limit: usize,
+    ) -> Result<Vec<MessageView>, CommandError> {
+        self.call(|reply| Command::History {
+            channel,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    /// Counters.
+    pub async fn stats(&self) -> Option<StatsView> {
+        self.ask(Command::Stats).await
     }
 
     /// Change our display name.

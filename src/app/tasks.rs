@@ -250,7 +250,7 @@ pub async fn accept_invite(
     let exchange = async {
         pairing.on_node_hello(link.peer.clone())?;
         let offer = link.recv().await.map_err(pair_conn_err)?;
-        let confirm = pairing.on_offer(offer, &my_profile)?;
+        let confirm = pairing.on_offer(offer, &my_profile, replica)?;
         link.send(&confirm).await.map_err(pair_conn_err)?;
         let done = link.recv().await.map_err(pair_conn_err)?;
         pairing.on_done(done, &ctx.me.person, now_secs())

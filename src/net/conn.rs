@@ -1,6 +1,7 @@
 //! The I/O shell of a connection: WebSocket framing, driving the pure handshake, and the
 //! per-link task (encrypt/decrypt, keepalive, dead-peer detection, orderly close).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -59,6 +60,18 @@ pub enum ConnError {
     },
 }
 
+static BYTES_IN: AtomicU64 = AtomicU64::new(0);
+static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
+
+/// Payload bytes of binary WebSocket messages received and sent by this process so far
+/// (handshake included), for the `stats` command and the reconnect-cost measurements.
+pub fn wire_bytes() -> (u64, u64) {
+    (
+        BYTES_IN.load(Ordering::Relaxed),
+        BYTES_OUT.load(Ordering::Relaxed),
+    )
+}
+
 /// WebSocket limits: one Noise message per WebSocket message.
 pub fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
@@ -80,7 +93,10 @@ where
                 })
             }
             Some(Err(e)) => return Err(ConnError::Ws(e.to_string())),
-            Some(Ok(Message::Binary(b))) => return Ok(b.to_vec()),
+            Some(Ok(Message::Binary(b))) => {
+                BYTES_IN.fetch_add(b.len() as u64, Ordering::Relaxed);
+                return Ok(b.to_vec());
+            }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
             Some(Ok(Message::Close(f))) => {
                 return Err(ConnError::Closed {
@@ -107,6 +123,7 @@ async fn send_binary<S>(ws: &mut WebSocketStream<S>, b: Vec<u8>) -> Result<(), C
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    BYTES_OUT.fetch_add(b.len() as u64, Ordering::Relaxed);
     ws.send(Message::Binary(b.into()))
         .await
         .map_err(|e| ConnError::Ws(e.to_string()))

@@ -304,5 +304,6 @@ pub fn msg_name(m: &WireMsg) -> &'static str {
         WireMsg::PairOffer { .. } => "pair_offer",
         WireMsg::PairConfirm { .. } => "pair_confirm",
         WireMsg::PairDone { .. } => "pair_done",
+        WireMsg::Sync { .. } => "sync",
     }
 }

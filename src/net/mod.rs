@@ -7,4 +7,5 @@ pub mod handshake;
 pub mod invite;
 pub mod manager;
 pub mod pairing;
+pub mod sync;
 pub mod wire;

@@ -169,6 +169,7 @@ pub fn contact_from(
         endpoints: profile.map(|p| p.endpoints.clone()).unwrap_or_default(),
         profile: profile.cloned(),
         replica,
+        replica_for: false,
         via: via.into(),
         added_at: now,
     }
@@ -249,8 +250,14 @@ impl ClientPairing {
         Ok(())
     }
 
-    /// The node's `pair_offer`: returns our `pair_confirm`.
-    pub fn on_offer(&mut self, msg: WireMsg, my_profile: &Profile) -> Result<WireMsg, PairError> {
+    /// The node's `pair_offer`: returns our `pair_confirm` (asking the node to be our
+    /// replica when `replica`).
+    pub fn on_offer(
+        &mut self,
+        msg: WireMsg,
+        my_profile: &Profile,
+        replica: bool,
+    ) -> Result<WireMsg, PairError> {
         let ClientStep::AwaitOffer(peer) = &self.step else {
             return Err(PairError::Protocol("unexpected pair_offer".into()));
         };
@@ -261,6 +268,7 @@ impl ClientPairing {
         self.step = ClientStep::AwaitDone(peer.clone(), Box::new(profile));
         Ok(WireMsg::PairConfirm {
             profile: my_profile.clone(),
+            replica,
         })
     }
 
@@ -314,13 +322,15 @@ pub fn node_on_confirm(
     msg: WireMsg,
     now: u64,
 ) -> Result<NodeCommit, PairError> {
-    let WireMsg::PairConfirm { profile } = msg else {
+    let WireMsg::PairConfirm { profile, replica } = msg else {
         return Err(PairError::Protocol("expected pair_confirm".into()));
     };
     check_profile(peer, &profile)?;
+    let mut contact = contact_from(peer, Some(&profile), "invite", false, now);
+    contact.replica_for = replica;
     Ok(NodeCommit {
         token: token.into(),
-        contact: contact_from(peer, Some(&profile), "invite", false, now),
+        contact,
         channel: direct_channel(&me.id(), &peer.person_id, &peer.person.name, now),
         verification: verification_string(me, &peer.person),
     })

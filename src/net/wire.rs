@@ -111,6 +111,14 @@ pub enum WireMsg {
     PairConfirm {
         /// The client's profile.
         profile: Profile,
+        /// The client asks the node to be its replica (home node).
+        #[serde(default)]
+        replica: bool,
+    },
+    /// CHUM sync (docs/PROTOCOL.md, section 12).
+    Sync {
+        /// The sync message.
+        msg: crate::net::sync::SyncMsg,
     },
     /// Node to client: the pairing is committed on the node.
     PairDone {

@@ -4,6 +4,7 @@
 //! sled errors are mapped to [`StoreError`] variants that name the directory and the fix.
 
 pub mod keyfile;
+pub mod log;
 
 use std::path::{Path, PathBuf};
 
@@ -62,6 +63,9 @@ pub struct Contact {
     /// This contact stores and forwards our channels (our home node).
     #[serde(default)]
     pub replica: bool,
+    /// We store and forward this contact's channels (we are its home node).
+    #[serde(default)]
+    pub replica_for: bool,
     /// How the contact was made: `invite`, `card`, `provision`, `manual`.
     pub via: String,
     /// Unix seconds when added.
@@ -140,6 +144,11 @@ pub struct Store {
     contacts: sled::Tree,
     invites: sled::Tree,
     channels: sled::Tree,
+    pub(crate) entries: sled::Tree,
+    pub(crate) heads: sled::Tree,
+    pub(crate) view: sled::Tree,
+    pub(crate) persons: sled::Tree,
+    pub(crate) unread: sled::Tree,
     dir: PathBuf,
 }
 
@@ -193,12 +202,20 @@ impl Store {
         let contacts = db.open_tree("contacts").map_err(|e| map_sled(&dir, e))?;
         let invites = db.open_tree("invites").map_err(|e| map_sled(&dir, e))?;
         let channels = db.open_tree("channels").map_err(|e| map_sled(&dir, e))?;
+        let tree = |n: &str| db.open_tree(n).map_err(|e| map_sled(&dir, e));
+        let (entries, heads, view) = (tree("entries")?, tree("heads")?, tree("view")?);
+        let (persons, unread) = (tree("persons")?, tree("unread")?);
         Ok(Store {
             db,
             meta,
             contacts,
             invites,
             channels,
+            entries,
+            heads,
+            view,
+            persons,
+            unread,
             dir,
         })
     }
@@ -206,6 +223,19 @@ impl Store {
     /// The store directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    pub(crate) fn sled_err(&self, e: sled::Error) -> StoreError {
+        map_sled(&self.dir, e)
+    }
+
+    pub(crate) fn channels_tree(&self) -> sled::Tree {
+        self.channels.clone()
+    }
+
+    /// One channel record.
+    pub fn get_channel(&self, id: &str) -> Result<Option<Channel>, StoreError> {
+        self.get_json(&self.channels, id.as_bytes())
     }
 
     fn get_json<T: DeserializeOwned>(

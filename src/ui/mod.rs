@@ -92,6 +92,13 @@ pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
                     format!("{} now at {}", short_id(person_id), urls.join(", "))
                 }
                 Event::Error { message, .. } => format!("error: {message}"),
+                Event::Message(m) => format!(
+                    "[{}] {}: {}",
+                    short_id(&m.channel),
+                    m.author_name,
+                    m.text.as_deref().unwrap_or("(channel change)")
+                ),
+                Event::Synced { person_id } => format!("caught up with {}", short_id(person_id)),
             };
             state.log.push(line);
             if state.log.len() > LOG_KEEP {

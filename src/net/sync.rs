@@ -1,0 +1,907 @@
+//! CHUM sync, pure: signed per-author append-only logs per channel, the rules an entry must
+//! pass, membership, access control, and the per-link sync session (state exchange, catch-up
+//! in view order with a window of acknowledged batches, then live push).
+//!
+//! Storage is behind the [`Log`] trait: sled in production, a `BTreeMap` in the
+//! deterministic simulations. Nothing here touches sockets, clocks or the disk directly.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::identity::{sha256_hex, verify_hex_sig, Id, LocalIdentity, Person};
+
+/// Most entries in one `entries` message.
+pub const BATCH_MAX_ENTRIES: usize = 128;
+/// Most encoded bytes of entries in one `entries` message (fits one Noise frame).
+pub const BATCH_MAX_BYTES: usize = 48 * 1024;
+/// Unacknowledged batches in flight per link.
+pub const WINDOW: usize = 4;
+/// Entries read ahead per author log during catch-up.
+pub const CURSOR_CHUNK: usize = 64;
+/// Longest text body, in bytes.
+pub const MAX_TEXT: usize = 16 * 1024;
+/// Most members of a channel.
+pub const MAX_MEMBERS: usize = 1024;
+
+/// Domain separator for entry signatures.
+pub const ENTRY_CONTEXT: &[u8] = b"lama-tui/1 entry\0";
+
+/// A hybrid logical clock timestamp: wall milliseconds and a counter.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Hlc {
+    /// Milliseconds (wall clock, or the largest seen).
+    pub ms: u64,
+    /// Counter within the same millisecond.
+    pub c: u32,
+}
+
+impl Hlc {
+    /// The next timestamp for a local event at wall time `now_ms`.
+    pub fn tick(&mut self, now_ms: u64) -> Hlc {
+        if now_ms > self.ms {
+            self.ms = now_ms;
+            self.c = 0;
+        } else {
+            self.c = self.c.saturating_add(1);
+        }
+        *self
+    }
+
+    /// Merge a received timestamp, so later local events order after it.
+    pub fn observe(&mut self, other: Hlc) {
+        if other > *self {
+            *self = other;
+        }
+    }
+}
+
+/// What an entry says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Body {
+    /// A chat message.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// Creates a group channel (first entry of the creator's log).
+    Create {
+        /// Display name.
+        name: String,
+        /// Member Person ids, creator included.
+        members: Vec<Id>,
+    },
+    /// Changes the member list of a group channel.
+    Members {
+        /// Ids added.
+        #[serde(default)]
+        add: Vec<Id>,
+        /// Ids removed.
+        #[serde(default)]
+        remove: Vec<Id>,
+    },
+}
+
+/// One signed log entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Channel id.
+    pub channel: String,
+    /// Author Person id.
+    pub author: Id,
+    /// 1-based position in the author's log for this channel.
+    pub seq: u64,
+    /// Id of the author's previous entry in this channel (`None` for seq 1).
+    pub prev: Option<Id>,
+    /// HLC timestamp.
+    pub hlc: Hlc,
+    /// Content.
+    pub body: Body,
+    /// The author's Person object, on seq 1 only: makes every log self-certifying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<Person>,
+    /// Author's ed25519 signature over context + canonical JSON with `sig` empty, hex.
+    pub sig: String,
+}
+
+/// The order of a channel's view: HLC, then author, then sequence.
+pub type ViewKey = (Hlc, Id, u64);
+
+impl Entry {
+    /// The canonical encoding (JSON, fields in declaration order).
+    pub fn canonical(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("invariant: entries serialise")
+    }
+
+    /// The entry id: SHA-256 of the canonical encoding (signature included).
+    pub fn id(&self) -> Id {
+        sha256_hex(&self.canonical())
+    }
+
+    fn signed_bytes(&self) -> Vec<u8> {
+        let mut u = self.clone();
+        u.sig.clear();
+        let mut m = ENTRY_CONTEXT.to_vec();
+        m.extend(u.canonical());
+        m
+    }
+
+    /// The view order key.
+    pub fn view_key(&self) -> ViewKey {
+        (self.hlc, self.author.clone(), self.seq)
+    }
+
+    /// Encoded size, for batching.
+    pub fn encoded_len(&self) -> usize {
+        self.canonical().len()
+    }
+
+    /// The text, for text entries.
+    pub fn text(&self) -> Option<&str> {
+        match &self.body {
+            Body::Text { text } => Some(text),
+            _ => None,
+        }
+    }
+}
+
+/// Why an entry was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+pub enum Invalid {
+    /// The signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// A sequence number was skipped.
+    #[error("gap in the author's log")]
+    Gap,
+    /// Another entry already holds this position, or `prev` does not link.
+    #[error("fork: conflicts with the author's log")]
+    Fork,
+    /// The author is not a member of the channel.
+    #[error("author is not a member of the channel")]
+    NotMember,
+    /// The author's key is unknown (its first entry never arrived).
+    #[error("unknown author")]
+    UnknownAuthor,
+    /// We may not hold this channel.
+    #[error("channel not shared with this instance")]
+    NotShared,
+    /// Fields out of bounds.
+    #[error("malformed entry")]
+    Malformed,
+}
+
+/// What a channel is, as far as sync is concerned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelInfo {
+    /// Id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Current member ids.
+    pub members: Vec<Id>,
+}
+
+/// Errors of the storage behind a [`Log`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LogError(pub String);
+
+/// Storage of logs, channels and known persons.
+pub trait Log {
+    /// Highest (seq, id) of an author's log in a channel.
+    fn head(&self, ch: &str, author: &str) -> Option<(u64, Id)>;
+    /// All author heads of a channel.
+    fn heads(&self, ch: &str) -> Vec<(Id, u64)>;
+    /// All channels.
+    fn channels(&self) -> Vec<ChannelInfo>;
+    /// One channel.
+    fn channel(&self, ch: &str) -> Option<ChannelInfo>;
+    /// Up to `limit` entries of an author's log from `from_seq` on.
+    fn range(&self, ch: &str, author: &str, from_seq: u64, limit: usize) -> Vec<Entry>;
+    /// One entry.
+    fn get(&self, ch: &str, author: &str, seq: u64) -> Option<Entry>;
+    /// A known Person.
+    fn person(&self, id: &str) -> Option<Person>;
+    /// Store an entry (and the channel record it changes) atomically.
+    fn insert(&mut self, e: &Entry, channel: Option<&ChannelInfo>) -> Result<(), LogError>;
+    /// Remember a Person.
+    fn put_person(&mut self, p: &Person) -> Result<(), LogError>;
+    /// Make everything stored so far durable.
+    fn flush(&mut self) -> Result<(), LogError>;
+}
+
+/// Members of the 1:1 channel `a<->b`, if `ch` is one.
+pub fn direct_members(ch: &str) -> Option<Vec<Id>> {
+    let (a, b) = ch.split_once("<->")?;
+    (a.len() == 64 && b.len() == 64).then(|| vec![a.to_string(), b.to_string()])
+}
+
+/// Current members of a channel.
+pub fn members_of<L: Log + ?Sized>(log: &L, ch: &str) -> Option<Vec<Id>> {
+    direct_members(ch).or_else(|| log.channel(ch).map(|c| c.members))
+}
+
+/// Sign a new entry for `me`.
+pub fn sign_entry(
+    me: &LocalIdentity,
+    channel: &str,
+    seq: u64,
+    prev: Option<Id>,
+    hlc: Hlc,
+    body: Body,
+) -> Entry {
+    let mut e = Entry {
+        channel: channel.into(),
+        author: me.person_id(),
+        seq,
+        prev,
+        hlc,
+        body,
+        person: (seq == 1).then(|| me.person.clone()),
+        sig: String::new(),
+    };
+    e.sig = hex::encode(me.sign_as_person(&e.signed_bytes()).to_bytes());
+    e
+}
+
+/// What storing an entry changes about its channel.
+fn channel_effect<L: Log + ?Sized>(log: &L, e: &Entry) -> Option<ChannelInfo> {
+    match &e.body {
+        Body::Create { name, members } => Some(ChannelInfo {
+            id: e.channel.clone(),
+            name: name.clone(),
+            members: sorted_unique(members.iter().cloned()),
+        }),
+        Body::Members { add, remove } => {
+            let mut c = log.channel(&e.channel)?;
+            let mut set: BTreeSet<Id> = c.members.into_iter().collect();
+            set.extend(add.iter().cloned());
+            for r in remove {
+                set.remove(r);
+            }
+            c.members = set.into_iter().collect();
+            Some(c)
+        }
+        Body::Text { .. } => None,
+    }
+}
+
+fn sorted_unique(it: impl Iterator<Item = Id>) -> Vec<Id> {
+    it.collect::<BTreeSet<_>>().into_iter().collect()
+}
+
+/// The outcome of checking a received entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Check {
+    /// New and valid: store it.
+    New,
+    /// Already stored (a resend or a replay): ignore.
+    Duplicate,
+}
+
+/// Check a received entry against the log. `may_hold`: whether this instance may store
+/// the channel given its member list.
+pub fn check_entry<L: Log + ?Sized>(
+    log: &L,
+    e: &Entry,
+    may_hold: impl Fn(&[Id]) -> bool,
+) -> Result<Check, Invalid> {
+    if e.seq == 0 || e.channel.is_empty() || e.channel.len() > 200 || e.author.len() != 64 {
+        return Err(Invalid::Malformed);
+    }
+    if let Body::Text { text } = &e.body {
+        if text.len() > MAX_TEXT {
+            return Err(Invalid::Malformed);
+        }
+    }
+    // Key: from the self-certifying first entry, or learned before.
+    let person = match (&e.person, e.seq) {
+        (Some(p), 1) if p.id() == e.author => p.clone(),
+        (Some(_), _) | (None, 1) => return Err(Invalid::Malformed),
+        (None, _) => log.person(&e.author).ok_or(Invalid::UnknownAuthor)?,
+    };
+    let key = person.verifying_key().map_err(|_| Invalid::BadSignature)?;
+    verify_hex_sig(&key, &e.signed_bytes(), &e.sig, "entry").map_err(|_| Invalid::BadSignature)?;
+    // Position in the author's log.
+    let head = log.head(&e.channel, &e.author);
+    let head_seq = head.as_ref().map(|h| h.0).unwrap_or(0);
+    if e.seq <= head_seq {
+        let stored = log.get(&e.channel, &e.author, e.seq);
+        return match stored {
+            Some(s) if s.id() == e.id() => Ok(Check::Duplicate),
+            _ => Err(Invalid::Fork),
+        };
+    }
+    if e.seq > head_seq + 1 {
+        return Err(Invalid::Gap);
+    }
+    if e.prev != head.map(|h| h.1) {
+        return Err(Invalid::Fork);
+    }
+    // Membership at this point.
+    let members = match (&e.body, members_of(log, &e.channel)) {
+        (Body::Create { members, .. }, None) => {
+            if members.len() > MAX_MEMBERS || direct_members(&e.channel).is_some() {
+                return Err(Invalid::Malformed);
+            }
+            members.clone()
+        }
+        (Body::Create { .. }, Some(_)) => return Err(Invalid::Fork),
+        (_, Some(m)) => m,
+        (_, None) => return Err(Invalid::NotMember),
+    };
+    if !members.contains(&e.author) {
+        return Err(Invalid::NotMember);
+    }
+    if !may_hold(&members) {
+        return Err(Invalid::NotShared);
+    }
+    Ok(Check::New)
+}
+
+/// A peer's view of our channels: how far it has each author's log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Have {
+    /// Channel id → [(author, seq)].
+    pub channels: BTreeMap<String, Vec<(Id, u64)>>,
+}
+
+/// A refused entry, reported to the sender.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// Entry id.
+    pub entry: Id,
+    /// Why.
+    pub reason: Invalid,
+}
+
+/// Sync messages (carried inside `WireMsg::Sync`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum SyncMsg {
+    /// How far we have each log of the channels the receiver may see.
+    Have(Have),
+    /// A batch of entries, oldest first.
+    Entries {
+        /// Batch number (per link, from 1).
+        batch: u64,
+        /// The entries.
+        entries: Vec<Entry>,
+    },
+    /// The batch is stored durably (and what was refused in it).
+    Ack {
+        /// Batch number.
+        batch: u64,
+        /// Refused entries.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        rejected: Vec<Rejection>,
+    },
+    /// The sender has sent everything the receiver lacked at the start.
+    Done,
+}
+
+/// Who the peer of a session is, for access control.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Person id.
+    pub person_id: Id,
+    /// The peer stores and forwards our channels (our home node).
+    pub is_my_replica: bool,
+}
+
+/// Per-link sync state.
+#[derive(Debug)]
+pub struct Session {
+    peer: PeerInfo,
+    /// Highest seq the peer has, or that we queued to it, per (channel, author).
+    sent: BTreeMap<(String, Id), u64>,
+    /// Entries read ahead per (channel, author), and the last seq loaded.
+    cursors: BTreeMap<(String, Id), (VecDeque<Entry>, u64)>,
+    started: bool,
+    inflight: VecDeque<u64>,
+    next_batch: u64,
+    done_sent: bool,
+    their_done: bool,
+}
+
+/// What the engine asks the shell to do.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Messages to send: (link id, message).
+    pub send: Vec<(u64, SyncMsg)>,
+    /// Entries newly stored, in arrival order (for `message` events).
+    pub stored: Vec<Entry>,
+    /// Peers whose catch-up towards us completed.
+    pub synced: Vec<Id>,
+    /// Refusals we sent (counted).
+    pub rejected: Vec<Rejection>,
+    /// Refusals the peer reported for our entries.
+    pub peer_rejected: Vec<Rejection>,
+}
+
+/// Counters of the engine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Entries stored from peers.
+    pub received: u64,
+    /// Entries ignored as already stored.
+    pub duplicates: u64,
+    /// Entries refused.
+    pub invalid: u64,
+}
+
+/// The sync engine of one instance: all sessions and the rules. Pure.
+#[derive(Debug)]
+pub struct Engine {
+    me: Id,
+    hlc: Hlc,
+    sessions: BTreeMap<u64, Session>,
+    /// Persons whose replica we are: we hold their channels.
+    replicated: BTreeSet<Id>,
+    /// Counters.
+    pub stats: Stats,
+}
+
+/// Errors of a local write.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// No such channel.
+    #[error("no channel `{0}` here; list them with `channels`")]
+    NoChannel(String),
+    /// We are not a member.
+    #[error("this instance is not a member of channel `{0}`")]
+    NotMember(String),
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+    /// Storage failed (nothing was stored).
+    #[error("could not store the message: {0}")]
+    Log(#[from] LogError),
+}
+
+impl Engine {
+    /// An engine for person `me`.
+    pub fn new(me: Id) -> Self {
+        Engine {
+            me,
+            hlc: Hlc::default(),
+            sessions: BTreeMap::new(),
+            replicated: BTreeSet::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Declare the persons whose replica we are.
+    pub fn set_replicated(&mut self, ids: impl IntoIterator<Item = Id>) {
+        self.replicated = ids.into_iter().collect();
+    }
+
+    /// Whether we may store a channel with these members.
+    pub fn may_hold(&self, members: &[Id]) -> bool {
+        members
+            .iter()
+            .any(|m| *m == self.me || self.replicated.contains(m))
+    }
+
+    /// Whether `peer` may receive a channel with these members.
+    fn may_see(&self, peer: &PeerInfo, members: &[Id]) -> bool {
+        members.contains(&peer.person_id) || (peer.is_my_replica && members.contains(&self.me))
+    }
+
+    /// Ids of active links.
+    pub fn links(&self) -> impl Iterator<Item = &u64> {
+        self.sessions.keys()
+    }
+
+    fn have_for<L: Log + ?Sized>(&self, log: &L, peer: &PeerInfo) -> Have {
+        let mut have = Have::default();
+        for c in log.channels() {
+            if self.may_see(peer, &c.members) {
+                have.channels.insert(c.id.clone(), log.heads(&c.id));
+            }
+        }
+        have
+    }
+
+    /// A link came up: remember it and state what we have.
+    pub fn open<L: Log + ?Sized>(&mut self, log: &L, link: u64, peer: PeerInfo) -> Output {
+        let have = self.have_for(log, &peer);
+        self.sessions.insert(
+            link,
+            Session {
+                peer,
+                sent: BTreeMap::new(),
+                cursors: BTreeMap::new(),
+                started: false,
+                inflight: VecDeque::new(),
+                next_batch: 1,
+                done_sent: false,
+                their_done: false,
+            },
+        );
+        Output {
+            send: vec![(link, SyncMsg::Have(have))],
+            ..Output::default()
+        }
+    }
+
+    /// A link went down. Unacknowledged batches are simply resent after the next `have`.
+    pub fn close(&mut self, link: u64) {
+        self.sessions.remove(&link);
+    }
+
+    /// Handle a sync message from `link`.
+    pub fn handle<L: Log + ?Sized>(
+        &mut self,
+        log: &mut L,
+        link: u64,
+        msg: SyncMsg,
+    ) -> Result<Output, LogError> {
+        let mut out = Output::default();
+        if !self.sessions.contains_key(&link) {
+            return Ok(out);
+        }
+        match msg {
+            SyncMsg::Have(have) => {
+                let s = self
+                    .sessions
+                    .get_mut(&link)
+                    .expect("invariant: checked above");
+                s.sent.clear();
+                s.cursors.clear();
+                for (ch, heads) in have.channels {
+                    for (author, seq) in heads {
+                        s.sent.insert((ch.clone(), author), seq);
+                    }
+                }
+                s.started = true;
+                self.fill(log, link, &mut out);
+            }
+            SyncMsg::Entries { batch, entries } => {
+                let mut rejected = Vec::new();
+                for e in entries {
+                    let verdict = check_entry(&*log, &e, |m| self.may_hold(m));
+                    match verdict {
+                        Ok(Check::New) => {
+                            let ch = channel_effect(&*log, &e);
+                            if let Some(p) = &e.person {
+                                log.put_person(p)?;
+                            }
+                            log.insert(&e, ch.as_ref())?;
+                            self.hlc.observe(e.hlc);
+                            self.stats.received += 1;
+                            // The sender has it: never echo it back on this link.
+                            if let Some(s) = self.sessions.get_mut(&link) {
+                                let k = (e.channel.clone(), e.author.clone());
+                                let v = s.sent.entry(k).or_insert(0);
+                                *v = (*v).max(e.seq);
+                            }
+                            out.stored.push(e);
+                        }
+                        Ok(Check::Duplicate) => self.stats.duplicates += 1,
+                        Err(reason) => {
+                            self.stats.invalid += 1;
+                            rejected.push(Rejection {
+                                entry: e.id(),
+                                reason,
+                            });
+                        }
+                    }
+                }
+                // Durable before acknowledged.
+                log.flush()?;
+                out.rejected.extend(rejected.iter().cloned());
+                out.send.push((link, SyncMsg::Ack { batch, rejected }));
+                // New entries go on to every other entitled link (relay).
+                let others: Vec<u64> = self
+                    .sessions
+                    .keys()
+                    .copied()
+                    .filter(|l| *l != link)
+                    .collect();
+                for l in others {
+                    self.fill(log, l, &mut out);
+                }
+            }
+            SyncMsg::Ack { batch, rejected } => {
+                let s = self
+                    .sessions
+                    .get_mut(&link)
+                    .expect("invariant: checked above");
+                s.inflight.retain(|b| *b != batch);
+                out.peer_rejected.extend(rejected);
+                self.fill(log, link, &mut out);
+            }
+            SyncMsg::Done => {
+                let s = self
+                    .sessions
+                    .get_mut(&link)
+                    .expect("invariant: checked above");
+                if !s.their_done {
+                    s.their_done = true;
+                    out.synced.push(s.peer.person_id.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Write a local entry to `channel`: stored and flushed, then pushed to entitled links.
+    pub fn write<L: Log + ?Sized>(
+        &mut self,
+        log: &mut L,
+        me: &LocalIdentity,
+        channel: &str,
+        body: Body,
+        now_ms: u64,
+    ) -> Result<(Entry, Output), WriteError> {
+        let members = match (&body, members_of(&*log, channel)) {
+            (Body::Create { members, .. }, None) => members.clone(),
+            (Body::Create { .. }, Some(_)) => {
+                return Err(WriteError::Invalid(format!("channel `{channel}` exists")))
+            }
+            (_, Some(m)) => m,
+            (_, None) => return Err(WriteError::NoChannel(channel.into())),
+        };
+        if !members.contains(&self.me) {
+            return Err(WriteError::NotMember(channel.into()));
+        }
+        if let Body::Text { text } = &body {
+            if text.len() > MAX_TEXT {
+                return Err(WriteError::Invalid(format!(
+                    "the message is {} bytes; the limit is {MAX_TEXT}",
+                    text.len()
+                )));
+            }
+        }
+        let head = log.head(channel, &self.me);
+        let seq = head.as_ref().map(|h| h.0).unwrap_or(0) + 1;
+        let e = sign_entry(
+            me,
+            channel,
+            seq,
+            head.map(|h| h.1),
+            self.hlc.tick(now_ms),
+            body,
+        );
+        let ch = channel_effect(&*log, &e);
+        if seq == 1 {
+            log.put_person(&me.person)?;
+        }
+        log.insert(&e, ch.as_ref())?;
+        log.flush()?;
+        let mut out = Output::default();
+        let links: Vec<u64> = self.sessions.keys().copied().collect();
+        for l in links {
+            self.fill(log, l, &mut out);
+        }
+        Ok((e, out))
+    }
+
+    /// Queue for `link` every entry it may see and lacks, in view order, within the window.
+    fn fill<L: Log + ?Sized>(&mut self, log: &L, link: u64, out: &mut Output) {
+        let visible: Vec<ChannelInfo> = {
+            let Some(s) = self.sessions.get(&link) else {
+                return;
+            };
+            if !s.started {
+                return;
+            }
+            log.channels()
+                .into_iter()
+                .filter(|c| self.may_see(&s.peer, &c.members))
+                .collect()
+        };
+        let s = self
+            .sessions
+            .get_mut(&link)
+            .expect("invariant: checked above");
+        // Which (channel, author) logs are ahead of what the peer has.
+        let mut pending: Vec<(String, Id)> = Vec::new();
+        for c in &visible {
+            for (author, seq) in log.heads(&c.id) {
+                let k = (c.id.clone(), author);
+                if seq > *s.sent.get(&k).unwrap_or(&0) {
+                    pending.push(k);
+                }
+            }
+        }
+        while s.inflight.len() < WINDOW {
+            let mut batch = Vec::new();
+            let mut bytes = 0usize;
+            loop {
+                // Load the next entry of every pending log, pick the lowest in view order.
+                let mut best: Option<(ViewKey, (String, Id))> = None;
+                for k in &pending {
+                    let sent = *s.sent.get(k).unwrap_or(&0);
+                    let cur = s
+                        .cursors
+                        .entry(k.clone())
+                        .or_insert((VecDeque::new(), sent));
+                    while cur.0.front().is_some_and(|e| e.seq <= sent) {
+                        cur.0.pop_front();
+                    }
+                    if cur.1 < sent {
+                        cur.1 = sent;
+                    }
+                    if cur.0.is_empty() {
+                        let more = log.range(&k.0, &k.1, cur.1 + 1, CURSOR_CHUNK);
+                        if let Some(last) = more.last() {
+                            cur.1 = last.seq;
+                        }
+                        cur.0.extend(more);
+                    }
+                    if let Some(e) = cur.0.front() {
+                        let vk = e.view_key();
+                        if best.as_ref().is_none_or(|(b, _)| vk < *b) {
+                            best = Some((vk, k.clone()));
+                        }
+                    }
+                }
+                let Some((_, k)) = best else { break };
+                let cur = s
+                    .cursors
+                    .get_mut(&k)
+                    .expect("invariant: cursor created above");
+                let len = cur.0.front().map(Entry::encoded_len).unwrap_or(0);
+                if !batch.is_empty()
+                    && (batch.len() >= BATCH_MAX_ENTRIES || bytes + len > BATCH_MAX_BYTES)
+                {
+                    break;
+                }
+                let e = cur
+                    .0
+                    .pop_front()
+                    .expect("invariant: best came from a non-empty cursor");
+                bytes += len;
+                s.sent.insert(k, e.seq);
+                batch.push(e);
+            }
+            if batch.is_empty() {
+                break;
+            }
+            let b = s.next_batch;
+            s.next_batch += 1;
+            s.inflight.push_back(b);
+            out.send.push((
+                link,
+                SyncMsg::Entries {
+                    batch: b,
+                    entries: batch,
+                },
+            ));
+        }
+        // Everything the peer lacked at the start is on its way: say so, once.
+        let caught_up = pending.iter().all(|k| {
+            log.head(&k.0, &k.1).map(|h| h.0).unwrap_or(0) <= *s.sent.get(k).unwrap_or(&0)
+        });
+        if caught_up && !s.done_sent {
+            s.done_sent = true;
+            out.send.push((link, SyncMsg::Done));
+        }
+        // Bound read-ahead memory: drop cursors of logs that are fully sent.
+        s.cursors.retain(|_, c| !c.0.is_empty());
+    }
+}
+
+/// An in-memory [`Log`], for tests and simulations.
+#[derive(Clone, Debug, Default)]
+pub struct MemLog {
+    entries: BTreeMap<(String, Id, u64), Entry>,
+    channels: BTreeMap<String, ChannelInfo>,
+    persons: BTreeMap<Id, Person>,
+    /// Fail every write from now on (a full disk).
+    pub fail_writes: bool,
+}
+
+impl MemLog {
+    /// Add a channel record directly (as pairing does for 1:1 channels).
+    pub fn add_channel(&mut self, c: ChannelInfo) {
+        self.channels.insert(c.id.clone(), c);
+    }
+
+    /// A channel's view: all entries in view order.
+    pub fn view(&self, ch: &str) -> Vec<Entry> {
+        let mut v: Vec<Entry> = self
+            .entries
+            .values()
+            .filter(|e| e.channel == ch)
+            .cloned()
+            .collect();
+        v.sort_by_key(Entry::view_key);
+        v
+    }
+
+    /// Every stored entry.
+    pub fn all(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+}
+
+impl Log for MemLog {
+    fn head(&self, ch: &str, author: &str) -> Option<(u64, Id)> {
+        self.entries
+            .range(
+                (ch.to_string(), author.to_string(), 0)
+                    ..=(ch.to_string(), author.to_string(), u64::MAX),
+            )
+            .next_back()
+            .map(|(_, e)| (e.seq, e.id()))
+    }
+    fn heads(&self, ch: &str) -> Vec<(Id, u64)> {
+        let mut m: BTreeMap<Id, u64> = BTreeMap::new();
+        for e in self.entries.values().filter(|e| e.channel == ch) {
+            let v = m.entry(e.author.clone()).or_insert(0);
+            *v = (*v).max(e.seq);
+        }
+        m.into_iter().collect()
+    }
+    fn channels(&self) -> Vec<ChannelInfo> {
+        let mut v: Vec<ChannelInfo> = self.channels.values().cloned().collect();
+        for e in self.entries.values() {
+            if let Some(m) = direct_members(&e.channel) {
+                if !v.iter().any(|c| c.id == e.channel) {
+                    v.push(ChannelInfo {
+                        id: e.channel.clone(),
+                        name: String::new(),
+                        members: m,
+                    });
+                }
+            }
+        }
+        v
+    }
+    fn channel(&self, ch: &str) -> Option<ChannelInfo> {
+        self.channels.get(ch).cloned().or_else(|| {
+            direct_members(ch).map(|m| ChannelInfo {
+                id: ch.into(),
+                name: String::new(),
+                members: m,
+            })
+        })
+    }
+    fn range(&self, ch: &str, author: &str, from_seq: u64, limit: usize) -> Vec<Entry> {
+        self.entries
+            .range(
+                (ch.to_string(), author.to_string(), from_seq)
+                    ..=(ch.to_string(), author.to_string(), u64::MAX),
+            )
+            .take(limit)
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+    fn get(&self, ch: &str, author: &str, seq: u64) -> Option<Entry> {
+        self.entries
+            .get(&(ch.to_string(), author.to_string(), seq))
+            .cloned()
+    }
+    fn person(&self, id: &str) -> Option<Person> {
+        self.persons.get(id).cloned()
+    }
+    fn insert(&mut self, e: &Entry, channel: Option<&ChannelInfo>) -> Result<(), LogError> {
+        if self.fail_writes {
+            return Err(LogError("disk full".into()));
+        }
+        self.entries
+            .insert((e.channel.clone(), e.author.clone(), e.seq), e.clone());
+        if let Some(c) = channel {
+            self.channels.insert(c.id.clone(), c.clone());
+        }
+        Ok(())
+    }
+    fn put_person(&mut self, p: &Person) -> Result<(), LogError> {
+        if self.fail_writes {
+            return Err(LogError("disk full".into()));
+        }
+        self.persons.insert(p.id(), p.clone());
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), LogError> {
+        Ok(())
+    }
+}

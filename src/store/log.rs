@@ -1,0 +1,257 @@
+//! The sled implementation of the sync [`Log`]: entries, author heads, the view index and
+//! known persons, written together in one transaction per entry.
+//!
+//! Keys (all under the channel id and a 0 byte, so a channel is one prefix):
+//! - `entries`: `ch 0 author seq_be8` → entry JSON
+//! - `heads`:   `ch 0 author` → `seq_be8 id`
+//! - `view`:    `ch 0 ms_be8 c_be4 author seq_be8` → `entries` key
+//! - `persons`: person id → Person JSON
+
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use crate::identity::{Id, Person};
+use crate::net::sync::{direct_members, ChannelInfo, Entry, Log, LogError};
+use crate::store::{Channel, Store};
+
+fn entry_key(ch: &str, author: &str, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(ch.len() + 1 + author.len() + 8);
+    k.extend_from_slice(ch.as_bytes());
+    k.push(0);
+    k.extend_from_slice(author.as_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn head_key(ch: &str, author: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(ch.len() + 1 + author.len());
+    k.extend_from_slice(ch.as_bytes());
+    k.push(0);
+    k.extend_from_slice(author.as_bytes());
+    k
+}
+
+fn prefix(ch: &str) -> Vec<u8> {
+    let mut k = ch.as_bytes().to_vec();
+    k.push(0);
+    k
+}
+
+fn view_key(e: &Entry) -> Vec<u8> {
+    let mut k = prefix(&e.channel);
+    k.extend_from_slice(&e.hlc.ms.to_be_bytes());
+    k.extend_from_slice(&e.hlc.c.to_be_bytes());
+    k.extend_from_slice(e.author.as_bytes());
+    k.extend_from_slice(&e.seq.to_be_bytes());
+    k
+}
+
+fn info_of(c: Channel) -> ChannelInfo {
+    ChannelInfo {
+        id: c.id,
+        name: c.name,
+        members: c.members,
+    }
+}
+
+fn le(e: impl std::fmt::Display) -> LogError {
+    LogError(e.to_string())
+}
+
+impl Store {
+    fn decode_entry(&self, v: &[u8]) -> Option<Entry> {
+        serde_json::from_slice(v).ok()
+    }
+
+    /// The last `limit` entries of a channel in view order (oldest first), reading only
+    /// those from the index: scrollback never loads a whole history.
+    pub fn history(&self, ch: &str, limit: usize) -> Result<Vec<Entry>, crate::store::StoreError> {
+        self.history_before(ch, None, limit)
+    }
+
+    /// Up to `limit` entries strictly before `before` (a view position from an entry), in
+    /// view order.
+    pub fn history_before(
+        &self,
+        ch: &str,
+        before: Option<&Entry>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, crate::store::StoreError> {
+        let start = prefix(ch);
+        let end = match before {
+            Some(e) => view_key(e),
+            None => {
+                let mut p = ch.as_bytes().to_vec();
+                p.push(1);
+                p
+            }
+        };
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for kv in self.view.range(start..end).rev().take(limit) {
+            let (_, ek) = kv.map_err(|e| self.sled_err(e))?;
+            if let Some(v) = self.entries.get(&ek).map_err(|e| self.sled_err(e))? {
+                if let Some(e) = self.decode_entry(&v) {
+                    out.push(e);
+                }
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Number of entries in a channel's view.
+    pub fn view_len(&self, ch: &str) -> usize {
+        self.view.scan_prefix(prefix(ch)).count()
+    }
+
+    /// Unread count of a channel.
+    pub fn unread(&self, ch: &str) -> u64 {
+        self.unread
+            .get(ch.as_bytes())
+            .ok()
+            .flatten()
+            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0)
+    }
+
+    /// Add to a channel's unread count (not flushed: a lost count is harmless).
+    pub fn add_unread(&self, ch: &str, n: u64) {
+        let _ = self.unread.update_and_fetch(ch.as_bytes(), |old| {
+            let cur = old
+                .and_then(|v| v.try_into().ok().map(u64::from_be_bytes))
+                .unwrap_or(0);
+            Some((cur + n).to_be_bytes().to_vec())
+        });
+    }
+
+    /// Mark a channel read.
+    pub fn clear_unread(&self, ch: &str) {
+        let _ = self.unread.remove(ch.as_bytes());
+    }
+
+    /// Every entry stored for a channel (tests and audits).
+    pub fn all_entries(&self, ch: &str) -> Vec<Entry> {
+        self.entries
+            .scan_prefix(prefix(ch))
+            .filter_map(|kv| kv.ok().and_then(|(_, v)| self.decode_entry(&v)))
+            .collect()
+    }
+
+    /// Total entries in the store.
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+impl Log for Store {
+    fn head(&self, ch: &str, author: &str) -> Option<(u64, Id)> {
+        let v = self.heads.get(head_key(ch, author)).ok()??;
+        let seq = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+        let id = String::from_utf8(v.get(8..)?.to_vec()).ok()?;
+        Some((seq, id))
+    }
+
+    fn heads(&self, ch: &str) -> Vec<(Id, u64)> {
+        let p = prefix(ch);
+        self.heads
+            .scan_prefix(&p)
+            .filter_map(|kv| {
+                let (k, v) = kv.ok()?;
+                let author = String::from_utf8(k.get(p.len()..)?.to_vec()).ok()?;
+                let seq = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+                Some((author, seq))
+            })
+            .collect()
+    }
+
+    fn channels(&self) -> Vec<ChannelInfo> {
+        self.channels()
+            .unwrap_or_default()
+            .into_iter()
+            .map(info_of)
+            .collect()
+    }
+
+    fn channel(&self, ch: &str) -> Option<ChannelInfo> {
+        self.get_channel(ch).ok().flatten().map(info_of)
+    }
+
+    fn range(&self, ch: &str, author: &str, from_seq: u64, limit: usize) -> Vec<Entry> {
+        self.entries
+            .range(entry_key(ch, author, from_seq)..=entry_key(ch, author, u64::MAX))
+            .take(limit)
+            .filter_map(|kv| kv.ok().and_then(|(_, v)| self.decode_entry(&v)))
+            .collect()
+    }
+
+    fn get(&self, ch: &str, author: &str, seq: u64) -> Option<Entry> {
+        let v = self.entries.get(entry_key(ch, author, seq)).ok()??;
+        self.decode_entry(&v)
+    }
+
+    fn person(&self, id: &str) -> Option<Person> {
+        let v = self.persons.get(id.as_bytes()).ok()??;
+        serde_json::from_slice(&v).ok()
+    }
+
+    fn insert(&mut self, e: &Entry, channel: Option<&ChannelInfo>) -> Result<(), LogError> {
+        let ek = entry_key(&e.channel, &e.author, e.seq);
+        let ev = e.canonical();
+        let mut hv = e.seq.to_be_bytes().to_vec();
+        hv.extend_from_slice(e.id().as_bytes());
+        let hk = head_key(&e.channel, &e.author);
+        let vk = view_key(e);
+        // A 1:1 channel seen first through a relay gets its record here.
+        let record = match channel {
+            Some(c) => Some(Channel {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                members: c.members.clone(),
+                created_at: e.hlc.ms / 1000,
+            }),
+            None => match (direct_members(&e.channel), self.get_channel(&e.channel)) {
+                (Some(m), Ok(None)) => Some(Channel {
+                    id: e.channel.clone(),
+                    name: String::new(),
+                    members: m,
+                    created_at: e.hlc.ms / 1000,
+                }),
+                _ => None,
+            },
+        };
+        let cv = record
+            .as_ref()
+            .map(|c| serde_json::to_vec(c).expect("invariant: channels serialise"));
+        let r: Result<(), TransactionError<()>> = (
+            &self.entries,
+            &self.heads,
+            &self.view,
+            &self.channels_tree(),
+        )
+            .transaction(|(en, he, vi, ch)| {
+                en.insert(ek.as_slice(), ev.as_slice())?;
+                he.insert(hk.as_slice(), hv.as_slice())?;
+                vi.insert(vk.as_slice(), ek.as_slice())?;
+                if let (Some(c), Some(v)) = (&record, &cv) {
+                    ch.insert(c.id.as_bytes(), v.as_slice())?;
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            });
+        r.map_err(|e| match e {
+            TransactionError::Storage(s) => le(self.sled_err(s)),
+            TransactionError::Abort(()) => LogError("transaction aborted".into()),
+        })
+    }
+
+    fn put_person(&mut self, p: &Person) -> Result<(), LogError> {
+        let v = serde_json::to_vec(p).expect("invariant: persons serialise");
+        self.persons
+            .insert(p.id().as_bytes(), v)
+            .map_err(|e| le(self.sled_err(e)))?;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), LogError> {
+        Store::flush(self).map_err(le)
+    }
+}

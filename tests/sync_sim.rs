@@ -1,0 +1,494 @@
+//! Deterministic simulations of CHUM sync: several instances with in-memory logs, links
+//! that deliver in order per direction but interleave at random, and cuts at random points
+//! (in the middle of batches). Every run is seeded; a failure prints its seed.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use lama_tui::identity::{LocalIdentity, Secrets};
+use lama_tui::net::sync::{
+    sign_entry, Body, ChannelInfo, Engine, Entry, Hlc, Invalid, Log, MemLog, PeerInfo, SyncMsg,
+};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+struct Inst {
+    id: LocalIdentity,
+    engine: Engine,
+    log: MemLog,
+}
+
+fn inst(seed: u8, name: &str) -> Inst {
+    let id = LocalIdentity::from_secrets(
+        name,
+        &format!("{name}/sim"),
+        Secrets {
+            person: [seed; 32],
+            instance: [seed.wrapping_add(1); 32],
+            transport: [seed.wrapping_add(2); 32],
+        },
+    );
+    Inst {
+        engine: Engine::new(id.person_id()),
+        id,
+        log: MemLog::default(),
+    }
+}
+
+/// A link between two instances; `q[0]` carries a→b, `q[1]` b→a.
+struct LinkSim {
+    a: usize,
+    b: usize,
+    up: Option<(u64, u64)>, // link ids at a and at b
+    q: [VecDeque<SyncMsg>; 2],
+}
+
+struct Net {
+    insts: Vec<Inst>,
+    links: Vec<LinkSim>,
+    next_link: u64,
+    rng: Rng,
+    clock: u64,
+    /// Every message delivered to each instance (for access-control checks).
+    delivered: BTreeMap<usize, Vec<SyncMsg>>,
+    /// Replica relation: (instance, peer) → peer is the instance's replica.
+    replica_of: Vec<(usize, usize)>,
+}
+
+impl Net {
+    fn new(insts: Vec<Inst>, pairs: &[(usize, usize)], seed: u64) -> Net {
+        Net {
+            insts,
+            links: pairs
+                .iter()
+                .map(|&(a, b)| LinkSim {
+                    a,
+                    b,
+                    up: None,
+                    q: [VecDeque::new(), VecDeque::new()],
+                })
+                .collect(),
+            next_link: 1,
+            rng: Rng(seed | 1),
+            clock: 1_800_000_000_000,
+            delivered: BTreeMap::new(),
+            replica_of: vec![],
+        }
+    }
+
+    fn pid(&self, i: usize) -> String {
+        self.insts[i].id.person_id()
+    }
+
+    fn push(&mut self, at: usize, sends: Vec<(u64, SyncMsg)>) {
+        for (link, m) in sends {
+            for l in self.links.iter_mut() {
+                if let Some((la, lb)) = l.up {
+                    if l.a == at && la == link {
+                        l.q[0].push_back(m.clone());
+                    } else if l.b == at && lb == link {
+                        l.q[1].push_back(m.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    fn connect(&mut self, li: usize) {
+        if self.links[li].up.is_some() {
+            return;
+        }
+        let (a, b) = (self.links[li].a, self.links[li].b);
+        let (la, lb) = (self.next_link, self.next_link + 1);
+        self.next_link += 2;
+        self.links[li].up = Some((la, lb));
+        let pa = PeerInfo {
+            person_id: self.pid(b),
+            is_my_replica: self.replica_of.contains(&(a, b)),
+        };
+        let pb = PeerInfo {
+            person_id: self.pid(a),
+            is_my_replica: self.replica_of.contains(&(b, a)),
+        };
+        let ia = &mut self.insts[a];
+        let oa = ia.engine.open(&ia.log, la, pa);
+        let ib = &mut self.insts[b];
+        let ob = ib.engine.open(&ib.log, lb, pb);
+        self.push(a, oa.send);
+        self.push(b, ob.send);
+    }
+
+    fn cut(&mut self, li: usize) {
+        if let Some((la, lb)) = self.links[li].up.take() {
+            let (a, b) = (self.links[li].a, self.links[li].b);
+            self.insts[a].engine.close(la);
+            self.insts[b].engine.close(lb);
+            self.links[li].q[0].clear();
+            self.links[li].q[1].clear();
+        }
+    }
+
+    /// Deliver one message on a random non-empty direction. Returns false when idle.
+    fn step(&mut self) -> bool {
+        let ready: Vec<(usize, usize)> = self
+            .links
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| {
+                (0..2)
+                    .filter(move |d| !l.q[*d].is_empty())
+                    .map(move |d| (i, d))
+            })
+            .collect();
+        if ready.is_empty() {
+            return false;
+        }
+        let (li, d) = ready[self.rng.below(ready.len() as u64) as usize];
+        let msg = self.links[li].q[d].pop_front().unwrap();
+        let (to, link) = {
+            let l = &self.links[li];
+            let (la, lb) = l.up.unwrap();
+            if d == 0 {
+                (l.b, lb)
+            } else {
+                (l.a, la)
+            }
+        };
+        self.delivered.entry(to).or_default().push(msg.clone());
+        let i = &mut self.insts[to];
+        let out = i
+            .engine
+            .handle(&mut i.log, link, msg)
+            .expect("MemLog never fails here");
+        self.push(to, out.send);
+        true
+    }
+
+    fn write(&mut self, at: usize, ch: &str, text: &str) -> Entry {
+        self.clock += self.rng.below(3);
+        let i = &mut self.insts[at];
+        let (e, out) = i
+            .engine
+            .write(
+                &mut i.log,
+                &i.id,
+                ch,
+                Body::Text { text: text.into() },
+                self.clock,
+            )
+            .unwrap();
+        self.push(at, out.send);
+        e
+    }
+
+    fn create(&mut self, at: usize, ch: &str, members: &[usize]) {
+        let members: Vec<String> = members.iter().map(|m| self.pid(*m)).collect();
+        self.clock += 1;
+        let i = &mut self.insts[at];
+        let (_, out) = i
+            .engine
+            .write(
+                &mut i.log,
+                &i.id,
+                ch,
+                Body::Create {
+                    name: ch.into(),
+                    members,
+                },
+                self.clock,
+            )
+            .unwrap();
+        self.push(at, out.send);
+    }
+
+    fn settle(&mut self) {
+        for li in 0..self.links.len() {
+            self.connect(li);
+        }
+        let mut n = 0;
+        while self.step() {
+            n += 1;
+            assert!(n < 5_000_000, "no quiescence");
+        }
+    }
+}
+
+fn ids(v: &[Entry]) -> Vec<String> {
+    v.iter().map(Entry::id).collect()
+}
+
+/// Three instances (node 0, clients 1 and 2 linked only to the node), all writing into a
+/// group channel while links are cut at random: identical views, nothing lost, no duplicate.
+fn run_convergence(seed: u64) {
+    let mut net = Net::new(
+        vec![inst(1, "node"), inst(10, "alice"), inst(20, "bob")],
+        &[(0, 1), (0, 2)],
+        seed,
+    );
+    net.create(0, "g-team", &[0, 1, 2]);
+    net.settle();
+    let mut written = 0;
+    let mut cuts = 0;
+    for round in 0..400 {
+        let r = net.rng.below(100);
+        if r < 30 {
+            let who = net.rng.below(3) as usize;
+            net.write(who, "g-team", &format!("m{round} from {who}"));
+            written += 1;
+        } else if r < 38 {
+            let li = net.rng.below(2) as usize;
+            net.cut(li);
+            cuts += 1;
+        } else if r < 50 {
+            let li = net.rng.below(2) as usize;
+            net.connect(li);
+        } else {
+            let steps = net.rng.below(8);
+            for _ in 0..steps {
+                net.step();
+            }
+        }
+    }
+    net.settle();
+    let v0 = net.insts[0].log.view("g-team");
+    let v1 = net.insts[1].log.view("g-team");
+    let v2 = net.insts[2].log.view("g-team");
+    assert_eq!(v0.len(), written + 1, "seed {seed}: node lost entries");
+    assert_eq!(ids(&v0), ids(&v1), "seed {seed}: node and alice differ");
+    assert_eq!(ids(&v0), ids(&v2), "seed {seed}: node and bob differ");
+    let mut uniq = ids(&v0);
+    uniq.sort();
+    uniq.dedup();
+    assert_eq!(uniq.len(), v0.len(), "seed {seed}: duplicate in view");
+    assert!(cuts > 10, "seed {seed}: only {cuts} cuts");
+    for i in &net.insts {
+        assert_eq!(
+            i.engine.stats.invalid, 0,
+            "seed {seed}: valid entries refused"
+        );
+    }
+}
+
+#[test]
+fn three_instances_converge_under_random_cuts_and_reordering() {
+    for seed in 1..=40u64 {
+        run_convergence(seed * 0x9e37_79b9);
+    }
+}
+
+#[test]
+fn a_cut_in_the_middle_of_a_catch_up_resumes_without_loss_or_duplicates() {
+    let mut net = Net::new(vec![inst(1, "node"), inst(10, "alice")], &[(0, 1)], 7);
+    let ch = lama_tui::net::pairing::direct_channel_id(&net.pid(0), &net.pid(1));
+    for i in 0..1000 {
+        net.write(1, &ch, &format!("offline {i}"));
+    }
+    for _ in 0..5 {
+        net.connect(0);
+        // A few messages, then the connection dies mid-batch.
+        for _ in 0..3 {
+            net.step();
+        }
+        net.cut(0);
+    }
+    let partial = net.insts[0].log.view(&ch).len();
+    assert!(partial > 0 && partial < 1000, "partial = {partial}");
+    net.settle();
+    let v = net.insts[0].log.view(&ch);
+    assert_eq!(v.len(), 1000);
+    assert_eq!(ids(&v), ids(&net.insts[1].log.view(&ch)));
+    // In order.
+    for (i, e) in v.iter().enumerate() {
+        assert_eq!(e.text(), Some(format!("offline {i}").as_str()));
+    }
+}
+
+#[test]
+fn entries_never_reach_a_non_member_not_even_their_ids() {
+    // node 0, members 1 and 2, stranger 3 connected to the same node.
+    let mut net = Net::new(
+        vec![
+            inst(1, "node"),
+            inst(10, "alice"),
+            inst(20, "bob"),
+            inst(30, "eve"),
+        ],
+        &[(0, 1), (0, 2), (0, 3)],
+        99,
+    );
+    net.create(0, "g-secret", &[0, 1, 2]);
+    net.settle();
+    for i in 0..50 {
+        net.write((i % 3) as usize, "g-secret", &format!("s{i}"));
+    }
+    net.settle();
+    assert_eq!(net.insts[2].log.view("g-secret").len(), 51);
+    assert!(net.insts[3].log.view("g-secret").is_empty());
+    let secret_ids: Vec<String> = net.insts[0]
+        .log
+        .view("g-secret")
+        .iter()
+        .map(Entry::id)
+        .collect();
+    for m in net.delivered.get(&3).cloned().unwrap_or_default() {
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(!text.contains("g-secret"), "eve saw the channel: {text}");
+        for id in &secret_ids {
+            assert!(!text.contains(id.as_str()), "eve saw an entry id");
+        }
+    }
+}
+
+#[test]
+fn a_replica_holds_and_forwards_its_clients_channels() {
+    // alice (1) and bob (2) share a 1:1 channel; node 0 is alice's replica, not a member.
+    // bob is connected only to the node, alice writes while bob is offline.
+    let mut net = Net::new(
+        vec![inst(1, "node"), inst(10, "alice"), inst(20, "bob")],
+        &[(0, 1), (0, 2)],
+        5,
+    );
+    net.replica_of.push((1, 0));
+    let (a, b) = (net.pid(1), net.pid(2));
+    net.insts[0].engine.set_replicated([a.clone()]);
+    let ch = lama_tui::net::pairing::direct_channel_id(&a, &b);
+    net.connect(0);
+    for i in 0..20 {
+        net.write(1, &ch, &format!("to bob {i}"));
+    }
+    while net.step() {}
+    assert_eq!(net.insts[0].log.view(&ch).len(), 20, "replica stored them");
+    net.cut(0); // alice goes away
+    net.connect(1); // bob comes online, talks only to the node
+    while net.step() {}
+    assert_eq!(
+        net.insts[2].log.view(&ch).len(),
+        20,
+        "bob got them via the replica"
+    );
+}
+
+fn signed(
+    who: &LocalIdentity,
+    ch: &str,
+    seq: u64,
+    prev: Option<String>,
+    ms: u64,
+    text: &str,
+) -> Entry {
+    sign_entry(
+        who,
+        ch,
+        seq,
+        prev,
+        Hlc { ms, c: 0 },
+        Body::Text { text: text.into() },
+    )
+}
+
+#[test]
+fn every_invalid_entry_is_refused_counted_and_reported() {
+    let node = inst(1, "node");
+    let alice = inst(10, "alice");
+    let eve = inst(30, "eve");
+    let mut log = MemLog::default();
+    let (n, a) = (node.id.person_id(), alice.id.person_id());
+    log.add_channel(ChannelInfo {
+        id: "g-x".into(),
+        name: "x".into(),
+        members: vec![n.clone(), a.clone()],
+    });
+    let mut engine = Engine::new(n.clone());
+    let _ = engine.open(
+        &log,
+        1,
+        PeerInfo {
+            person_id: a.clone(),
+            is_my_replica: false,
+        },
+    );
+    let e1 = signed(&alice.id, "g-x", 1, None, 10, "one");
+    let e2 = signed(&alice.id, "g-x", 2, Some(e1.id()), 11, "two");
+    let mut bad_sig = signed(&alice.id, "g-x", 1, None, 10, "one");
+    bad_sig.body = Body::Text {
+        text: "changed".into(),
+    };
+    let gap = signed(&alice.id, "g-x", 3, Some("00".repeat(32)), 12, "gap");
+    let fork = signed(&alice.id, "g-x", 1, None, 10, "another first");
+    let bad_prev = signed(&alice.id, "g-x", 2, Some("ab".repeat(32)), 11, "bad prev");
+    let outsider = signed(&eve.id, "g-x", 1, None, 10, "let me in");
+    let not_shared = signed(&alice.id, "g-elsewhere", 1, None, 10, "hm");
+
+    let mut send = |entries: Vec<Entry>, batch: u64| {
+        let out = engine
+            .handle(&mut log, 1, SyncMsg::Entries { batch, entries })
+            .unwrap();
+        let acks: Vec<_> = out
+            .send
+            .iter()
+            .filter_map(|(_, m)| match m {
+                SyncMsg::Ack { rejected, .. } => Some(rejected.clone()),
+                _ => None,
+            })
+            .collect();
+        (out.stored.len(), acks.concat())
+    };
+    let (stored, rej) = send(vec![bad_sig.clone(), gap.clone()], 1);
+    assert_eq!(stored, 0);
+    assert_eq!(
+        rej.iter().map(|r| r.reason.clone()).collect::<Vec<_>>(),
+        vec![Invalid::BadSignature, Invalid::UnknownAuthor]
+    );
+    let (stored, rej) = send(vec![e1.clone(), fork, gap, outsider, not_shared], 2);
+    assert_eq!(stored, 1);
+    let reasons: Vec<Invalid> = rej.iter().map(|r| r.reason.clone()).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            Invalid::Fork,
+            Invalid::Gap,
+            Invalid::NotMember,
+            Invalid::NotMember
+        ]
+    );
+    let (stored, rej) = send(vec![bad_prev, e2.clone()], 3);
+    assert_eq!(stored, 1);
+    assert_eq!(rej[0].reason, Invalid::Fork);
+    // A replay of stored entries: not stored twice, not an error.
+    let (stored, rej) = send(vec![e1, e2], 4);
+    assert_eq!((stored, rej.len()), (0, 0));
+    assert_eq!(engine.stats.duplicates, 2);
+    assert_eq!(engine.stats.invalid, 7);
+    assert_eq!(log.view("g-x").len(), 2);
+    assert!(log.view("g-elsewhere").is_empty());
+    assert!(log.head("g-elsewhere", &a).is_none());
+}
+
+#[test]
+fn views_merge_by_hlc_then_author_then_seq_even_with_skewed_clocks() {
+    // bob's wall clock is an hour behind; replies still order after what they answer.
+    let mut net = Net::new(vec![inst(1, "node"), inst(10, "alice")], &[(0, 1)], 3);
+    let ch = lama_tui::net::pairing::direct_channel_id(&net.pid(0), &net.pid(1));
+    net.settle();
+    net.write(0, &ch, "question");
+    net.settle();
+    net.clock -= 3_600_000;
+    net.write(1, &ch, "answer");
+    net.settle();
+    let v = net.insts[0].log.view(&ch);
+    assert_eq!(
+        v.iter().map(|e| e.text().unwrap()).collect::<Vec<_>>(),
+        ["question", "answer"]
+    );
+    assert_eq!(ids(&v), ids(&net.insts[1].log.view(&ch)));
+}
