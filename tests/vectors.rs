@@ -88,6 +88,24 @@ fn compute() -> Vec<(String, String)> {
     assert_eq!(sr.verify_hello(&opened).unwrap().person_id, a.person_id());
     let ping = si.seal(&WireMsg::Ping { n: 1 }).unwrap();
     put("a.second_frame_ping1", hex::encode(&ping));
+    // A first entry of a's log in the 1:1 channel with b.
+    let ch = lama_tui::net::pairing::direct_channel_id(&a.person_id(), &b.person_id());
+    let e = lama_tui::net::sync::sign_entry(
+        &a,
+        &ch,
+        1,
+        None,
+        lama_tui::net::sync::Hlc {
+            ms: 1_800_000_000_000,
+            c: 0,
+        },
+        lama_tui::net::sync::Body::Text {
+            text: "hello".into(),
+        },
+    );
+    put("entry.channel", ch);
+    put("entry.canonical", String::from_utf8(e.canonical()).unwrap());
+    put("entry.id", e.id());
     v
 }
 
