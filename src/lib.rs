@@ -2,13 +2,17 @@
 //!
 //! Map of the crate (pure core first, I/O shell around it):
 //! - [`identity`]: Person and Instance objects, their canonical encoding and ids, key material.
-//! - [`net`]: the wire protocol. `wire` (messages and limits) and `handshake` (Noise XX plus
-//!   the identity proof) are pure; `conn` is the tokio/WebSocket shell that drives them.
-//! - [`store`]: persistence. `Store` is the typed API over sled; `keyfile` keeps the secret
-//!   keys at rest (mode 0600, optionally sealed with a passphrase).
+//! - [`net`]: the wire protocol. Pure: `wire` (messages, limits), `handshake` (Noise XX and
+//!   the identity proof), `invite` (codes, QR), `pairing`, `manager` (dial schedule, duplicate
+//!   rule), `discovery` (announcement rules), `sync` (CHUM logs, checks, sessions). Shell:
+//!   `conn` (tokio/WebSocket) and the UDP tasks in `discovery`.
+//! - [`store`]: persistence. `Store` is the typed API over sled, `log` its sync log
+//!   implementation; `keyfile` keeps the secret keys at rest (0600, optionally sealed).
 //! - [`app`]: roles and wiring. `cli` (flags), `headless` (the JSON-lines control protocol,
-//!   pure parsing), `runtime` (the actor that owns an instance's state), `logging`.
-//! - [`ui`]: the ratatui interface, a function of the runtime's state.
+//!   pure parsing), `runtime` (types and the handle), `actor` (the task that owns an
+//!   instance's state), `tasks` (connection tasks), `provision` (local trust), `logging`.
+//! - [`ui`]: the ratatui interface: `state` (update: actions in, effects out) and `view`
+//!   (render) are pure; the module root is the terminal shell.
 #![forbid(unsafe_code)]
 
 pub mod app;

@@ -372,10 +372,11 @@ impl Actor {
             }
             Command::History {
                 channel,
+                before,
                 limit,
                 reply,
             } => {
-                let r = self.history(&channel, limit);
+                let r = self.history(&channel, before.as_deref(), limit);
                 let _ = reply.send(r);
             }
             Command::Stats(reply) => {
@@ -473,14 +474,28 @@ impl Actor {
         }
     }
 
-    fn history(&mut self, channel: &str, limit: usize) -> Result<Vec<MessageView>, CommandError> {
+    fn history(
+        &mut self,
+        channel: &str,
+        before: Option<&MessageView>,
+        limit: usize,
+    ) -> Result<Vec<MessageView>, CommandError> {
         if self.store.get_channel(channel)?.is_none() {
             return Err(CommandError::BadArgument(format!(
                 "no channel `{channel}` here; list them with `channels`"
             )));
         }
         // Channel changes (create, members) live in the same view; history shows messages.
-        let mut entries = self.store.history(channel, limit)?;
+        let anchor = match before {
+            Some(m) => self
+                .store
+                .entry_by_view(channel, &m.author, m.entry.as_str())?,
+            None => None,
+        };
+        if before.is_some() && anchor.is_none() {
+            return Ok(vec![]);
+        }
+        let mut entries = self.store.history_before(channel, anchor.as_ref(), limit)?;
         while entries.iter().filter(|e| e.text().is_some()).count() < limit {
             let Some(first) = entries.first().cloned() else {
                 break;
@@ -499,7 +514,9 @@ impl Actor {
         if texts.len() > limit {
             texts.drain(..texts.len() - limit);
         }
-        self.store.clear_unread(channel);
+        if before.is_none() {
+            self.store.clear_unread(channel);
+        }
         Ok(texts)
     }
 
@@ -586,6 +603,7 @@ impl Actor {
                     PeerState::Offline
                 };
                 ContactView {
+                    verification: verification_string(&self.me.person, &c.person),
                     contact: c,
                     state,
                     last_error: live.last_error,

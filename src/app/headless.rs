@@ -342,6 +342,7 @@ async fn answer(handle: Handle, id: Option<Value>, req: Request, out: mpsc::Send
                             "state": c.state.as_str(),
                             "last_error": c.last_error,
                             "last_seen": c.last_seen,
+                            "verification": c.verification,
                         })
                     })
                     .collect();

@@ -226,6 +226,8 @@ pub struct ContactView {
     pub last_error: Option<String>,
     /// Unix seconds of the last time a link was up.
     pub last_seen: Option<u64>,
+    /// The verification string of this pairing (both sides show the same).
+    pub verification: String,
 }
 
 /// Something the shell should show.
@@ -409,10 +411,12 @@ pub enum Command {
         /// Answer: the entry id, once durable.
         reply: Reply<String>,
     },
-    /// The last messages of a channel, in view order.
+    /// The last messages of a channel, in view order (before `before`, if given).
     History {
         /// Channel id.
         channel: String,
+        /// Only messages older than this one.
+        before: Option<Box<MessageView>>,
         /// How many.
         limit: usize,
         /// Answer.
@@ -549,6 +553,23 @@ impl Handle {
     ) -> Result<Vec<MessageView>, CommandError> {
         self.call(|reply| Command::History {
             channel,
+            before: None,
+            limit,
+            reply,
+        })
+        .await
+    }
+
+    /// Up to `limit` messages older than `before` (scrollback).
+    pub async fn history_before(
+        &self,
+        channel: String,
+        before: MessageView,
+        limit: usize,
+    ) -> Result<Vec<MessageView>, CommandError> {
+        self.call(|reply| Command::History {
+            channel,
+            before: Some(Box::new(before)),
             limit,
             reply,
         })

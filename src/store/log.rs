@@ -99,6 +99,29 @@ impl Store {
         Ok(out)
     }
 
+    /// Find an entry of `author` in `ch` by its id (scanning that author's log backwards;
+    /// scrollback anchors are recent, so this stops early).
+    pub fn entry_by_view(
+        &self,
+        ch: &str,
+        author: &str,
+        id: &str,
+    ) -> Result<Option<Entry>, crate::store::StoreError> {
+        for kv in self
+            .entries
+            .range(entry_key(ch, author, 0)..=entry_key(ch, author, u64::MAX))
+            .rev()
+        {
+            let (_, v) = kv.map_err(|e| self.sled_err(e))?;
+            if let Some(e) = self.decode_entry(&v) {
+                if e.id() == id {
+                    return Ok(Some(e));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Number of entries in a channel's view.
     pub fn view_len(&self, ch: &str) -> usize {
         self.view.scan_prefix(prefix(ch)).count()

@@ -1,214 +1,130 @@
-//! The ratatui interface: `State` is updated only by [`update`], and [`render`] reads it.
+//! The terminal shell around the UI core: owns the terminal, turns terminal input and
+//! runtime events into [`state::Action`]s, runs the [`state::Effect`]s against the runtime,
+//! and redraws only when something changed.
 //!
-//! This first version shows the identity header, the contacts with their live state and a
-//! log of connection events; pairing, channels and the composer come with their issues.
+//! `state` (update) and `view` (render) are pure; this module is the only I/O.
 
+pub mod state;
+pub mod view;
+
+use std::io::Write;
 use std::time::Duration;
 
-use crossterm::event::{self, Event as TermEvent, KeyCode, KeyEventKind, KeyModifiers};
-use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Color, Modifier, Style};
-use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, List, ListItem, Paragraph, Wrap};
-use ratatui::Frame;
+use crossterm::event::{
+    self, DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
+    Event as TermEvent, KeyEventKind,
+};
+use crossterm::execute;
+use tokio::sync::mpsc;
 
-use crate::app::runtime::{ContactView, Event, IdentityInfo, PeerState, Running};
-use crate::identity::short_id;
+use crate::app::headless::ProvisionCfg;
+use crate::app::runtime::{now_secs, Handle, MessageView, Running};
+use state::{update, Action, Effect, State};
 
-/// Smallest usable terminal.
-pub const MIN_SIZE: (u16, u16) = (80, 24);
-/// Log lines kept on screen.
-pub const LOG_KEEP: usize = 200;
+/// Capacity of the queue of actions from input and effect tasks.
+pub const ACTION_CAPACITY: usize = 256;
+/// Messages loaded when a channel opens, and per scroll-back step.
+pub const PAGE: usize = 200;
 
-/// What the screen shows.
-#[derive(Clone, Debug)]
-pub struct State {
-    /// Who we are.
-    pub me: IdentityInfo,
-    /// Contacts with live state.
-    pub contacts: Vec<ContactView>,
-    /// Recent events, newest last.
-    pub log: Vec<String>,
-    /// Set when the user asked to quit.
-    pub quit: bool,
-}
-
-/// Inputs to [`update`].
-#[derive(Clone, Debug)]
-pub enum Action {
-    /// A key was pressed.
-    Key(KeyCode, KeyModifiers),
-    /// The runtime reported something.
-    Runtime(Event),
-    /// A fresh contact list arrived.
-    Contacts(Vec<ContactView>),
-}
-
-/// Side effects [`update`] asks the shell to perform.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Effect {
-    /// Reload the contact list.
-    RefreshContacts,
-}
-
-impl State {
-    /// The initial state.
-    pub fn new(me: IdentityInfo) -> Self {
-        State {
-            me,
-            contacts: Vec::new(),
-            log: Vec::new(),
-            quit: false,
+/// Put text on the clipboard: arboard where a clipboard is reachable, else the OSC 52
+/// terminal escape (works over SSH in most terminals). Returns which was used.
+pub fn copy_to_clipboard(text: &str) -> String {
+    if let Ok(mut cb) = arboard::Clipboard::new() {
+        if cb.set_text(text.to_string()).is_ok() {
+            return "system clipboard".into();
         }
     }
+    let b64 = data_encoding::BASE64.encode(text.as_bytes());
+    let mut out = std::io::stdout();
+    let _ = write!(out, "\x1b]52;c;{b64}\x07");
+    let _ = out.flush();
+    "terminal clipboard (OSC 52)".into()
 }
 
-/// The only mutation of [`State`].
-pub fn update(state: &mut State, action: Action) -> Vec<Effect> {
-    match action {
-        Action::Key(KeyCode::Char('q'), _) => state.quit = true,
-        Action::Key(KeyCode::Char('c'), m) if m.contains(KeyModifiers::CONTROL) => {
-            state.quit = true
-        }
-        Action::Key(..) => {}
-        Action::Runtime(e) => {
-            let line = match &e {
-                Event::Connected { person_id, name } => {
-                    format!("connected to {name} ({})", short_id(person_id))
-                }
-                Event::Disconnected { person_id, reason } => {
-                    format!("disconnected from {}: {reason}", short_id(person_id))
-                }
-                Event::ContactAdded {
-                    name,
-                    person_id,
-                    verification,
-                    ..
-                } => format!(
-                    "new contact {name} ({}), verification {verification}",
-                    short_id(person_id)
-                ),
-                Event::EndpointsChanged { person_id, urls } => {
-                    format!("{} now at {}", short_id(person_id), urls.join(", "))
-                }
-                Event::Error { message, .. } => format!("error: {message}"),
-                Event::Message(m) => format!(
-                    "[{}] {}: {}",
-                    short_id(&m.channel),
-                    m.author_name,
-                    m.text.as_deref().unwrap_or("(channel change)")
-                ),
-                Event::Synced { person_id } => format!("caught up with {}", short_id(person_id)),
-            };
-            state.log.push(line);
-            if state.log.len() > LOG_KEEP {
-                state.log.remove(0);
+fn read_clipboard() -> Option<String> {
+    arboard::Clipboard::new().ok()?.get_text().ok()
+}
+
+async fn run_effect(handle: Handle, me: String, effect: Effect, tx: mpsc::Sender<Action>) {
+    let action = match effect {
+        Effect::RefreshContacts => match handle.contacts().await {
+            Ok(c) => Action::Contacts(c),
+            Err(e) => Action::Failed(e.to_string()),
+        },
+        Effect::RefreshChannels => match handle.channels().await {
+            Ok(c) => Action::Channels(c),
+            Err(e) => Action::Failed(e.to_string()),
+        },
+        Effect::LoadHistory(ch) => match handle.history(ch.clone(), PAGE).await {
+            Ok(m) => Action::History(ch, m),
+            Err(e) => Action::Failed(e.to_string()),
+        },
+        Effect::LoadOlder(ch, first) => {
+            match handle.history_before(ch.clone(), first, PAGE).await {
+                Ok(m) => Action::Older(ch, m),
+                Err(e) => Action::Failed(e.to_string()),
             }
-            return vec![Effect::RefreshContacts];
         }
-        Action::Contacts(c) => state.contacts = c,
-    }
-    Vec::new()
-}
-
-fn dot(s: PeerState) -> Span<'static> {
-    match s {
-        PeerState::Connected => Span::styled("●", Style::default().fg(Color::Green)),
-        PeerState::Connecting => Span::styled("●", Style::default().fg(Color::Yellow)),
-        PeerState::Offline => Span::styled("○", Style::default().fg(Color::DarkGray)),
-    }
-}
-
-/// Draw the state.
-pub fn render(state: &State, f: &mut Frame) {
-    let area = f.area();
-    if area.width < MIN_SIZE.0 || area.height < MIN_SIZE.1 {
-        let msg = format!(
-            "terminal too small: {}x{}, need at least {}x{}",
-            area.width, area.height, MIN_SIZE.0, MIN_SIZE.1
-        );
-        f.render_widget(Paragraph::new(msg).wrap(Wrap { trim: true }), area);
-        return;
-    }
-    let [header, body, status] = Layout::vertical([
-        Constraint::Length(3),
-        Constraint::Min(5),
-        Constraint::Length(1),
-    ])
-    .areas(area);
-    let connected = state
-        .contacts
-        .iter()
-        .filter(|c| c.state == PeerState::Connected)
-        .count();
-    let head = Line::from(vec![
-        Span::styled(
-            state.me.name.clone(),
-            Style::default().add_modifier(Modifier::BOLD),
+        Effect::Send(ch, text) => match handle.send(ch.clone(), text.clone()).await {
+            Ok(entry) => Action::Sent(MessageView {
+                channel: ch,
+                entry,
+                author: me,
+                author_name: handle.identity().await.map(|i| i.name).unwrap_or_default(),
+                ts: crate::app::runtime::now_ms(),
+                text: Some(text),
+                kind: "text",
+            }),
+            Err(e) => Action::Failed(e.to_string()),
+        },
+        Effect::CreateInvite => match handle
+            .invite(crate::net::pairing::DEFAULT_INVITE_TTL_SECS)
+            .await
+        {
+            Ok(i) => Action::Invite(i),
+            Err(e) => Action::Failed(e.to_string()),
+        },
+        Effect::Accept(code) => Action::Accepted(
+            handle
+                .accept(code, "invite", false)
+                .await
+                .map_err(|e| e.to_string()),
         ),
-        Span::raw(format!("  {}  ", short_id(&state.me.person_id))),
-        Span::styled(state.me.role.as_str(), Style::default().fg(Color::Cyan)),
-        Span::raw(format!(
-            "  {}  {connected}/{} connected",
-            state.me.endpoint.as_deref().unwrap_or("dial-out only"),
-            state.contacts.len()
-        )),
-    ]);
-    f.render_widget(
-        Paragraph::new(head).block(Block::default().borders(Borders::ALL).title(" lama-tui ")),
-        header,
-    );
-    let [side, main] =
-        Layout::horizontal([Constraint::Length(32), Constraint::Min(20)]).areas(body);
-    render_contacts(state, f, side);
-    let log: Vec<ListItem> = state
-        .log
-        .iter()
-        .rev()
-        .take(main.height as usize)
-        .rev()
-        .map(|l| ListItem::new(l.as_str()))
-        .collect();
-    f.render_widget(
-        List::new(log).block(Block::default().borders(Borders::ALL).title(" events ")),
-        main,
-    );
-    f.render_widget(Paragraph::new(" q quit"), status);
+        Effect::Copy(text) => {
+            let how = tokio::task::spawn_blocking(move || copy_to_clipboard(&text))
+                .await
+                .unwrap_or_else(|_| "nowhere".into());
+            Action::Copied(how)
+        }
+        Effect::PasteClipboard => match tokio::task::spawn_blocking(read_clipboard).await {
+            Ok(Some(t)) => Action::Paste(t),
+            _ => Action::Failed(
+                "no clipboard text could be read; paste with the terminal instead".into(),
+            ),
+        },
+    };
+    let _ = tx.send(action).await;
 }
 
-fn render_contacts(state: &State, f: &mut Frame, area: Rect) {
-    let items: Vec<ListItem> = state
-        .contacts
-        .iter()
-        .map(|c| {
-            ListItem::new(Line::from(vec![
-                dot(c.state),
-                Span::raw(format!(
-                    " {} {}",
-                    c.contact.person.name,
-                    short_id(&c.contact.person_id())
-                )),
-            ]))
-        })
-        .collect();
-    f.render_widget(
-        List::new(items).block(Block::default().borders(Borders::ALL).title(" contacts ")),
-        area,
+fn restore() {
+    let _ = execute!(
+        std::io::stdout(),
+        DisableMouseCapture,
+        DisableBracketedPaste
     );
+    ratatui::restore();
 }
 
 /// Run the TUI until the user quits. The terminal is restored on every exit path.
-pub async fn run(
-    running: Running,
-    provision: Option<crate::app::headless::ProvisionCfg>,
-) -> std::io::Result<()> {
+pub async fn run(running: Running, provision: Option<ProvisionCfg>) -> std::io::Result<()> {
     let Running {
         handle,
         mut events,
         info,
         done,
     } = running;
-    let mut state = State::new(info);
+    let me = info.person_id.clone();
+    let mut state = State::new(info, now_secs());
     // Provision before taking over the terminal, so a failure can still be read.
     let mut guard = None;
     if let Some(p) = &provision {
@@ -217,66 +133,91 @@ pub async fn run(
         guard = g;
     }
     let mut terminal = ratatui::init();
-    if let Ok(c) = handle.contacts().await {
-        update(&mut state, Action::Contacts(c));
+    let _ = execute!(std::io::stdout(), EnableMouseCapture, EnableBracketedPaste);
+    let (atx, mut arx) = mpsc::channel::<Action>(ACTION_CAPACITY);
+    for e in [Effect::RefreshContacts, Effect::RefreshChannels] {
+        tokio::spawn(run_effect(handle.clone(), me.clone(), e, atx.clone()));
     }
-    let (ktx, mut krx) = tokio::sync::mpsc::channel(64);
-    // crossterm's reader blocks; it lives on its own thread and feeds the select below.
+    // crossterm's reader blocks; it lives on its own thread.
+    let itx = atx.clone();
     std::thread::spawn(move || loop {
-        if event::poll(Duration::from_millis(250)).unwrap_or(false) {
-            match event::read() {
-                Ok(TermEvent::Key(k)) if k.kind == KeyEventKind::Press => {
-                    if ktx.blocking_send(Action::Key(k.code, k.modifiers)).is_err() {
-                        break;
-                    }
-                }
-                Ok(_) => {
-                    if ktx.blocking_send(Action::Contacts(Vec::new())).is_err() {
-                        break;
-                    }
-                }
-                Err(_) => break,
+        if itx.is_closed() {
+            break;
+        }
+        if !event::poll(Duration::from_millis(250)).unwrap_or(false) {
+            continue;
+        }
+        let a = match event::read() {
+            Ok(TermEvent::Key(k)) if k.kind != KeyEventKind::Release => {
+                Action::Key(k.code, k.modifiers)
             }
-        } else if ktx.is_closed() {
+            Ok(TermEvent::Paste(p)) => Action::Paste(p),
+            Ok(TermEvent::Mouse(m)) => Action::Mouse(m.kind, m.column, m.row),
+            Ok(TermEvent::Resize(..)) => Action::Tick(now_secs()),
+            Ok(_) => continue,
+            Err(_) => break,
+        };
+        if itx.blocking_send(a).is_err() {
             break;
         }
     });
     #[cfg(unix)]
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut dirty = true;
     let result = loop {
-        if let Err(e) = terminal.draw(|f| render(&state, f)) {
-            break Err(e);
+        if dirty {
+            if let Err(e) = terminal.draw(|f| view::render(&state, f)) {
+                break Err(e);
+            }
+            dirty = false;
         }
         #[cfg(unix)]
         let term = sigterm.recv();
         #[cfg(not(unix))]
         let term = std::future::pending::<Option<()>>();
-        let effects = tokio::select! {
+        let action = tokio::select! {
             // SIGTERM takes the same exit path as `q`, so the terminal is restored.
             _ = term => break Ok(()),
-            Some(a) = krx.recv() => {
-                // A resize arrives as an empty refresh; keep the list, redraw.
-                match a {
-                    Action::Contacts(_) => vec![Effect::RefreshContacts],
-                    a => update(&mut state, a),
+            Some(a) = arx.recv() => a,
+            Some(e) = events.recv() => Action::Runtime(e),
+            _ = tick.tick() => {
+                // Redraw on the clock only while a countdown is shown: idle costs nothing.
+                if !matches!(state.popup, Some(state::Popup::Pairing(_))) {
+                    state.now = now_secs();
+                    continue;
                 }
+                Action::Tick(now_secs())
             }
-            Some(e) = events.recv() => update(&mut state, Action::Runtime(e)),
         };
-        for e in effects {
-            match e {
-                Effect::RefreshContacts => {
-                    if let Ok(c) = handle.contacts().await {
-                        update(&mut state, Action::Contacts(c));
-                    }
-                }
+        // Coalesce a burst: apply everything queued before drawing once.
+        let mut batch = vec![action];
+        while let Ok(a) = arx.try_recv() {
+            batch.push(a);
+            if batch.len() >= 512 {
+                break;
             }
         }
+        while let Ok(e) = events.try_recv() {
+            batch.push(Action::Runtime(e));
+            if batch.len() >= 1024 {
+                break;
+            }
+        }
+        let mut effects = Vec::new();
+        for a in batch {
+            effects.extend(update(&mut state, a));
+        }
+        effects.dedup();
+        for e in effects {
+            tokio::spawn(run_effect(handle.clone(), me.clone(), e, atx.clone()));
+        }
+        dirty = true;
         if state.quit {
             break Ok(());
         }
     };
-    ratatui::restore();
+    restore();
     handle.shutdown();
     let _ = done.await;
     if let Some(g) = guard {

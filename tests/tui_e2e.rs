@@ -1,0 +1,195 @@
+//! End to end through the terminal UI: a real node and a real client in tmux, paired by
+//! typing the code read off the node's screen, then a message typed each way and read on
+//! the other screen. Needs tmux (`.ci/run` installs it).
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    session: String,
+}
+
+impl Tmux {
+    fn start(session: &str, cmd: &str) -> Tmux {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", session])
+            .status();
+        let ok = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                session,
+                "-x",
+                "120",
+                "-y",
+                "40",
+                cmd,
+            ])
+            .status()
+            .expect("tmux must be installed (.ci/run installs it)");
+        assert!(ok.success(), "tmux new-session failed");
+        Tmux {
+            session: session.into(),
+        }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            let st = Command::new("tmux")
+                .args(["send-keys", "-t", &self.session, k])
+                .status()
+                .unwrap();
+            assert!(st.success());
+            std::thread::sleep(Duration::from_millis(60));
+        }
+    }
+
+    fn literal(&self, text: &str) {
+        let st = Command::new("tmux")
+            .args(["send-keys", "-t", &self.session, "-l", text])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.session])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn wait_for(&self, what: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.screen();
+            if s.contains(what) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`{what}` never appeared on {}:\n{s}",
+                self.session
+            );
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.session])
+            .status();
+    }
+}
+
+/// The code printed beneath the QR: the rows from the one starting with LAMA1.
+fn code_on(screen: &str) -> String {
+    let rows: Vec<String> = screen
+        .lines()
+        .map(|l| {
+            l.trim_matches(|c: char| c == '│' || c.is_whitespace())
+                .to_string()
+        })
+        .collect();
+    rows.iter()
+        .skip_while(|r| !r.starts_with("LAMA1"))
+        .take_while(|r| {
+            !r.is_empty()
+                && r.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        })
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn pair_and_chat_by_typing_in_two_real_terminal_uis() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = common::bin();
+    let tag = std::process::id();
+    let node = Tmux::start(
+        &format!("lama-node-{tag}"),
+        &format!(
+            "{bin} --role node --name node-demo@lama.local --listen 127.0.0.1:0 --data-dir {}",
+            tmp.path().join("n").display()
+        ),
+    );
+    let client = Tmux::start(
+        &format!("lama-client-{tag}"),
+        &format!(
+            "{bin} --role client --name demo@lama.local --data-dir {}",
+            tmp.path().join("c").display()
+        ),
+    );
+    node.wait_for("node-demo@lama.local");
+    client.wait_for("demo@lama.local");
+
+    // Node: leave the composer, open the pairing screen, read the code off the screen.
+    node.keys(&["Tab", "p"]);
+    let screen = node.wait_for("expires in");
+    let code = code_on(&screen);
+    assert!(
+        code.len() > 100,
+        "no code read from the node's screen:\n{screen}"
+    );
+
+    // Client: open the accept dialog and type the code.
+    client.keys(&["Tab", "a"]);
+    client.wait_for("accept an invitation");
+    client.literal(&code);
+    client.wait_for("code looks right");
+    client.keys(&["Enter"]);
+    let s = client.wait_for("paired with node-demo@lama.local");
+    assert!(s.contains("verification"));
+    client.keys(&["Enter"]); // close the dialog
+                             // Open the 1:1 channel with the contact and write.
+    client.keys(&["Enter"]);
+    client.literal("hello from the client tui");
+    client.keys(&["Enter"]);
+    node.keys(&["Escape"]);
+    node.wait_for("hello from the client tui");
+
+    // Node answers from its composer.
+    node.keys(&["Enter"]); // contacts focus: open the 1:1 channel, focus the composer
+    node.literal("hello back from the node tui");
+    node.keys(&["Enter"]);
+    client.wait_for("hello back from the node tui");
+
+    // q quits both cleanly (from the side panes).
+    node.keys(&["Tab", "q"]);
+    client.keys(&["Tab", "q"]);
+}
+
+#[test]
+fn provision_node_from_the_tui_opens_a_client_already_paired_and_connected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = common::bin();
+    let tag = std::process::id();
+    let client = Tmux::start(
+        &format!("lama-prov-{tag}"),
+        &format!(
+            "{bin} --role client --provision-node --data-dir {}",
+            tmp.path().join("c").display()
+        ),
+    );
+    let s = client.wait_for("1/1 contacts connected");
+    assert!(s.contains("node@lama.local"), "{s}");
+    client.wait_for("caught up");
+    client.keys(&["Tab", "q"]);
+    // The child node stops with the client: its store lock is released.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lama_tui::store::Store::open(&tmp.path().join("c").join("node")).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the provisioned node did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
