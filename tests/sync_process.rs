@@ -48,6 +48,22 @@ fn history(p: &mut Peer, ch: &str, limit: u64, id: u64) -> Vec<String> {
         .collect()
 }
 
+/// Wait until a peer has received a group channel (its create entry travels like any other).
+fn wait_channel(p: &mut Peer, ch: &str, id: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let c = p.ask(json!({"cmd":"channels"}), id);
+        if c.to_string().contains(ch) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "channel {ch} never arrived: {c}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 fn listen_of(p: &Peer) -> String {
     format!("127.0.0.1:{}", p.endpoint().rsplit(':').next().unwrap())
 }
@@ -130,6 +146,7 @@ fn two_clients_talk_through_a_node_also_when_one_was_offline_and_a_third_sees_no
         .unwrap_or_else(|| panic!("{r}"))
         .to_string();
     // Alice writes; Bob, who never connected to Alice, verifies and shows it.
+    wait_channel(&mut a, &g, 100);
     send(&mut a, &g, "hi bob", 8);
     let m = got(&mut b, "hi bob");
     assert_eq!(m["author"], a.ready["person_id"]);
@@ -196,6 +213,8 @@ fn two_federated_nodes_carry_a_group_channel_end_to_end() {
         .as_str()
         .unwrap_or_else(|| panic!("{r}"))
         .to_string();
+    wait_channel(&mut c1, &g, 100);
+    wait_channel(&mut c2, &g, 101);
     send(&mut c1, &g, "from c1 via two nodes", 8);
     let m = got(&mut c2, "from c1 via two nodes");
     assert_eq!(m["author"], c1.ready["person_id"]);
