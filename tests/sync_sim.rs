@@ -211,6 +211,16 @@ impl Net {
         self.push(at, out.send);
     }
 
+    /// Connect every link but `skip`, and deliver until idle.
+    fn settle_except(&mut self, skip: usize) {
+        for li in 0..self.links.len() {
+            if li != skip {
+                self.connect(li);
+            }
+        }
+        while self.step() {}
+    }
+
     fn settle(&mut self) {
         for li in 0..self.links.len() {
             self.connect(li);
@@ -491,4 +501,91 @@ fn views_merge_by_hlc_then_author_then_seq_even_with_skewed_clocks() {
         ["question", "answer"]
     );
     assert_eq!(ids(&v), ids(&net.insts[1].log.view(&ch)));
+}
+
+fn change(net: &mut Net, at: usize, ch: &str, who: usize, add: bool) {
+    let pid = net.pid(who);
+    net.clock += 5;
+    let i = &mut net.insts[at];
+    let body = if add {
+        Body::Members {
+            add: vec![pid],
+            remove: vec![],
+        }
+    } else {
+        Body::Members {
+            add: vec![],
+            remove: vec![pid],
+        }
+    };
+    let (_, out) = i
+        .engine
+        .write(&mut i.log, &i.id, ch, body, net.clock)
+        .unwrap();
+    net.push(at, out.send);
+}
+
+#[test]
+fn membership_changes_are_signed_entries_judged_at_their_place_in_the_view() {
+    // node 0 and alice 1 in a group; bob 2 is connected to the node but not a member yet.
+    let mut net = Net::new(
+        vec![inst(1, "node"), inst(10, "alice"), inst(20, "bob")],
+        &[(0, 1), (0, 2)],
+        11,
+    );
+    net.create(0, "g-m", &[0, 1]);
+    net.settle();
+    net.write(1, "g-m", "before bob");
+    net.settle();
+    assert!(
+        net.insts[2].log.view("g-m").is_empty(),
+        "bob is not a member yet"
+    );
+    // The node adds bob: he gets the whole channel, history included, and can write.
+    change(&mut net, 0, "g-m", 2, true);
+    net.settle();
+    assert_eq!(net.insts[2].log.view("g-m").len(), 3);
+    net.write(2, "g-m", "hi, bob here");
+    net.settle();
+    assert_eq!(net.insts[1].log.view("g-m").len(), 4);
+
+    // Alice is removed while cut off; what she writes after that point is refused everywhere.
+    net.cut(0);
+    change(&mut net, 0, "g-m", 1, false);
+    net.settle_except(0);
+    net.clock += 10;
+    net.write(1, "g-m", "written after my removal");
+    net.connect(0);
+    while net.step() {}
+    let v0 = ids(&net.insts[0].log.view("g-m"));
+    let v2 = ids(&net.insts[2].log.view("g-m"));
+    assert_eq!(v0, v2, "node and bob agree");
+    assert!(
+        !net.insts[0]
+            .log
+            .view("g-m")
+            .iter()
+            .any(|e| e.text() == Some("written after my removal")),
+        "a removed member's later entry reached the view"
+    );
+    assert!(net.insts[0].engine.stats.invalid >= 1);
+    // A removed member receives nothing from that point on (not even later ids), and
+    // whatever she writes stays with her.
+    net.write(0, "g-m", "after alice left");
+    net.write(1, "g-m", "still talking");
+    net.settle();
+    assert!(!net.insts[1]
+        .log
+        .view("g-m")
+        .iter()
+        .any(|e| e.text() == Some("after alice left")));
+    assert!(!net.insts[2]
+        .log
+        .view("g-m")
+        .iter()
+        .any(|e| e.text() == Some("still talking")));
+    assert_eq!(
+        ids(&net.insts[0].log.view("g-m")),
+        ids(&net.insts[2].log.view("g-m"))
+    );
 }

@@ -362,6 +362,14 @@ impl Actor {
             } => {
                 let _ = reply.send(self.create_channel(name, members));
             }
+            Command::ChangeMembers {
+                channel,
+                person_id,
+                add,
+                reply,
+            } => {
+                let _ = reply.send(self.change_members(&channel, person_id, add));
+            }
             Command::Send {
                 channel,
                 text,
@@ -426,6 +434,41 @@ impl Actor {
             },
         )?;
         Ok(id)
+    }
+
+    fn change_members(
+        &mut self,
+        channel: &str,
+        person_id: String,
+        add: bool,
+    ) -> Result<Vec<String>, CommandError> {
+        if crate::net::sync::direct_members(channel).is_some() {
+            return Err(CommandError::BadArgument(
+                "a 1:1 channel has fixed members; create a group channel instead".into(),
+            ));
+        }
+        if crate::identity::parse_hex::<32>(&person_id, "person_id").is_err() {
+            return Err(CommandError::BadArgument(format!(
+                "`{person_id}` is not a person id (64 hex characters)"
+            )));
+        }
+        let body = if add {
+            Body::Members {
+                add: vec![person_id],
+                remove: vec![],
+            }
+        } else {
+            Body::Members {
+                add: vec![],
+                remove: vec![person_id],
+            }
+        };
+        self.write(channel, body)?;
+        Ok(self
+            .store
+            .get_channel(channel)?
+            .map(|c| c.members)
+            .unwrap_or_default())
     }
 
     fn write(
@@ -506,9 +549,15 @@ impl Actor {
             }
             entries.splice(0..0, older);
         }
+        // An entry whose author was not a member at its place in the view (a removal that
+        // arrived after it) never shows, so every instance shows the same view.
         let mut texts: Vec<MessageView> = entries
             .iter()
             .filter(|e| e.text().is_some())
+            .filter(|e| {
+                crate::net::sync::members_at(&self.store, channel, &e.view_key())
+                    .is_some_and(|m| m.contains(&e.author))
+            })
             .map(|e| self.message_view(e))
             .collect();
         if texts.len() > limit {

@@ -65,6 +65,15 @@ pub enum Request {
         /// Member ids.
         members: Vec<String>,
     },
+    /// `{"cmd":"add_member"|"remove_member","channel":...,"person_id":...}`
+    ChangeMembers {
+        /// Channel id.
+        channel: String,
+        /// Person id.
+        person_id: String,
+        /// Add or remove.
+        add: bool,
+    },
     /// `{"cmd":"send","channel":...,"text":...}`
     Send {
         /// Channel id.
@@ -193,6 +202,11 @@ pub fn parse_line(line: &str) -> Result<(Option<Value>, Request), BadLine> {
                     ))
                 }
             },
+        },
+        "add_member" | "remove_member" => Request::ChangeMembers {
+            channel: string_arg("channel")?,
+            person_id: string_arg("person_id")?,
+            add: cmd == "add_member",
         },
         "send" => Request::Send {
             channel: string_arg("channel")?,
@@ -426,6 +440,18 @@ async fn answer(handle: Handle, id: Option<Value>, req: Request, out: mpsc::Send
                 Err(e) => error_line(id.as_ref(), e.kind(), &e.to_string()),
             }
         }
+        Request::ChangeMembers {
+            channel,
+            person_id,
+            add,
+        } => match handle.change_members(channel.clone(), person_id, add).await {
+            Ok(members) => event_line(
+                "members_changed",
+                id.as_ref(),
+                json!({ "channel": channel, "members": members }),
+            ),
+            Err(e) => error_line(id.as_ref(), e.kind(), &e.to_string()),
+        },
         Request::Send { channel, text } => match handle.send(channel.clone(), text).await {
             Ok(entry) => event_line(
                 "sent",

@@ -402,6 +402,17 @@ pub enum Command {
         /// Answer: the channel id.
         reply: Reply<String>,
     },
+    /// Add or remove a member of a group channel (a signed members entry).
+    ChangeMembers {
+        /// Channel id.
+        channel: String,
+        /// Person id.
+        person_id: String,
+        /// Add (true) or remove.
+        add: bool,
+        /// Answer: the members afterwards.
+        reply: Reply<Vec<String>>,
+    },
     /// Write a text message.
     Send {
         /// Channel id.
@@ -530,6 +541,22 @@ impl Handle {
         self.call(|reply| Command::CreateChannel {
             name,
             members,
+            reply,
+        })
+        .await
+    }
+
+    /// Add (`add`) or remove a member of a group channel.
+    pub async fn change_members(
+        &self,
+        channel: String,
+        person_id: String,
+        add: bool,
+    ) -> Result<Vec<String>, CommandError> {
+        self.call(|reply| Command::ChangeMembers {
+            channel,
+            person_id,
+            add,
             reply,
         })
         .await

@@ -207,6 +207,8 @@ pub trait Log {
     fn get(&self, ch: &str, author: &str, seq: u64) -> Option<Entry>;
     /// A known Person.
     fn person(&self, id: &str) -> Option<Person>;
+    /// The channel's membership entries (create, members), in view order.
+    fn membership(&self, ch: &str) -> Vec<Entry>;
     /// Store an entry (and the channel record it changes) atomically.
     fn insert(&mut self, e: &Entry, channel: Option<&ChannelInfo>) -> Result<(), LogError>;
     /// Remember a Person.
@@ -219,6 +221,35 @@ pub trait Log {
 pub fn direct_members(ch: &str) -> Option<Vec<Id>> {
     let (a, b) = ch.split_once("<->")?;
     (a.len() == 64 && b.len() == 64).then(|| vec![a.to_string(), b.to_string()])
+}
+
+/// Members of a group channel just before view position `at`: the create entry's list,
+/// changed by every members entry that precedes `at` in view order.
+pub fn members_at<L: Log + ?Sized>(log: &L, ch: &str, at: &ViewKey) -> Option<Vec<Id>> {
+    if let Some(m) = direct_members(ch) {
+        return Some(m);
+    }
+    let mut set: Option<BTreeSet<Id>> = None;
+    for e in log.membership(ch) {
+        if e.view_key() >= *at {
+            break;
+        }
+        match &e.body {
+            Body::Create { members, .. } => set = Some(members.iter().cloned().collect()),
+            Body::Members { add, remove } => {
+                if let Some(s) = set.as_mut() {
+                    s.extend(add.iter().cloned());
+                    for r in remove {
+                        s.remove(r);
+                    }
+                }
+            }
+            Body::Text { .. } => {}
+        }
+    }
+    // A channel known only by its record (no create entry stored): its recorded members.
+    set.map(|s| s.into_iter().collect())
+        .or_else(|| log.channel(ch).map(|c| c.members))
 }
 
 /// Current members of a channel.
@@ -323,7 +354,8 @@ pub fn check_entry<L: Log + ?Sized>(
     if e.prev != head.map(|h| h.1) {
         return Err(Invalid::Fork);
     }
-    // Membership at this point.
+    // Membership at this point of the view (not "now"), so every instance judges an entry
+    // the same way whatever order the entries arrived in.
     let members = match (&e.body, members_of(log, &e.channel)) {
         (Body::Create { members, .. }, None) => {
             if members.len() > MAX_MEMBERS || direct_members(&e.channel).is_some() {
@@ -332,9 +364,14 @@ pub fn check_entry<L: Log + ?Sized>(
             members.clone()
         }
         (Body::Create { .. }, Some(_)) => return Err(Invalid::Fork),
-        (_, Some(m)) => m,
+        (_, Some(_)) => members_at(log, &e.channel, &e.view_key()).ok_or(Invalid::NotMember)?,
         (_, None) => return Err(Invalid::NotMember),
     };
+    if let Body::Members { add, .. } = &e.body {
+        if members.len() + add.len() > MAX_MEMBERS || direct_members(&e.channel).is_some() {
+            return Err(Invalid::Malformed);
+        }
+    }
     if !members.contains(&e.author) {
         return Err(Invalid::NotMember);
     }
@@ -564,8 +601,17 @@ impl Engine {
             }
             SyncMsg::Entries { batch, entries } => {
                 let mut rejected = Vec::new();
+                let sender = self
+                    .sessions
+                    .get(&link)
+                    .map(|s| s.peer.person_id.clone())
+                    .unwrap_or_default();
                 for e in entries {
-                    let verdict = check_entry(&*log, &e, |m| self.may_hold(m));
+                    // We hold a channel we are a member of (or replicate a member of), or one
+                    // a member shares with us: a new member receives the channel's history
+                    // before the entry that adds them.
+                    let verdict =
+                        check_entry(&*log, &e, |m| self.may_hold(m) || m.contains(&sender));
                     match verdict {
                         Ok(Check::New) => {
                             let ch = channel_effect(&*log, &e);
@@ -882,6 +928,16 @@ impl Log for MemLog {
     }
     fn person(&self, id: &str) -> Option<Person> {
         self.persons.get(id).cloned()
+    }
+    fn membership(&self, ch: &str) -> Vec<Entry> {
+        let mut v: Vec<Entry> = self
+            .entries
+            .values()
+            .filter(|e| e.channel == ch && !matches!(e.body, Body::Text { .. }))
+            .cloned()
+            .collect();
+        v.sort_by_key(Entry::view_key);
+        v
     }
     fn insert(&mut self, e: &Entry, channel: Option<&ChannelInfo>) -> Result<(), LogError> {
         if self.fail_writes {

@@ -5,6 +5,7 @@
 //! - `entries`: `ch 0 author seq_be8` → entry JSON
 //! - `heads`:   `ch 0 author` → `seq_be8 id`
 //! - `view`:    `ch 0 ms_be8 c_be4 author seq_be8` → `entries` key
+//! - `members`: like `view`, for create and members entries only (membership history)
 //! - `persons`: person id → Person JSON
 
 use sled::transaction::{ConflictableTransactionError, TransactionError};
@@ -215,6 +216,17 @@ impl Log for Store {
     fn person(&self, id: &str) -> Option<Person> {
         let v = self.persons.get(id.as_bytes()).ok()??;
         serde_json::from_slice(&v).ok()
+    }
+
+    fn membership(&self, ch: &str) -> Vec<Entry> {
+        self.members_idx
+            .scan_prefix(prefix(ch))
+            .filter_map(|kv| {
+                let (_, ek) = kv.ok()?;
+                let v = self.entries.get(ek).ok()??;
+                self.decode_entry(&v)
+            })
+            .collect()
     }
 
     fn insert(&mut self, e: &Entry, channel: Option<&ChannelInfo>) -> Result<(), LogError> {

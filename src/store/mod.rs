@@ -149,6 +149,7 @@ pub struct Store {
     pub(crate) view: sled::Tree,
     pub(crate) persons: sled::Tree,
     pub(crate) unread: sled::Tree,
+    pub(crate) members_idx: sled::Tree,
     dir: PathBuf,
 }
 
@@ -205,6 +206,7 @@ impl Store {
         let tree = |n: &str| db.open_tree(n).map_err(|e| map_sled(&dir, e));
         let (entries, heads, view) = (tree("entries")?, tree("heads")?, tree("view")?);
         let (persons, unread) = (tree("persons")?, tree("unread")?);
+        let members_idx = tree("members")?;
         Ok(Store {
             db,
             meta,
@@ -216,6 +218,7 @@ impl Store {
             view,
             persons,
             unread,
+            members_idx,
             dir,
         })
     }
