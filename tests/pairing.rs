@@ -331,3 +331,61 @@ fn profile_changes_reach_a_connected_contact() {
     assert!(client.quit().success());
     assert!(node.quit().success());
 }
+
+#[test]
+fn accept_reads_the_code_from_a_screenshot_of_the_qr() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = Peer::start("node", &tmp.path().join("n"), &[]);
+    let mut client = Peer::start("client", &tmp.path().join("c"), &[]);
+    let code = invite(&mut node, 1, 600);
+    // A "screenshot": the QR drawn 6 pixels per module with a quiet zone, as PNG.
+    let (w, m) = lama_tui::net::invite::qr_modules(&code).unwrap();
+    let (scale, quiet) = (6u32, 4u32);
+    let size = (w as u32 + 2 * quiet) * scale;
+    let img = image::GrayImage::from_fn(size, size, |x, y| {
+        let (mx, my) = (
+            (x / scale) as i64 - quiet as i64,
+            (y / scale) as i64 - quiet as i64,
+        );
+        let dark = mx >= 0
+            && my >= 0
+            && (mx as usize) < w
+            && (my as usize) < w
+            && m[my as usize * w + mx as usize];
+        image::Luma([if dark { 0 } else { 255 }])
+    });
+    let png = tmp.path().join("qr.png");
+    img.save(&png).unwrap();
+    let r = client.ask(
+        json!({"cmd":"accept","qr_image":png.display().to_string()}),
+        2,
+    );
+    assert_eq!(r["event"], "contact_added", "{r}");
+    assert_eq!(r["person_id"], node.ready["person_id"]);
+    // Not an image, and an image without a code: each named.
+    let txt = tmp.path().join("note.txt");
+    std::fs::write(&txt, "hello").unwrap();
+    let r = client.ask(
+        json!({"cmd":"accept","qr_image":txt.display().to_string()}),
+        3,
+    );
+    assert_eq!(r["kind"], "qr_unreadable", "{r}");
+    let blank = tmp.path().join("blank.png");
+    image::GrayImage::from_pixel(64, 64, image::Luma([255]))
+        .save(&blank)
+        .unwrap();
+    let r = client.ask(
+        json!({"cmd":"accept","qr_image":blank.display().to_string()}),
+        4,
+    );
+    assert_eq!(r["kind"], "qr_not_found", "{r}");
+    // Removing the contact closes the link; the node is told why.
+    let npid = node.person_id();
+    let r = client.ask(json!({"cmd":"remove_contact","person_id":npid}), 5);
+    assert_eq!(r["event"], "contact_removed", "{r}");
+    let c = client.ask(json!({"cmd":"contacts"}), 6);
+    assert_eq!(c["contacts"], json!([]));
+    node.wait_for("disconnected", |v| v["event"] == "disconnected");
+    assert!(client.quit().success());
+    assert!(node.quit().success());
+}

@@ -182,13 +182,27 @@ fn pairing_state() -> State {
     let mut s = State::new(info, NOW);
     key(&mut s, KeyCode::Tab); // leave the composer
     let fx = update(&mut s, Action::Key(KeyCode::Char('p'), KeyModifiers::NONE));
-    assert_eq!(fx, vec![lama_tui::ui::state::Effect::CreateInvite]);
+    assert_eq!(
+        fx,
+        vec![
+            lama_tui::ui::state::Effect::CreateInvite,
+            lama_tui::ui::state::Effect::LoadInvites
+        ]
+    );
     update(
         &mut s,
         Action::Invite(NewInvite {
             code: invite_code(),
             expires_at: NOW + 600,
         }),
+    );
+    update(
+        &mut s,
+        Action::Invites(vec![lama_tui::ui::state::InviteRow {
+            code: invite_code(),
+            expires_at: NOW + 600,
+            status: "open".into(),
+        }]),
     );
     update(&mut s, Action::Tick(NOW + 75));
     s
@@ -334,4 +348,65 @@ fn one_frame_of_a_huge_channel_renders_only_what_fits() {
     let t = draw(&s, 100, 30);
     let screen = format!("{}", t.backend());
     assert!(screen.contains("message 99999"));
+}
+
+#[test]
+fn new_group_channel_picks_members_from_contacts() {
+    let mut s = chat_state();
+    key(&mut s, KeyCode::Tab);
+    key(&mut s, KeyCode::Char('g'));
+    typed(&mut s, "team");
+    key(&mut s, KeyCode::Tab);
+    key(&mut s, KeyCode::Char(' '));
+    insta::assert_snapshot!(draw(&s, 100, 30).backend());
+    let fx = update(&mut s, Action::Key(KeyCode::Enter, KeyModifiers::NONE));
+    let alice = s.contacts[0].contact.person_id();
+    assert_eq!(
+        fx,
+        vec![lama_tui::ui::state::Effect::CreateGroup(
+            "team".into(),
+            vec![alice]
+        )]
+    );
+}
+
+#[test]
+fn removing_a_contact_asks_first() {
+    let mut s = chat_state();
+    key(&mut s, KeyCode::Tab);
+    key(&mut s, KeyCode::Char('d'));
+    insta::assert_snapshot!(draw(&s, 100, 30).backend());
+    // Anything but y keeps the contact.
+    assert!(update(&mut s, Action::Key(KeyCode::Char('n'), KeyModifiers::NONE)).is_empty());
+    key(&mut s, KeyCode::Char('d'));
+    let fx = update(&mut s, Action::Key(KeyCode::Char('y'), KeyModifiers::NONE));
+    assert!(matches!(
+        &fx[..],
+        [lama_tui::ui::state::Effect::RemoveContact(_)]
+    ));
+}
+
+#[test]
+fn a_click_selects_a_channel_and_the_wheel_scrolls() {
+    let mut s = chat_state();
+    update(&mut s, Action::Resize(100, 30));
+    // Body starts at row 3; the channels box is the lower half of the side pane (rows 15..),
+    // its first item on row 16, the second on row 17.
+    let fx = update(
+        &mut s,
+        Action::Mouse(
+            crossterm::event::MouseEventKind::Down(crossterm::event::MouseButton::Left),
+            5,
+            17,
+        ),
+    );
+    assert_eq!(s.channel_sel, 1);
+    assert!(
+        matches!(&fx[..], [lama_tui::ui::state::Effect::LoadHistory(id)] if id.starts_with("g-"))
+    );
+    update(
+        &mut s,
+        Action::Mouse(crossterm::event::MouseEventKind::ScrollUp, 50, 10),
+    );
+    assert_eq!(s.scroll, 3);
 }

@@ -344,6 +344,21 @@ impl Actor {
             Command::AddContact { card, reply } => {
                 let _ = reply.send(self.add_card(&card));
             }
+            Command::RemoveContact { person_id, reply } => {
+                let r = self.store.remove_contact(&person_id);
+                if let Ok(true) = r {
+                    self.manager.remove(&person_id);
+                    if let Some(slot) = self.links.get(&person_id) {
+                        let _ = slot.outbox.try_send(WireMsg::Close {
+                            code: CloseCode::NotAContact,
+                            reason: "you were removed from this instance's contacts".into(),
+                        });
+                    }
+                    self.refresh_replicated();
+                    tracing::info!(peer = %person_id, "contact removed");
+                }
+                let _ = reply.send(r.map_err(Into::into));
+            }
             Command::Channels(reply) => {
                 let r = self.store.channels().map(|cs| {
                     cs.into_iter()

@@ -58,6 +58,11 @@ pub enum Request {
     },
     /// `{"cmd":"channels"}`
     Channels,
+    /// `{"cmd":"remove_contact","person_id":...}`
+    RemoveContact {
+        /// Person id.
+        person_id: String,
+    },
     /// `{"cmd":"create_channel","name":...,"members":[...]}`
     CreateChannel {
         /// Name.
@@ -179,7 +184,23 @@ pub fn parse_line(line: &str) -> Result<(Option<Value>, Request), BadLine> {
             code: string_arg("code")?,
         },
         "accept" => Request::Accept {
-            code: string_arg("code")?,
+            code: match obj.get("qr_image") {
+                // A screenshot of the QR code instead of the text code.
+                Some(Value::String(path)) => {
+                    crate::net::invite::scan_file(std::path::Path::new(path)).map_err(|e| {
+                        bad(
+                            id.clone(),
+                            match e {
+                                crate::net::invite::ScanError::Unreadable(_) => "qr_unreadable",
+                                crate::net::invite::ScanError::NoQr => "qr_not_found",
+                                crate::net::invite::ScanError::NotACode(_) => "invalid_code",
+                            },
+                            e.to_string(),
+                        )
+                    })?
+                }
+                _ => string_arg("code")?,
+            },
             replica: obj.get("replica").and_then(Value::as_bool).unwrap_or(false),
         },
         "card" => Request::Card,
@@ -187,6 +208,9 @@ pub fn parse_line(line: &str) -> Result<(Option<Value>, Request), BadLine> {
             card: string_arg("card")?,
         },
         "channels" => Request::Channels,
+        "remove_contact" => Request::RemoveContact {
+            person_id: string_arg("person_id")?,
+        },
         "create_channel" => Request::CreateChannel {
             name: string_arg("name")?,
             members: match obj.get("members") {
@@ -418,6 +442,21 @@ async fn answer(handle: Handle, id: Option<Value>, req: Request, out: mpsc::Send
             Ok(p) => event_line("contact_added", id.as_ref(), paired_fields(&p, "card")),
             Err(e) => error_line(id.as_ref(), e.kind(), &e.to_string()),
         },
+        Request::RemoveContact { person_id } => {
+            match handle.remove_contact(person_id.clone()).await {
+                Ok(true) => event_line(
+                    "contact_removed",
+                    id.as_ref(),
+                    json!({ "person_id": person_id }),
+                ),
+                Ok(false) => error_line(
+                    id.as_ref(),
+                    "unknown_contact",
+                    "no contact with this person id",
+                ),
+                Err(e) => error_line(id.as_ref(), e.kind(), &e.to_string()),
+            }
+        }
         Request::Channels => match handle.channels().await {
             Ok(list) => {
                 let channels: Vec<Value> = list

@@ -391,6 +391,13 @@ pub enum Command {
         /// Answer: the new contact.
         reply: Reply<Paired>,
     },
+    /// Remove a contact (its channels and history stay).
+    RemoveContact {
+        /// Person id.
+        person_id: String,
+        /// Answer: whether it existed.
+        reply: Reply<bool>,
+    },
     /// Channels with their unread counts.
     Channels(Reply<Vec<(Channel, u64)>>),
     /// Create a group channel.
@@ -525,6 +532,12 @@ impl Handle {
     /// Import a contact card.
     pub async fn add_contact(&self, card: String) -> Result<Paired, CommandError> {
         self.call(|reply| Command::AddContact { card, reply }).await
+    }
+
+    /// Remove a contact.
+    pub async fn remove_contact(&self, person_id: String) -> Result<bool, CommandError> {
+        self.call(|reply| Command::RemoveContact { person_id, reply })
+            .await
     }
 
     /// Channels.

@@ -41,8 +41,19 @@ pub fn copy_to_clipboard(text: &str) -> String {
     "terminal clipboard (OSC 52)".into()
 }
 
-fn read_clipboard() -> Option<String> {
-    arboard::Clipboard::new().ok()?.get_text().ok()
+/// Text from the clipboard, or the code in a QR image on it (a screenshot).
+fn read_clipboard() -> Result<String, String> {
+    let mut cb = arboard::Clipboard::new().map_err(|_| {
+        "no clipboard is reachable here; paste with the terminal instead".to_string()
+    })?;
+    if let Ok(t) = cb.get_text() {
+        return Ok(t);
+    }
+    match cb.get_image() {
+        Ok(img) => crate::net::invite::scan_rgba(img.width, img.height, &img.bytes)
+            .map_err(|e| e.to_string()),
+        Err(_) => Err("the clipboard holds neither text nor an image".into()),
+    }
 }
 
 async fn run_effect(handle: Handle, me: String, effect: Effect, tx: mpsc::Sender<Action>) {
@@ -97,11 +108,74 @@ async fn run_effect(handle: Handle, me: String, effect: Effect, tx: mpsc::Sender
             Action::Copied(how)
         }
         Effect::PasteClipboard => match tokio::task::spawn_blocking(read_clipboard).await {
-            Ok(Some(t)) => Action::Paste(t),
-            _ => Action::Failed(
-                "no clipboard text could be read; paste with the terminal instead".into(),
-            ),
+            Ok(Ok(t)) => Action::Paste(t),
+            Ok(Err(e)) => Action::Failed(e),
+            Err(_) => Action::Failed("reading the clipboard failed".into()),
         },
+        Effect::LoadInvites => match handle.invites().await {
+            Ok(list) => {
+                let now = now_secs();
+                Action::Invites(
+                    list.into_iter()
+                        .map(|r| state::InviteRow {
+                            status: match r.status {
+                                crate::store::InviteStatus::Open if now >= r.expires_at => {
+                                    "expired"
+                                }
+                                crate::store::InviteStatus::Open => "open",
+                                crate::store::InviteStatus::Used { .. } => "used",
+                                crate::store::InviteStatus::Revoked { .. } => "revoked",
+                            }
+                            .into(),
+                            code: r.code,
+                            expires_at: r.expires_at,
+                        })
+                        .collect(),
+                )
+            }
+            Err(e) => Action::Failed(e.to_string()),
+        },
+        Effect::Revoke(code) => match handle.revoke_invite(code).await {
+            Ok(_) => Action::Tick(now_secs()),
+            Err(e) => Action::Failed(e.to_string()),
+        },
+        Effect::CopyCard => match handle.card().await {
+            Ok(card) => {
+                let how = tokio::task::spawn_blocking(move || copy_to_clipboard(&card))
+                    .await
+                    .unwrap_or_else(|_| "nowhere".into());
+                Action::Copied(format!("contact card, {how}"))
+            }
+            Err(e) => Action::Failed(e.to_string()),
+        },
+        Effect::AddCard(card) => {
+            Action::CardAdded(handle.add_contact(card).await.map_err(|e| e.to_string()))
+        }
+        Effect::RemoveContact(pid) => match handle.remove_contact(pid.clone()).await {
+            Ok(_) => Action::Removed(pid),
+            Err(e) => Action::Failed(e.to_string()),
+        },
+        Effect::CreateGroup(name, members) => match handle.create_channel(name, members).await {
+            Ok(id) => Action::GroupCreated(id),
+            Err(e) => Action::Failed(e.to_string()),
+        },
+        Effect::ScanFile(path) => {
+            let expanded = match path.strip_prefix("~/") {
+                Some(rest) => std::env::var("HOME")
+                    .map(|h| format!("{h}/{rest}"))
+                    .unwrap_or(path.clone()),
+                None => path.clone(),
+            };
+            match tokio::task::spawn_blocking(move || {
+                crate::net::invite::scan_file(std::path::Path::new(&expanded))
+            })
+            .await
+            {
+                Ok(Ok(code)) => Action::Paste(code),
+                Ok(Err(e)) => Action::Failed(e.to_string()),
+                Err(_) => Action::Failed("scanning the image failed".into()),
+            }
+        }
     };
     let _ = tx.send(action).await;
 }
@@ -133,6 +207,9 @@ pub async fn run(running: Running, provision: Option<ProvisionCfg>) -> std::io::
         guard = g;
     }
     let mut terminal = ratatui::init();
+    if let Ok(sz) = terminal.size() {
+        update(&mut state, Action::Resize(sz.width, sz.height));
+    }
     let _ = execute!(std::io::stdout(), EnableMouseCapture, EnableBracketedPaste);
     let (atx, mut arx) = mpsc::channel::<Action>(ACTION_CAPACITY);
     for e in [Effect::RefreshContacts, Effect::RefreshChannels] {
@@ -153,7 +230,7 @@ pub async fn run(running: Running, provision: Option<ProvisionCfg>) -> std::io::
             }
             Ok(TermEvent::Paste(p)) => Action::Paste(p),
             Ok(TermEvent::Mouse(m)) => Action::Mouse(m.kind, m.column, m.row),
-            Ok(TermEvent::Resize(..)) => Action::Tick(now_secs()),
+            Ok(TermEvent::Resize(w, h)) => Action::Resize(w, h),
             Ok(_) => continue,
             Err(_) => break,
         };

@@ -76,6 +76,39 @@ pub enum Popup {
     },
     /// Details of the selected contact.
     ContactInfo,
+    /// Import a contact card.
+    Card {
+        /// Text typed or pasted.
+        input: String,
+        /// Problem or progress, in plain words.
+        status: Option<String>,
+    },
+    /// Confirm removing a contact: (person id, name).
+    ConfirmRemove(String, String),
+    /// Create a group channel.
+    NewGroup {
+        /// Channel name.
+        name: String,
+        /// Picked member ids.
+        picked: Vec<String>,
+        /// Cursor in the contact list.
+        cursor: usize,
+        /// Keyboard in the member list (else in the name field).
+        on_members: bool,
+    },
+    /// Members of the selected channel.
+    Members,
+}
+
+/// An invitation as listed on the pairing screen.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InviteRow {
+    /// The code.
+    pub code: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+    /// `open`, `used`, `revoked`, `expired`.
+    pub status: String,
 }
 
 /// Everything the screen shows.
@@ -113,6 +146,12 @@ pub struct State {
     pub last_error: Option<String>,
     /// Peers caught up (person ids).
     pub synced: Vec<String>,
+    /// Invitations (pairing screen).
+    pub invites: Vec<InviteRow>,
+    /// Selected invitation.
+    pub invite_sel: usize,
+    /// Terminal size (columns, rows), for mouse hit-testing.
+    pub size: (u16, u16),
     /// Wall clock, unix seconds (for countdowns).
     pub now: u64,
     /// The user asked to quit.
@@ -130,6 +169,8 @@ pub enum Action {
     Mouse(MouseEventKind, u16, u16),
     /// A second passed.
     Tick(u64),
+    /// The terminal was resized.
+    Resize(u16, u16),
     /// Something from the runtime.
     Runtime(Event),
     /// Fresh contacts.
@@ -150,6 +191,14 @@ pub enum Action {
     Failed(String),
     /// The clipboard was written (how).
     Copied(String),
+    /// Invitations.
+    Invites(Vec<InviteRow>),
+    /// Result of importing a card.
+    CardAdded(Result<Paired, String>),
+    /// A contact was removed.
+    Removed(String),
+    /// A group channel was created.
+    GroupCreated(String),
 }
 
 /// Side effects for the shell.
@@ -171,8 +220,22 @@ pub enum Effect {
     Accept(String),
     /// Put text on the clipboard.
     Copy(String),
-    /// Read the clipboard into the accept dialog.
+    /// Read the clipboard (text, or an image of a QR code) into the accept dialog.
     PasteClipboard,
+    /// Read a QR code from an image file into the accept dialog.
+    ScanFile(String),
+    /// Load the invitations.
+    LoadInvites,
+    /// Revoke an invitation.
+    Revoke(String),
+    /// Copy our contact card.
+    CopyCard,
+    /// Import a card.
+    AddCard(String),
+    /// Remove a contact.
+    RemoveContact(String),
+    /// Create a group channel.
+    CreateGroup(String, Vec<String>),
 }
 
 impl State {
@@ -195,6 +258,9 @@ impl State {
             log: vec![],
             last_error: None,
             synced: vec![],
+            invites: vec![],
+            invite_sel: 0,
+            size: (100, 30),
             now,
             quit: false,
         }
@@ -243,7 +309,14 @@ impl State {
 /// Hints for the status bar, by focus.
 pub fn key_hints(s: &State) -> &'static str {
     match (&s.popup, s.focus) {
-        (Some(Popup::Pairing(_)), _) => "c copy code · n new invite · Esc close",
+        (Some(Popup::Pairing(_)), _) => {
+            "c copy code · n new invite · ↑↓ pick · r revoke · Esc close"
+        }
+        (Some(Popup::NewGroup { .. }), _) => {
+            "type a name · Tab members · Space pick · Enter create · Esc"
+        }
+        (Some(Popup::ConfirmRemove(..)), _) => "y remove · any other key keeps the contact",
+        (Some(Popup::Card { .. }), _) => "paste the other side's card · Enter import · Esc close",
         (Some(Popup::Accept { .. }), _) => {
             "paste or type the code · Ctrl-V clipboard · Enter pair · Esc close"
         }
@@ -252,7 +325,9 @@ pub fn key_hints(s: &State) -> &'static str {
             "Enter send · Alt-Enter newline · Up recall · Tab focus · Ctrl-C quit"
         }
         (None, Focus::Messages) => "↑↓/j k scroll · PgUp older · Tab focus · ? help · q quit",
-        (None, _) => "↑↓/j k move · Enter open · p pair · a accept · i info · ? help · q quit",
+        (None, _) => {
+            "↑↓ move · Enter open · p pair · a accept · g group · i info · ? help · q quit"
+        }
     }
 }
 
@@ -263,6 +338,10 @@ pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
             s.now = now;
             vec![]
         }
+        Action::Resize(w, h) => {
+            s.size = (w, h);
+            vec![]
+        }
         Action::Key(code, mods) => on_key(s, code, mods),
         Action::Paste(text) => {
             match &mut s.popup {
@@ -270,6 +349,15 @@ pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
                     input.push_str(text.trim());
                     *status = AcceptStatus::Editing(check_code(input));
                 }
+                Some(Popup::Card { input, status }) => {
+                    input.push_str(text.trim());
+                    *status = None;
+                }
+                Some(Popup::NewGroup {
+                    name,
+                    on_members: false,
+                    ..
+                }) => name.push_str(text.trim()),
                 _ => s.composer.push_str(&text),
             }
             vec![]
@@ -280,13 +368,7 @@ pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
                 s.scroll = s.scroll.saturating_sub(3);
                 vec![]
             }
-            MouseEventKind::Down(_) => {
-                // Header 3 rows; the side pane's contacts box follows.
-                if row >= 3 {
-                    s.focus = Focus::Messages;
-                }
-                vec![]
-            }
+            MouseEventKind::Down(_) if s.popup.is_none() => click(s, _col, row),
             _ => vec![],
         },
         Action::Runtime(e) => on_runtime(s, e),
@@ -355,15 +437,84 @@ pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
             vec![Effect::RefreshContacts, Effect::RefreshChannels]
         }
         Action::Failed(e) => {
+            match &mut s.popup {
+                Some(Popup::Accept { status, .. }) => *status = AcceptStatus::Failed(e.clone()),
+                Some(Popup::Card { status, .. }) => *status = Some(e.clone()),
+                _ => {}
+            }
             s.last_error = Some(e.clone());
             s.log(format!("error: {e}"));
             vec![]
+        }
+        Action::Invites(rows) => {
+            s.invites = rows;
+            s.invite_sel = s.invite_sel.min(s.invites.len().saturating_sub(1));
+            vec![]
+        }
+        Action::CardAdded(r) => {
+            match r {
+                Ok(p) => {
+                    s.popup = None;
+                    s.log(format!(
+                        "contact {} added from a card; verification {}",
+                        p.name, p.verification
+                    ));
+                }
+                Err(e) => {
+                    if let Some(Popup::Card { status, .. }) = &mut s.popup {
+                        *status = Some(e);
+                    }
+                }
+            }
+            vec![Effect::RefreshContacts, Effect::RefreshChannels]
+        }
+        Action::Removed(pid) => {
+            s.log(format!("contact {} removed", short_id(&pid)));
+            vec![Effect::RefreshContacts]
+        }
+        Action::GroupCreated(id) => {
+            s.log(format!("channel {} created", short_id(&id)));
+            vec![Effect::RefreshChannels]
         }
         Action::Copied(how) => {
             s.log(format!("code copied ({how})"));
             vec![]
         }
     }
+}
+
+/// Focus and select what was clicked (mirrors the layout in `view`).
+fn click(s: &mut State, col: u16, row: u16) -> Vec<Effect> {
+    let (_, h) = s.size;
+    let body_top = 3u16;
+    let body_h = h.saturating_sub(3 + 2);
+    if row < body_top || row >= body_top + body_h {
+        return vec![];
+    }
+    if col < crate::ui::view::SIDE_WIDTH {
+        let half = body_h / 2;
+        if row < body_top + half {
+            s.focus = Focus::Contacts;
+            let i = (row - body_top).saturating_sub(1) as usize;
+            if i < s.contacts.len() {
+                s.contact_sel = i;
+            }
+        } else {
+            s.focus = Focus::Channels;
+            let i = (row - body_top - half).saturating_sub(1) as usize;
+            if i < s.channels.len() && i != s.channel_sel {
+                return s.select_channel(i);
+            }
+        }
+    } else {
+        let composer_h = (s.composer.lines().count().max(1) as u16 + 2).min(6);
+        s.focus = if row >= body_top + body_h - composer_h {
+            Focus::Composer
+        } else {
+            Focus::Messages
+        };
+    }
+    vec![]
 }
 
 fn trim_window(s: &mut State) {
@@ -386,6 +537,11 @@ fn scroll_up(s: &mut State, n: usize) -> Vec<Effect> {
 
 /// Check a code as typed: `None` when it decodes as an invitation.
 pub fn check_code(input: &str) -> Option<CodeError> {
+    if input.trim_start().starts_with(['/', '~', '.']) {
+        return Some(CodeError::Malformed(
+            "an image path: press Enter to scan it",
+        ));
+    }
     match Code::decode(input) {
         Ok(Code::Invite(_)) => None,
         Ok(Code::Card(_)) => Some(CodeError::Malformed("a contact card, not an invitation")),
@@ -473,8 +629,32 @@ fn on_key(s: &mut State, code: KeyCode, mods: KeyModifiers) -> Vec<Effect> {
         KeyCode::BackTab => s.focus = s.focus.prev(),
         KeyCode::Char('p') if s.me.endpoint.is_some() => {
             s.popup = Some(Popup::Pairing(None));
-            return vec![Effect::CreateInvite];
+            return vec![Effect::CreateInvite, Effect::LoadInvites];
         }
+        KeyCode::Char('e') => return vec![Effect::CopyCard],
+        KeyCode::Char('c') => {
+            s.popup = Some(Popup::Card {
+                input: String::new(),
+                status: None,
+            })
+        }
+        KeyCode::Char('d') if s.focus == Focus::Contacts => {
+            if let Some(c) = s.contacts.get(s.contact_sel) {
+                s.popup = Some(Popup::ConfirmRemove(
+                    c.contact.person_id(),
+                    c.contact.person.name.clone(),
+                ));
+            }
+        }
+        KeyCode::Char('g') => {
+            s.popup = Some(Popup::NewGroup {
+                name: String::new(),
+                picked: vec![],
+                cursor: 0,
+                on_members: false,
+            })
+        }
+        KeyCode::Char('m') if !s.channels.is_empty() => s.popup = Some(Popup::Members),
         KeyCode::Char('a') => {
             s.popup = Some(Popup::Accept {
                 input: String::new(),
@@ -595,7 +775,21 @@ fn on_popup_key(s: &mut State, popup: Popup, code: KeyCode, mods: KeyModifiers) 
                     return vec![Effect::Copy(i.code)];
                 }
             }
-            KeyCode::Char('n') => return vec![Effect::CreateInvite],
+            KeyCode::Char('n') => return vec![Effect::CreateInvite, Effect::LoadInvites],
+            KeyCode::Up | KeyCode::Char('k') => s.invite_sel = s.invite_sel.saturating_sub(1),
+            KeyCode::Down | KeyCode::Char('j') => {
+                s.invite_sel = (s.invite_sel + 1).min(s.invites.len().saturating_sub(1))
+            }
+            KeyCode::Char('r') => {
+                if let Some(row) = s
+                    .invites
+                    .iter()
+                    .filter(|r| r.status == "open")
+                    .nth(s.invite_sel)
+                {
+                    return vec![Effect::Revoke(row.code.clone()), Effect::LoadInvites];
+                }
+            }
             KeyCode::Char('q') => s.popup = None,
             _ => {}
         },
@@ -618,6 +812,16 @@ fn on_popup_key(s: &mut State, popup: Popup, code: KeyCode, mods: KeyModifiers) 
                     input.pop();
                 }
                 KeyCode::Enter => {
+                    // A path to a screenshot of the QR code: scan it.
+                    let t = input.trim();
+                    if t.starts_with('/') || t.starts_with("~/") || t.starts_with("./") {
+                        let path = t.to_string();
+                        s.popup = Some(Popup::Accept {
+                            input: String::new(),
+                            status: AcceptStatus::Editing(Some(CodeError::Empty)),
+                        });
+                        return vec![Effect::ScanFile(path)];
+                    }
                     if let Some(err) = check_code(&input) {
                         s.popup = Some(Popup::Accept {
                             input,
@@ -639,7 +843,93 @@ fn on_popup_key(s: &mut State, popup: Popup, code: KeyCode, mods: KeyModifiers) 
                 status: AcceptStatus::Editing(err),
             });
         }
-        Popup::Help | Popup::ContactInfo => {
+        Popup::Card { mut input, .. } => match code {
+            KeyCode::Enter => {
+                let card = input.trim().to_string();
+                return match Code::decode(&card) {
+                    Ok(Code::Card(_)) => vec![Effect::AddCard(card)],
+                    Ok(Code::Invite(_)) => {
+                        s.popup = Some(Popup::Card {
+                            input,
+                            status: Some("that is an invitation: accept it with a".into()),
+                        });
+                        vec![]
+                    }
+                    Err(e) => {
+                        s.popup = Some(Popup::Card {
+                            input,
+                            status: Some(e.to_string()),
+                        });
+                        vec![]
+                    }
+                };
+            }
+            KeyCode::Backspace => {
+                input.pop();
+                s.popup = Some(Popup::Card {
+                    input,
+                    status: None,
+                });
+            }
+            KeyCode::Char(c) => {
+                input.push(c);
+                s.popup = Some(Popup::Card {
+                    input,
+                    status: None,
+                });
+            }
+            _ => {}
+        },
+        Popup::ConfirmRemove(pid, _) => {
+            s.popup = None;
+            if code == KeyCode::Char('y') {
+                return vec![Effect::RemoveContact(pid)];
+            }
+        }
+        Popup::NewGroup {
+            mut name,
+            mut picked,
+            mut cursor,
+            mut on_members,
+        } => {
+            match code {
+                KeyCode::Tab | KeyCode::BackTab => on_members = !on_members,
+                KeyCode::Enter => {
+                    if name.trim().is_empty() {
+                        s.last_error = Some("give the channel a name".into());
+                    } else {
+                        s.popup = None;
+                        return vec![Effect::CreateGroup(name.trim().to_string(), picked)];
+                    }
+                }
+                KeyCode::Up if on_members => cursor = cursor.saturating_sub(1),
+                KeyCode::Down if on_members => {
+                    cursor = (cursor + 1).min(s.contacts.len().saturating_sub(1))
+                }
+                KeyCode::Char(' ') if on_members => {
+                    if let Some(c) = s.contacts.get(cursor) {
+                        let pid = c.contact.person_id();
+                        if let Some(i) = picked.iter().position(|p| *p == pid) {
+                            picked.remove(i);
+                        } else {
+                            picked.push(pid);
+                        }
+                    }
+                }
+                KeyCode::Backspace if !on_members => {
+                    name.pop();
+                }
+                KeyCode::Char(c) if !on_members => name.push(c),
+                _ => {}
+            }
+            s.popup = Some(Popup::NewGroup {
+                name,
+                picked,
+                cursor,
+                on_members,
+            });
+        }
+        Popup::Help | Popup::ContactInfo | Popup::Members => {
             if matches!(
                 code,
                 KeyCode::Char('q') | KeyCode::Char('?') | KeyCode::Enter

@@ -137,14 +137,32 @@ fn render_contacts(s: &State, f: &mut Frame, area: Rect) {
                 .as_ref()
                 .map(|p| p.name.clone())
                 .unwrap_or_else(|| c.contact.person.name.clone());
-            ListItem::new(Line::from(vec![
+            let pid = c.contact.person_id();
+            let unread = s
+                .channels
+                .iter()
+                .find(|(ch, _)| {
+                    ch.members.len() == 2 && ch.id.contains("<->") && ch.members.contains(&pid)
+                })
+                .map(|(_, n)| *n)
+                .unwrap_or(0);
+            let mut spans = vec![
                 dot(c.state),
                 Span::raw(format!(" {name} ")),
                 Span::styled(
-                    short_id(&c.contact.person_id()).to_string(),
+                    short_id(&pid).to_string(),
                     Style::default().fg(Color::DarkGray),
                 ),
-            ]))
+            ];
+            if unread > 0 {
+                spans.push(Span::styled(
+                    format!(" ({unread})"),
+                    Style::default()
+                        .fg(Color::Yellow)
+                        .add_modifier(Modifier::BOLD),
+                ));
+            }
+            ListItem::new(Line::from(spans))
         })
         .collect();
     let empty = items.is_empty();
@@ -338,6 +356,9 @@ fn render_popup(s: &State, p: &Popup, f: &mut Frame, area: Rect) {
                 "p                 pairing: invitation QR and code (node)",
                 "a                 accept a code (paste, or Ctrl-V)",
                 "i                 contact details",
+                "e / c             export our contact card / import one",
+                "d                 remove the selected contact (asks first)",
+                "g                 new group channel; m shows a channel's members",
                 "?                 this help",
                 "Esc               close a popup",
                 "q / Ctrl-C        quit (in the composer: Ctrl-C)",
@@ -381,6 +402,35 @@ fn render_popup(s: &State, p: &Popup, f: &mut Frame, area: Rect) {
                     );
                 }
             }
+            let open: Vec<_> = s.invites.iter().filter(|r| r.status == "open").collect();
+            if !open.is_empty() {
+                lines.push(Line::raw(""));
+                lines.push(
+                    Line::styled(
+                        format!(
+                            "open invitations: {} (r revokes the selected one)",
+                            open.len()
+                        ),
+                        Style::default().fg(Color::DarkGray),
+                    )
+                    .alignment(Alignment::Center),
+                );
+                for (i, row) in open.iter().enumerate().take(5) {
+                    let left = row.expires_at.saturating_sub(s.now);
+                    let l = format!(
+                        "{}…  {}:{:02} left",
+                        &row.code[..row.code.len().min(24)],
+                        left / 60,
+                        left % 60
+                    );
+                    let style = if i == s.invite_sel {
+                        Style::default().add_modifier(Modifier::REVERSED)
+                    } else {
+                        Style::default()
+                    };
+                    lines.push(Line::styled(l, style).alignment(Alignment::Center));
+                }
+            }
             f.render_widget(
                 Paragraph::new(lines)
                     .wrap(Wrap { trim: false })
@@ -420,6 +470,110 @@ fn render_popup(s: &State, p: &Popup, f: &mut Frame, area: Rect) {
                 Paragraph::new(lines)
                     .wrap(Wrap { trim: false })
                     .block(block("accept an invitation", true)),
+                r,
+            );
+        }
+        Popup::Card { input, status } => {
+            let r = centered(area, 76, 10);
+            f.render_widget(Clear, r);
+            let lines = vec![
+                Line::raw(input.clone()),
+                Line::raw(""),
+                Line::styled(
+                    status.clone().unwrap_or_else(|| {
+                        "paste the other side's LAMA1… card (e exports ours)".into()
+                    }),
+                    Style::default().fg(if status.is_some() {
+                        Color::Red
+                    } else {
+                        Color::DarkGray
+                    }),
+                ),
+            ];
+            f.render_widget(
+                Paragraph::new(lines)
+                    .wrap(Wrap { trim: false })
+                    .block(block("import a contact card", true)),
+                r,
+            );
+        }
+        Popup::ConfirmRemove(pid, name) => {
+            let r = centered(area, 70, 5);
+            f.render_widget(Clear, r);
+            f.render_widget(
+                Paragraph::new(vec![
+                    Line::raw(format!(
+                        "Remove {name} ({}) from your contacts?",
+                        short_id(pid)
+                    )),
+                    Line::raw(
+                        "Shared channels and their history stay. y removes, any other key keeps.",
+                    ),
+                ])
+                .wrap(Wrap { trim: true })
+                .block(block("remove contact", true)),
+                r,
+            );
+        }
+        Popup::NewGroup {
+            name,
+            picked,
+            cursor,
+            on_members,
+        } => {
+            let mut lines = vec![
+                Line::raw(format!(
+                    "name: {name}{}",
+                    if *on_members { "" } else { "▏" }
+                )),
+                Line::raw(""),
+                Line::styled(
+                    "members (Space picks):",
+                    Style::default().fg(Color::DarkGray),
+                ),
+            ];
+            for (i, c) in s.contacts.iter().enumerate() {
+                let pid = c.contact.person_id();
+                let mark = if picked.contains(&pid) { "[x]" } else { "[ ]" };
+                let l = format!("{mark} {} {}", c.contact.person.name, short_id(&pid));
+                lines.push(if *on_members && i == *cursor {
+                    Line::styled(l, Style::default().add_modifier(Modifier::REVERSED))
+                } else {
+                    Line::raw(l)
+                });
+            }
+            let r = centered(area, 60, lines.len() as u16 + 2);
+            f.render_widget(Clear, r);
+            f.render_widget(
+                Paragraph::new(lines).block(block("new group channel", true)),
+                r,
+            );
+        }
+        Popup::Members => {
+            let Some((c, _)) = s.channels.get(s.channel_sel) else {
+                return;
+            };
+            let lines: Vec<Line> = c
+                .members
+                .iter()
+                .map(|m| {
+                    let name = if *m == s.me.person_id {
+                        format!("{} (you)", s.me.name)
+                    } else {
+                        s.contacts
+                            .iter()
+                            .find(|v| v.contact.person_id() == *m)
+                            .map(|v| v.contact.person.name.clone())
+                            .unwrap_or_else(|| "not a contact".into())
+                    };
+                    Line::raw(format!("{}  {name}", short_id(m)))
+                })
+                .collect();
+            let r = centered(area, 60, lines.len() as u16 + 2);
+            f.render_widget(Clear, r);
+            f.render_widget(
+                Paragraph::new(lines)
+                    .block(block(&format!("members of {}", s.channel_name(c)), true)),
                 r,
             );
         }
