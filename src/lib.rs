@@ -11,11 +11,13 @@
 //! - [`app`]: roles and wiring. `cli` (flags), `headless` (the JSON-lines control protocol,
 //!   pure parsing), `runtime` (types and the handle), `actor` (the task that owns an
 //!   instance's state), `tasks` (connection tasks), `provision` (local trust), `logging`.
+//! - [`bench`]: benchmarks against the raw limits of the same machine (`lama-bench`).
 //! - [`ui`]: the ratatui interface: `state` (update: actions in, effects out) and `view`
 //!   (render) are pure; the module root is the terminal shell.
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod bench;
 pub mod identity;
 pub mod net;
 pub mod store;

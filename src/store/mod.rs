@@ -15,6 +15,8 @@ use crate::identity::{Id, Instance, Person, Profile};
 
 /// Sub-directory of the data dir that holds the sled database.
 pub const DB_DIR: &str = "store";
+/// sled page cache size.
+pub const STORE_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// Errors of the store boundary.
 #[derive(Debug, thiserror::Error)]
@@ -188,7 +190,10 @@ impl Store {
         std::fs::create_dir_all(&dir).map_err(|e| map_io(&dir, e))?;
         // sled 0.34 can panic on some damaged files instead of returning `Corruption`;
         // a damaged store must be a clear error, so the panic is contained here.
-        let cfg = sled::Config::new().path(&dir);
+        // A bounded page cache: a chat history does not need sled's 1 GiB default in RAM.
+        let cfg = sled::Config::new()
+            .path(&dir)
+            .cache_capacity(STORE_CACHE_BYTES);
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || cfg.open()));
         let db = match opened {
             Ok(r) => r.map_err(|e| map_sled(&dir, e))?,
