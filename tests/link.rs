@@ -33,10 +33,10 @@ async fn pair() -> (
     let (ia, ib) = (ident(1), ident(10));
     let resp = tokio::spawn(async move {
         let mut l = conn::respond(wb, &ib).await.unwrap();
-        l.send_hello(&ib).await.unwrap();
+        l.send_hello(&ib, None).await.unwrap();
         l
     });
-    let la = conn::initiate(wa, &ia, None, None).await.unwrap();
+    let la = conn::initiate(wa, &ia, None, None, None).await.unwrap();
     (la, resp.await.unwrap())
 }
 

@@ -166,10 +166,12 @@ impl Net {
         };
         self.delivered.entry(to).or_default().push(msg.clone());
         let i = &mut self.insts[to];
-        let out = i
+        let mut out = i
             .engine
             .handle(&mut i.log, link, msg)
             .expect("MemLog never fails here");
+        i.log.flush().unwrap();
+        out.send.append(&mut out.after_flush);
         self.push(to, out.send);
         true
     }
@@ -444,7 +446,7 @@ fn every_invalid_entry_is_refused_counted_and_reported() {
             .handle(&mut log, 1, SyncMsg::Entries { batch, entries })
             .unwrap();
         let acks: Vec<_> = out
-            .send
+            .after_flush
             .iter()
             .filter_map(|(_, m)| match m {
                 SyncMsg::Ack { rejected, .. } => Some(rejected.clone()),

@@ -41,7 +41,10 @@ pub const MANAGER_TICK: std::time::Duration = std::time::Duration::from_millis(2
 #[derive(Debug)]
 pub enum Verdict {
     /// A contact (or a stranger under `--accept-unknown`): a normal link.
-    Accept,
+    Accept {
+        /// The version of the peer's profile we hold.
+        known_profile: Option<u64>,
+    },
     /// A stranger with an admissible invitation: run the pairing exchange.
     Pair {
         /// Token, hex.
@@ -96,6 +99,8 @@ pub enum Internal {
         cancel: CancellationToken,
         /// Instance that dialed.
         dialer_instance: String,
+        /// The version of our profile the peer holds.
+        peer_known_profile: Option<u64>,
     },
     /// A link ended.
     LinkDown {
@@ -585,8 +590,35 @@ impl Actor {
     }
 
     /// Send what the sync engine produced and report what it stored.
-    fn dispatch(&mut self, out: Output) {
-        for (link, msg) in out.send {
+    fn dispatch(&mut self, mut out: Output) {
+        let mut sends = std::mem::take(&mut out.send);
+        if !out.after_flush.is_empty() {
+            // Relays first, then the flush, then the acknowledgements.
+            self.send_sync(std::mem::take(&mut sends));
+            match self.store.flush() {
+                Ok(()) => sends = std::mem::take(&mut out.after_flush),
+                Err(e) => {
+                    // No ack: the peer resends after the next link-up.
+                    tracing::error!("flush before ack failed: {e}");
+                    self.emit(Event::Error {
+                        kind: "store".into(),
+                        message: format!("cannot store received messages: {e}; free disk space, they will be fetched again"),
+                    });
+                    for (link, _) in &out.after_flush {
+                        if let Some(slot) = self.links.values().find(|s| s.conn_id == *link) {
+                            slot.cancel.cancel();
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+        self.send_sync(sends);
+        self.report(out);
+    }
+
+    fn send_sync(&mut self, sends: Vec<(u64, SyncMsg)>) {
+        for (link, msg) in sends {
             if let Some(slot) = self.links.values().find(|s| s.conn_id == link) {
                 if slot.outbox.try_send(WireMsg::Sync { msg }).is_err() {
                     // The window bounds what is queued; a full outbox means a stuck link,
@@ -596,6 +628,9 @@ impl Actor {
                 }
             }
         }
+    }
+
+    fn report(&mut self, out: Output) {
         for e in out.stored.iter().filter(|e| e.text().is_some()) {
             if e.author != self.me.person_id() {
                 self.store.add_unread(&e.channel, 1);
@@ -831,7 +866,9 @@ impl Actor {
 
     fn authorize(&self, peer: &PeerIdentity, invite: Option<&str>) -> Verdict {
         if peer.person_id == self.me.person_id() {
-            return Verdict::Accept;
+            return Verdict::Accept {
+                known_profile: None,
+            };
         }
         // A presented invitation is honoured even for an existing contact: the exchange
         // refreshes both profiles, and the client gets the answer it asked for.
@@ -855,12 +892,18 @@ impl Actor {
             };
         }
         match self.store.contact(&peer.person_id) {
-            Ok(Some(_)) => return Verdict::Accept,
+            Ok(Some(c)) => {
+                return Verdict::Accept {
+                    known_profile: c.profile.map(|p| p.version),
+                }
+            }
             Ok(None) => {}
             Err(e) => return Verdict::Refuse(CloseCode::Shutdown, format!("store failure: {e}")),
         }
         if self.cfg.accept_unknown {
-            return Verdict::Accept;
+            return Verdict::Accept {
+                known_profile: None,
+            };
         }
         Verdict::Refuse(
             CloseCode::NotAContact,
@@ -905,7 +948,15 @@ impl Actor {
                 outbox,
                 cancel,
                 dialer_instance,
-            } => self.on_link_up(peer, conn_id, outbox, cancel, dialer_instance),
+                peer_known_profile,
+            } => self.on_link_up(
+                peer,
+                conn_id,
+                outbox,
+                cancel,
+                dialer_instance,
+                peer_known_profile,
+            ),
             Internal::LinkDown {
                 person_id,
                 conn_id,
@@ -1017,6 +1068,7 @@ impl Actor {
         outbox: mpsc::Sender<WireMsg>,
         cancel: CancellationToken,
         dialer_instance: String,
+        peer_known_profile: Option<u64>,
     ) {
         let now = now_ms();
         let meta = LinkMeta {
@@ -1045,9 +1097,12 @@ impl Actor {
                 }
             }
         }
-        let _ = outbox.try_send(WireMsg::Profile {
-            profile: self.profile.clone(),
-        });
+        // An unchanged profile is not sent again (it is most of a quiet reconnect's bytes).
+        if peer_known_profile != Some(self.profile.version) {
+            let _ = outbox.try_send(WireMsg::Profile {
+                profile: self.profile.clone(),
+            });
+        }
         let is_my_replica = matches!(self.store.contact(&peer.person_id), Ok(Some(c)) if c.replica);
         let first = !self.links.contains_key(&peer.person_id);
         self.links.insert(
@@ -1184,9 +1239,16 @@ impl Actor {
                 continue;
             }
             let conn_id = self.next_conn_id();
+            let known = self
+                .store
+                .contact(&req.person_id)
+                .ok()
+                .flatten()
+                .and_then(|c| c.profile.map(|p| p.version));
             self.tasks.spawn(tasks::dial_contact(
                 self.ctx.clone(),
                 req,
+                known,
                 conn_id,
                 self.cancel.child_token(),
             ));

@@ -37,6 +37,9 @@ pub async fn serve_incoming(
     conn_id: u64,
     cancel: CancellationToken,
 ) {
+    // Small protocol messages must not wait for Nagle's algorithm (40 ms per round trip
+    // against delayed ACKs).
+    let _ = tcp.set_nodelay(true);
     let setup = async {
         let ws = tokio_tungstenite::accept_async_with_config(tcp, Some(conn::ws_config()))
             .await
@@ -49,12 +52,12 @@ pub async fn serve_incoming(
         })
         .await;
         match verdict {
-            Some(Verdict::Accept) => {
-                link.send_hello(&ctx.me).await?;
+            Some(Verdict::Accept { known_profile }) => {
+                link.send_hello(&ctx.me, known_profile).await?;
                 Ok(Some(link))
             }
             Some(Verdict::Pair { token, profile, .. }) => {
-                link.send_hello(&ctx.me).await?;
+                link.send_hello(&ctx.me, None).await?;
                 link.send(&WireMsg::PairOffer { profile: *profile }).await?;
                 let confirm = link.recv().await?;
                 let commit = match node_on_confirm(
@@ -114,10 +117,16 @@ pub async fn serve_incoming(
 }
 
 /// Dial a contact for the connection manager.
-pub async fn dial_contact(ctx: TaskCtx, req: DialRequest, conn_id: u64, cancel: CancellationToken) {
+pub async fn dial_contact(
+    ctx: TaskCtx,
+    req: DialRequest,
+    known_profile: Option<u64>,
+    conn_id: u64,
+    cancel: CancellationToken,
+) {
     let r = tokio::select! {
         _ = cancel.cancelled() => return,
-        r = conn::dial(&req.url, &ctx.me, Some(req.key), None) => r,
+        r = conn::dial(&req.url, &ctx.me, Some(req.key), None, known_profile) => r,
     };
     let link = match r {
         Ok(l) if l.peer.person_id == req.person_id => l,
@@ -157,7 +166,7 @@ pub async fn dial_once(
     conn_id: u64,
     cancel: CancellationToken,
 ) {
-    let link = match conn::dial(&url, &ctx.me, None, None).await {
+    let link = match conn::dial(&url, &ctx.me, None, None, None).await {
         Ok(l) => l,
         Err(e) => {
             let _ = reply.send(Err(e.into()));
@@ -171,7 +180,7 @@ pub async fn dial_once(
     })
     .await;
     match verdict {
-        Some(Verdict::Accept) => {}
+        Some(Verdict::Accept { .. }) => {}
         Some(Verdict::Refuse(code, why)) => {
             let peer = link.peer.clone();
             link.refuse(code, &why).await;
@@ -213,6 +222,7 @@ pub async fn accept_invite(
             &ctx.me,
             Some(pairing.expected_key()),
             Some(pairing.token_hex()),
+            None,
         )
         .await
         {
@@ -333,6 +343,7 @@ pub async fn run_registered<S>(
             outbox: otx,
             cancel: cancel.clone(),
             dialer_instance,
+            peer_known_profile: link.peer_known_profile,
         })
         .await;
     let forward = {

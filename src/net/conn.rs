@@ -151,6 +151,8 @@ pub struct Link<S> {
     pub peer: PeerIdentity,
     /// Responder side: the invitation token the initiator presented, if any.
     pub invite: Option<String>,
+    /// The version of our profile the peer says it holds.
+    pub peer_known_profile: Option<u64>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
@@ -166,8 +168,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     }
 
     /// Send our Hello (the responder does this after deciding to accept).
-    pub async fn send_hello(&mut self, me: &LocalIdentity) -> Result<(), ConnError> {
-        let hello = self.session.hello(me, None);
+    pub async fn send_hello(
+        &mut self,
+        me: &LocalIdentity,
+        known_profile: Option<u64>,
+    ) -> Result<(), ConnError> {
+        let hello = self.session.hello_with(me, None, known_profile);
         self.send(&hello).await
     }
 
@@ -204,15 +210,16 @@ pub async fn dial(
     me: &LocalIdentity,
     expected_remote: Option<[u8; 32]>,
     invite: Option<String>,
+    known_profile: Option<u64>,
 ) -> Result<Link<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, ConnError> {
     let fut = async {
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), false)
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true)
             .await
             .map_err(|e| ConnError::Unreachable {
                 url: url.into(),
                 why: e.to_string(),
             })?;
-        initiate(ws, me, expected_remote, invite).await
+        initiate(ws, me, expected_remote, invite, known_profile).await
     };
     timeout(HANDSHAKE_TIMEOUT, fut)
         .await
@@ -225,6 +232,7 @@ pub async fn initiate<S>(
     me: &LocalIdentity,
     expected_remote: Option<[u8; 32]>,
     invite: Option<String>,
+    known_profile: Option<u64>,
 ) -> Result<Link<S>, ConnError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -238,7 +246,7 @@ where
     }
     send_binary(&mut ws, hs.write()?).await?;
     let mut session = hs.into_session()?;
-    let hello = session.seal(&session.hello(me, invite))?;
+    let hello = session.seal(&session.hello_with(me, invite, known_profile))?;
     send_binary(&mut ws, hello).await?;
     let reply = recv_binary(&mut ws).await?;
     let msg = session.open(&reply)?;
@@ -249,11 +257,16 @@ where
         });
     }
     let peer = session.verify_hello(&msg)?;
+    let peer_known_profile = match &msg {
+        WireMsg::Hello { known_profile, .. } => *known_profile,
+        _ => None,
+    };
     Ok(Link {
         ws,
         session,
         peer,
         invite: None,
+        peer_known_profile,
     })
 }
 
@@ -287,13 +300,17 @@ where
     let frame = recv_binary(&mut ws).await?;
     let hello = session.open(&frame);
     let verified = hello.map_err(ConnError::from).and_then(|m| {
-        let invite = match &m {
-            WireMsg::Hello { invite, .. } => invite.clone(),
-            _ => None,
+        let (invite, known) = match &m {
+            WireMsg::Hello {
+                invite,
+                known_profile,
+                ..
+            } => (invite.clone(), *known_profile),
+            _ => (None, None),
         };
-        Ok((session.verify_hello(&m)?, invite))
+        Ok((session.verify_hello(&m)?, invite, known))
     });
-    let (peer, invite) = match verified {
+    let (peer, invite, peer_known_profile) = match verified {
         Ok(p) => p,
         Err(e) => {
             if let Ok(f) = session.seal(&WireMsg::Close {
@@ -311,6 +328,7 @@ where
         session,
         peer,
         invite,
+        peer_known_profile,
     })
 }
 

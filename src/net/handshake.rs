@@ -236,6 +236,16 @@ impl Session {
 
     /// Our Hello for this session; `invite` is the token when pairing.
     pub fn hello(&self, me: &LocalIdentity, invite: Option<String>) -> WireMsg {
+        self.hello_with(me, invite, None)
+    }
+
+    /// Our Hello, stating which version of the peer's profile we hold.
+    pub fn hello_with(
+        &self,
+        me: &LocalIdentity,
+        invite: Option<String>,
+        known_profile: Option<u64>,
+    ) -> WireMsg {
         let sig = me.sign_as_person(&hello_signed_bytes(&self.hash, &me.instance_id()));
         WireMsg::Hello {
             version: PROTOCOL_VERSION,
@@ -243,6 +253,7 @@ impl Session {
             instance: me.instance.clone(),
             sig: hex::encode(sig.to_bytes()),
             invite,
+            known_profile,
         }
     }
 

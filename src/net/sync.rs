@@ -451,6 +451,10 @@ pub struct Session {
 pub struct Output {
     /// Messages to send: (link id, message).
     pub send: Vec<(u64, SyncMsg)>,
+    /// Messages to send only after [`Log::flush`] succeeded: acknowledgements, which
+    /// promise durability. Relayed entries go out before, so a relay's own disk write is
+    /// not on the path from author to reader.
+    pub after_flush: Vec<(u64, SyncMsg)>,
     /// Entries newly stored, in arrival order (for `message` events).
     pub stored: Vec<Entry>,
     /// Peers whose catch-up towards us completed.
@@ -639,11 +643,9 @@ impl Engine {
                         }
                     }
                 }
-                // Durable before acknowledged.
-                log.flush()?;
                 out.rejected.extend(rejected.iter().cloned());
-                out.send.push((link, SyncMsg::Ack { batch, rejected }));
-                // New entries go on to every other entitled link (relay).
+                // New entries go on to every other entitled link (relay) at once; the ack
+                // waits for the caller's flush: durable before acknowledged.
                 let others: Vec<u64> = self
                     .sessions
                     .keys()
@@ -653,6 +655,8 @@ impl Engine {
                 for l in others {
                     self.fill(log, l, &mut out);
                 }
+                out.after_flush
+                    .push((link, SyncMsg::Ack { batch, rejected }));
             }
             SyncMsg::Ack { batch, rejected } => {
                 let s = self

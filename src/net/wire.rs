@@ -96,6 +96,10 @@ pub enum WireMsg {
         /// Initiator only, when pairing: the invitation token, hex.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         invite: Option<String>,
+        /// The version of the receiver's profile the sender already holds, so an unchanged
+        /// profile is not sent again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        known_profile: Option<u64>,
     },
     /// The sender's current signed profile (sent on every link-up and on change).
     Profile {
