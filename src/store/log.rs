@@ -59,7 +59,90 @@ fn le(e: impl std::fmt::Display) -> LogError {
     LogError(e.to_string())
 }
 
+/// The key/value writes of one entry.
+struct Prepared {
+    ek: Vec<u8>,
+    ev: Vec<u8>,
+    hk: Vec<u8>,
+    hv: Vec<u8>,
+    vk: Vec<u8>,
+    membership: bool,
+    record: Option<(String, Vec<u8>)>,
+}
+
 impl Store {
+    /// Write entries (entry, head, view index, membership index, channel record) in one
+    /// transaction: all or nothing.
+    fn write_entries(&self, items: &[(&Entry, Option<&ChannelInfo>)]) -> Result<(), LogError> {
+        let mut seen_direct: std::collections::BTreeSet<String> = Default::default();
+        let mut prepared = Vec::with_capacity(items.len());
+        for (e, channel) in items {
+            let ek = entry_key(&e.channel, &e.author, e.seq);
+            let ev = e.canonical();
+            let mut hv = e.seq.to_be_bytes().to_vec();
+            hv.extend_from_slice(e.id().as_bytes());
+            // A 1:1 channel seen first through a relay gets its record here.
+            let record = match channel {
+                Some(c) => Some(Channel {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    members: c.members.clone(),
+                    created_at: e.hlc.ms / 1000,
+                }),
+                None if !seen_direct.contains(&e.channel) => {
+                    seen_direct.insert(e.channel.clone());
+                    match (direct_members(&e.channel), self.get_channel(&e.channel)) {
+                        (Some(m), Ok(None)) => Some(Channel {
+                            id: e.channel.clone(),
+                            name: String::new(),
+                            members: m,
+                            created_at: e.hlc.ms / 1000,
+                        }),
+                        _ => None,
+                    }
+                }
+                None => None,
+            };
+            prepared.push(Prepared {
+                hk: head_key(&e.channel, &e.author),
+                vk: view_key(e),
+                membership: !matches!(e.body, crate::net::sync::Body::Text { .. }),
+                record: record.map(|c| {
+                    let v = serde_json::to_vec(&c).expect("invariant: channels serialise");
+                    (c.id, v)
+                }),
+                ek,
+                ev,
+                hv,
+            });
+        }
+        let r: Result<(), TransactionError<()>> = (
+            &self.entries,
+            &self.heads,
+            &self.view,
+            &self.channels_tree(),
+            &self.members_idx,
+        )
+            .transaction(|(en, he, vi, ch, mi)| {
+                for p in &prepared {
+                    en.insert(p.ek.as_slice(), p.ev.as_slice())?;
+                    he.insert(p.hk.as_slice(), p.hv.as_slice())?;
+                    vi.insert(p.vk.as_slice(), p.ek.as_slice())?;
+                    if p.membership {
+                        mi.insert(p.vk.as_slice(), p.ek.as_slice())?;
+                    }
+                    if let Some((id, v)) = &p.record {
+                        ch.insert(id.as_bytes(), v.as_slice())?;
+                    }
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            });
+        r.map_err(|e| match e {
+            TransactionError::Storage(s) => le(self.sled_err(s)),
+            TransactionError::Abort(()) => LogError("transaction aborted".into()),
+        })
+    }
+
     fn decode_entry(&self, v: &[u8]) -> Option<Entry> {
         serde_json::from_slice(v).ok()
     }
@@ -230,52 +313,13 @@ impl Log for Store {
     }
 
     fn insert(&mut self, e: &Entry, channel: Option<&ChannelInfo>) -> Result<(), LogError> {
-        let ek = entry_key(&e.channel, &e.author, e.seq);
-        let ev = e.canonical();
-        let mut hv = e.seq.to_be_bytes().to_vec();
-        hv.extend_from_slice(e.id().as_bytes());
-        let hk = head_key(&e.channel, &e.author);
-        let vk = view_key(e);
-        // A 1:1 channel seen first through a relay gets its record here.
-        let record = match channel {
-            Some(c) => Some(Channel {
-                id: c.id.clone(),
-                name: c.name.clone(),
-                members: c.members.clone(),
-                created_at: e.hlc.ms / 1000,
-            }),
-            None => match (direct_members(&e.channel), self.get_channel(&e.channel)) {
-                (Some(m), Ok(None)) => Some(Channel {
-                    id: e.channel.clone(),
-                    name: String::new(),
-                    members: m,
-                    created_at: e.hlc.ms / 1000,
-                }),
-                _ => None,
-            },
-        };
-        let cv = record
-            .as_ref()
-            .map(|c| serde_json::to_vec(c).expect("invariant: channels serialise"));
-        let r: Result<(), TransactionError<()>> = (
-            &self.entries,
-            &self.heads,
-            &self.view,
-            &self.channels_tree(),
-        )
-            .transaction(|(en, he, vi, ch)| {
-                en.insert(ek.as_slice(), ev.as_slice())?;
-                he.insert(hk.as_slice(), hv.as_slice())?;
-                vi.insert(vk.as_slice(), ek.as_slice())?;
-                if let (Some(c), Some(v)) = (&record, &cv) {
-                    ch.insert(c.id.as_bytes(), v.as_slice())?;
-                }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            });
-        r.map_err(|e| match e {
-            TransactionError::Storage(s) => le(self.sled_err(s)),
-            TransactionError::Abort(()) => LogError("transaction aborted".into()),
-        })
+        self.write_entries(&[(e, channel)])
+    }
+
+    fn insert_many(&mut self, items: &[(Entry, Option<ChannelInfo>)]) -> Result<(), LogError> {
+        let refs: Vec<(&Entry, Option<&ChannelInfo>)> =
+            items.iter().map(|(e, c)| (e, c.as_ref())).collect();
+        self.write_entries(&refs)
     }
 
     fn put_person(&mut self, p: &Person) -> Result<(), LogError> {
