@@ -172,6 +172,8 @@ pub struct Actor {
     live: HashMap<String, LiveState>,
     manager: Manager,
     engine: Engine,
+    /// Contacts to redial at once when their link ends (after `reconnect`).
+    redial: std::collections::HashSet<String>,
     announce_seen: HashMap<String, u64>,
     next_conn: u64,
     handshake_slots: Arc<Semaphore>,
@@ -247,6 +249,7 @@ impl Actor {
             live: HashMap::new(),
             manager,
             engine,
+            redial: Default::default(),
             announce_seen: HashMap::new(),
             next_conn: 1,
             handshake_slots: Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES)),
@@ -406,6 +409,17 @@ impl Actor {
             } => {
                 let r = self.history(&channel, before.as_deref(), limit);
                 let _ = reply.send(r);
+            }
+            Command::Reconnect(reply) => {
+                let n = self.links.len();
+                for (pid, slot) in &self.links {
+                    self.redial.insert(pid.clone());
+                    let _ = slot.outbox.try_send(WireMsg::Close {
+                        code: CloseCode::Shutdown,
+                        reason: "reconnecting".into(),
+                    });
+                }
+                let _ = reply.send(n);
             }
             Command::Stats(reply) => {
                 let (bytes_in, bytes_out) = crate::net::conn::wire_bytes();
@@ -973,6 +987,10 @@ impl Actor {
                     st.last_error = Some(end.reason.clone());
                 }
                 self.manager.link_down(&person_id, now_ms());
+                if self.redial.remove(&person_id) {
+                    self.manager.redial_now(&person_id, now_ms());
+                    self.poll_manager();
+                }
                 tracing::info!(peer = %person_id, "disconnected: {}", end.reason);
                 self.emit(Event::Disconnected {
                     person_id,

@@ -95,6 +95,8 @@ pub enum Request {
     },
     /// `{"cmd":"stats"}`
     Stats,
+    /// `{"cmd":"reconnect"}`
+    Reconnect,
     /// `{"cmd":"set_display_name","name":...}`
     SetDisplayName {
         /// The name.
@@ -253,6 +255,7 @@ pub fn parse_line(line: &str) -> Result<(Option<Value>, Request), BadLine> {
             },
         },
         "stats" => Request::Stats,
+        "reconnect" => Request::Reconnect,
         "set_display_name" => Request::SetDisplayName {
             name: string_arg("name")?,
         },
@@ -509,6 +512,14 @@ async fn answer(handle: Handle, id: Option<Value>, req: Request, out: mpsc::Send
                 )
             }
             Err(e) => error_line(id.as_ref(), e.kind(), &e.to_string()),
+        },
+        Request::Reconnect => match handle.reconnect().await {
+            Some(n) => event_line("reconnecting", id.as_ref(), json!({ "links": n })),
+            None => error_line(
+                id.as_ref(),
+                "shutting_down",
+                "the instance is shutting down",
+            ),
         },
         Request::Stats => match handle.stats().await {
             Some(s) => event_line(

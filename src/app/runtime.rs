@@ -442,6 +442,9 @@ pub enum Command {
     },
     /// Counters.
     Stats(oneshot::Sender<StatsView>),
+    /// Drop every link and dial the contacts again at once; answers with the number of
+    /// links dropped.
+    Reconnect(oneshot::Sender<usize>),
     /// Change our display name: a new profile version, pushed to connected contacts.
     SetDisplayName {
         /// The new name.
@@ -614,6 +617,11 @@ impl Handle {
             reply,
         })
         .await
+    }
+
+    /// Drop every link and redial at once.
+    pub async fn reconnect(&self) -> Option<usize> {
+        self.ask(Command::Reconnect).await
     }
 
     /// Counters.

@@ -215,6 +215,14 @@ impl Manager {
         }
     }
 
+    /// Dial this contact again at once (a link was dropped on purpose).
+    pub fn redial_now(&mut self, person_id: &str, now_ms: u64) {
+        if let Some(t) = self.targets.get_mut(person_id) {
+            t.attempt = 0;
+            t.state = DialState::Waiting { next_at_ms: now_ms };
+        }
+    }
+
     /// The state of a target, if it is one.
     pub fn state(&self, person_id: &str) -> Option<&DialState> {
         self.targets.get(person_id).map(|t| &t.state)

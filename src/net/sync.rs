@@ -350,12 +350,16 @@ pub fn check_entry_pre<L: Log + ?Sized>(
         }
     }
     // Key: from the self-certifying first entry, or learned before.
-    let person = match (&e.person, e.seq) {
-        (Some(p), 1) if p.id() == e.author => p.clone(),
+    match (&e.person, e.seq) {
+        (Some(p), 1) if p.id() == e.author => {}
         (Some(_), _) | (None, 1) => return Err(Invalid::Malformed),
-        (None, _) => log.person(&e.author).ok_or(Invalid::UnknownAuthor)?,
-    };
+        (None, _) => {}
+    }
     if !sig_checked {
+        let person = match &e.person {
+            Some(p) => p.clone(),
+            None => log.person(&e.author).ok_or(Invalid::UnknownAuthor)?,
+        };
         let key = person.verifying_key().map_err(|_| Invalid::BadSignature)?;
         verify_hex_sig(&key, &e.signed_bytes(), &e.sig, "entry")
             .map_err(|_| Invalid::BadSignature)?;
@@ -841,14 +845,18 @@ impl Engine {
                 out.rejected.extend(rejected.iter().cloned());
                 // New entries go on to every other entitled link (relay) at once; the ack
                 // waits for the caller's flush: durable before acknowledged.
-                let others: Vec<u64> = self
-                    .sessions
-                    .keys()
-                    .copied()
-                    .filter(|l| *l != link)
-                    .collect();
-                for l in others {
-                    self.fill(log, l, &mut out);
+                let touched: BTreeSet<String> =
+                    out.stored.iter().map(|e| e.channel.clone()).collect();
+                if !touched.is_empty() {
+                    let others: Vec<u64> = self
+                        .sessions
+                        .keys()
+                        .copied()
+                        .filter(|l| *l != link)
+                        .collect();
+                    for l in others {
+                        self.fill_some(log, l, &mut out, Some(&touched));
+                    }
                 }
                 out.after_flush
                     .push((link, SyncMsg::Ack { batch, rejected }));
@@ -922,14 +930,27 @@ impl Engine {
         log.flush()?;
         let mut out = Output::default();
         let links: Vec<u64> = self.sessions.keys().copied().collect();
+        let touched: BTreeSet<String> = [channel.to_string()].into();
         for l in links {
-            self.fill(log, l, &mut out);
+            self.fill_some(log, l, &mut out, Some(&touched));
         }
         Ok((e, out))
     }
 
     /// Queue for `link` every entry it may see and lacks, in view order, within the window.
     fn fill<L: Log + ?Sized>(&mut self, log: &L, link: u64, out: &mut Output) {
+        self.fill_some(log, link, out, None)
+    }
+
+    /// As [`Engine::fill`], looking only at `only`'s channels when given (a write or a relay
+    /// touches one channel; scanning every channel per link would make fan-out quadratic).
+    fn fill_some<L: Log + ?Sized>(
+        &mut self,
+        log: &L,
+        link: u64,
+        out: &mut Output,
+        only: Option<&BTreeSet<String>>,
+    ) {
         let visible: Vec<ChannelInfo> = {
             let Some(s) = self.sessions.get(&link) else {
                 return;
@@ -937,7 +958,11 @@ impl Engine {
             if !s.started {
                 return;
             }
-            log.channels()
+            let candidates = match only {
+                Some(set) => set.iter().filter_map(|c| log.channel(c)).collect(),
+                None => log.channels(),
+            };
+            candidates
                 .into_iter()
                 .filter(|c| self.may_see(&s.peer, &c.members))
                 .collect()
@@ -1021,7 +1046,12 @@ impl Engine {
                 },
             ));
         }
-        // Everything the peer lacked at the start is on its way: say so, once.
+        // Everything the peer lacked at the start is on its way: say so, once. (A partial
+        // fill cannot tell.)
+        if only.is_some() {
+            s.cursors.retain(|_, c| !c.0.is_empty());
+            return;
+        }
         let caught_up = pending.iter().all(|k| {
             log.head(&k.0, &k.1).map(|h| h.0).unwrap_or(0) <= *s.sent.get(k).unwrap_or(&0)
         });

@@ -137,6 +137,9 @@ impl Store {
                 }
                 Ok::<(), ConflictableTransactionError<()>>(())
             });
+        if prepared.iter().any(|p| p.record.is_some()) {
+            self.invalidate_channels();
+        }
         r.map_err(|e| match e {
             TransactionError::Storage(s) => le(self.sled_err(s)),
             TransactionError::Abort(()) => LogError("transaction aborted".into()),

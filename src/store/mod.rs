@@ -152,6 +152,8 @@ pub struct Store {
     pub(crate) persons: sled::Tree,
     pub(crate) unread: sled::Tree,
     pub(crate) members_idx: sled::Tree,
+    /// Channel records in memory: read on every sync step, written rarely.
+    channel_cache: std::sync::Arc<std::sync::Mutex<Option<Vec<Channel>>>>,
     dir: PathBuf,
 }
 
@@ -224,6 +226,7 @@ impl Store {
             persons,
             unread,
             members_idx,
+            channel_cache: Default::default(),
             dir,
         })
     }
@@ -243,7 +246,7 @@ impl Store {
 
     /// One channel record.
     pub fn get_channel(&self, id: &str) -> Result<Option<Channel>, StoreError> {
-        self.get_json(&self.channels, id.as_bytes())
+        Ok(self.channels()?.into_iter().find(|c| c.id == id))
     }
 
     fn get_json<T: DeserializeOwned>(
@@ -360,7 +363,24 @@ impl Store {
 
     /// All channels, ordered by id.
     pub fn channels(&self) -> Result<Vec<Channel>, StoreError> {
-        self.list(&self.channels)
+        let mut cache = self
+            .channel_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = cache.as_ref() {
+            return Ok(c.clone());
+        }
+        let list: Vec<Channel> = self.list(&self.channels)?;
+        *cache = Some(list.clone());
+        Ok(list)
+    }
+
+    /// Forget the cached channel list after a write to the channels tree.
+    pub(crate) fn invalidate_channels(&self) {
+        *self
+            .channel_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
     /// Add a channel unless it exists (flushed).
@@ -370,6 +390,7 @@ impl Store {
             .channels
             .compare_and_swap(c.id.as_bytes(), None as Option<&[u8]>, Some(bytes))
             .map_err(|e| map_sled(&self.dir, e))?;
+        self.invalidate_channels();
         self.flush()
     }
 
@@ -414,6 +435,7 @@ impl Store {
             }
             Ok(())
         });
+        self.invalidate_channels();
         match r {
             Ok(()) => {
                 self.flush()?;
