@@ -389,3 +389,69 @@ fn accept_reads_the_code_from_a_screenshot_of_the_qr() {
     assert!(client.quit().success());
     assert!(node.quit().success());
 }
+
+fn pids_of(pattern: &str) -> Vec<String> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", pattern])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn a_crash_of_either_side_of_provisioning_is_reported_not_hung_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cd = tmp.path().join("client");
+    let node_dir = cd.join("node").display().to_string();
+    // The node crashes: the client says so.
+    let mut client = Peer::start("client", &cd, &["--provision-node"]);
+    client.event("provisioned");
+    let pids = pids_of(&node_dir);
+    assert_eq!(pids.len(), 1, "one provisioned node: {pids:?}");
+    std::process::Command::new("kill")
+        .args(["-9", &pids[0]])
+        .status()
+        .unwrap();
+    let e = client.wait_for("node_exited", |v| v["kind"] == "node_exited");
+    assert!(e["message"].as_str().unwrap().contains("exited"), "{e}");
+    assert!(client.quit().success());
+    // The client crashes: the node sees its stdin close and stops by itself.
+    let mut client = Peer::start("client", &cd, &["--provision-node"]);
+    client.event("provisioned");
+    assert_eq!(pids_of(&node_dir).len(), 1);
+    client.child.kill().unwrap(); // SIGKILL: no cleanup on the client side
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !pids_of(&node_dir).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the orphaned node kept running"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_detached_node_keeps_serving_with_stdin_closed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let nd = tmp.path().join("n");
+    let mut node = Peer::start("node", &nd, &["--detach"]);
+    let mut client = Peer::start("client", &tmp.path().join("c"), &[]);
+    let code = invite(&mut node, 1, 600);
+    node.close_stdin();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        node.child.try_wait().unwrap().is_none(),
+        "detached node quit on EOF"
+    );
+    assert_eq!(accept(&mut client, &code, 2)["event"], "contact_added");
+    client.event("connected");
+    std::process::Command::new("kill")
+        .args(["-TERM", &node.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(node.wait_exit().success());
+    assert!(client.quit().success());
+}

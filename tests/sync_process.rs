@@ -83,6 +83,11 @@ fn client_and_node_live_both_ways_and_catch_up_after_either_was_offline() {
     assert_eq!(m["author"], client.ready["person_id"]);
     assert_eq!(m["author_name"], "demo@lama.local");
     assert_eq!(m["entry"], s["entry"]);
+    // The node's disk has it: the client is told its entry was delivered.
+    let entry = s["entry"].as_str().unwrap().to_string();
+    client.wait_for("delivered", |v| {
+        v["event"] == "delivered" && v["entries"].to_string().contains(&entry)
+    });
     send(&mut node, &ch, "hello client", 11);
     got(&mut client, "hello client");
     let unread = client.ask(json!({"cmd":"channels"}), 12);

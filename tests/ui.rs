@@ -410,3 +410,33 @@ fn a_click_selects_a_channel_and_the_wheel_scrolls() {
     );
     assert_eq!(s.scroll, 3);
 }
+
+#[test]
+fn own_messages_show_a_marker_until_a_peer_stored_them() {
+    let mut s = chat_state();
+    let ch = s.channel_id().unwrap().to_string();
+    let mine = |entry: &str| MessageView {
+        channel: ch.clone(),
+        entry: entry.into(),
+        author: s.me.person_id.clone(),
+        author_name: s.me.name.clone(),
+        ts: NOW * 1000,
+        text: Some(format!("mine {entry}")),
+        kind: "text",
+    };
+    let (a, b) = (mine("e1"), mine("e2"));
+    update(&mut s, Action::Sent(a));
+    let screen = format!("{}", draw(&s, 100, 30).backend());
+    assert!(screen.contains("mine e1 …"), "marker missing:\n{screen}");
+    update(
+        &mut s,
+        Action::Runtime(Event::Delivered {
+            entries: vec!["e1".into(), "e2".into()],
+        }),
+    );
+    let screen = format!("{}", draw(&s, 100, 30).backend());
+    assert!(!screen.contains("mine e1 …"), "marker stayed:\n{screen}");
+    // Delivered before Sent (they race): no marker at all.
+    update(&mut s, Action::Sent(b));
+    assert!(s.pending.is_empty());
+}

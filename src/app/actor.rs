@@ -655,6 +655,11 @@ impl Actor {
         for pid in out.synced {
             self.emit(Event::Synced { person_id: pid });
         }
+        if !out.delivered.is_empty() {
+            self.emit(Event::Delivered {
+                entries: out.delivered,
+            });
+        }
         for r in out.rejected {
             tracing::warn!(entry = %short_id(&r.entry), "refused an entry: {}", r.reason);
         }

@@ -342,6 +342,9 @@ fn event_to_line(e: &Event) -> String {
         ),
         Event::Error { kind, message } => error_line(None, kind, message),
         Event::Message(m) => event_line("message", None, message_fields(m)),
+        Event::Delivered { entries } => {
+            event_line("delivered", None, json!({ "entries": entries }))
+        }
         Event::Synced { person_id } => {
             event_line("synced", None, json!({ "person_id": person_id }))
         }

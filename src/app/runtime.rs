@@ -267,6 +267,11 @@ pub enum Event {
     },
     /// An entry arrived from a peer and is stored.
     Message(MessageView),
+    /// Our own entries reached a peer's disk (it acknowledged them).
+    Delivered {
+        /// Entry ids.
+        entries: Vec<String>,
+    },
     /// A peer has sent us everything we lacked when the link came up.
     Synced {
         /// The peer.

@@ -623,7 +623,8 @@ pub struct Session {
     /// Entries read ahead per (channel, author), and the last seq loaded.
     cursors: BTreeMap<(String, Id), (VecDeque<Entry>, u64)>,
     started: bool,
-    inflight: VecDeque<u64>,
+    /// Unacknowledged batches, with the ids of our own entries in each.
+    inflight: VecDeque<(u64, Vec<Id>)>,
     next_batch: u64,
     done_sent: bool,
     their_done: bool,
@@ -646,6 +647,8 @@ pub struct Output {
     pub rejected: Vec<Rejection>,
     /// Refusals the peer reported for our entries.
     pub peer_rejected: Vec<Rejection>,
+    /// Our own entries a peer has acknowledged (stored durably).
+    pub delivered: Vec<Id>,
 }
 
 /// Counters of the engine.
@@ -866,7 +869,16 @@ impl Engine {
                     .sessions
                     .get_mut(&link)
                     .expect("invariant: checked above");
-                s.inflight.retain(|b| *b != batch);
+                if let Some(i) = s.inflight.iter().position(|(b, _)| *b == batch) {
+                    let (_, ours) = s
+                        .inflight
+                        .remove(i)
+                        .expect("invariant: index from position");
+                    out.delivered.extend(
+                        ours.into_iter()
+                            .filter(|id| !rejected.iter().any(|r| r.entry == *id)),
+                    );
+                }
                 out.peer_rejected.extend(rejected);
                 self.fill(log, link, &mut out);
             }
@@ -1037,7 +1049,12 @@ impl Engine {
             }
             let b = s.next_batch;
             s.next_batch += 1;
-            s.inflight.push_back(b);
+            let ours: Vec<Id> = batch
+                .iter()
+                .filter(|e| e.author == self.me)
+                .map(Entry::id)
+                .collect();
+            s.inflight.push_back((b, ours));
             out.send.push((
                 link,
                 SyncMsg::Entries {

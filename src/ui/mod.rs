@@ -207,6 +207,17 @@ pub async fn run(running: Running, provision: Option<ProvisionCfg>) -> std::io::
         guard = g;
     }
     let mut terminal = ratatui::init();
+    // ratatui's hook restores the screen; ours also turns mouse capture and bracketed paste
+    // off, so a panic never leaves the terminal reporting mouse moves.
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = execute!(
+            std::io::stdout(),
+            DisableMouseCapture,
+            DisableBracketedPaste
+        );
+        prev(info);
+    }));
     if let Ok(sz) = terminal.size() {
         update(&mut state, Action::Resize(sz.width, sz.height));
     }

@@ -130,6 +130,8 @@ pub struct State {
     pub scroll: usize,
     /// Entries sent by us that no peer has confirmed yet (shown with a marker).
     pub pending: Vec<String>,
+    /// Entries confirmed before their `Sent` arrived (the two race).
+    pub delivered_recent: Vec<String>,
     /// Composer text.
     pub composer: String,
     /// Own sent lines, newest last.
@@ -250,6 +252,7 @@ impl State {
             messages: vec![],
             scroll: 0,
             pending: vec![],
+            delivered_recent: vec![],
             composer: String::new(),
             sent_lines: vec![],
             recall: None,
@@ -417,7 +420,9 @@ pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
         }
         Action::Sent(m) => {
             if s.channel_id() == Some(m.channel.as_str()) {
-                s.pending.push(m.entry.clone());
+                if !s.delivered_recent.contains(&m.entry) {
+                    s.pending.push(m.entry.clone());
+                }
                 s.messages.push(m);
                 trim_window(s);
             }
@@ -562,8 +567,6 @@ fn on_runtime(s: &mut State, e: Event) -> Vec<Effect> {
             } else {
                 fx.push(Effect::RefreshChannels);
             }
-            // Something arrived from the peers: our earlier entries got through too.
-            s.pending.clear();
             return fx;
         }
         Event::Connected { person_id, name } => {
@@ -599,7 +602,15 @@ fn on_runtime(s: &mut State, e: Event) -> Vec<Effect> {
             if !s.synced.contains(person_id) {
                 s.synced.push(person_id.clone());
             }
-            s.pending.clear();
+        }
+        Event::Delivered { entries } => {
+            s.pending.retain(|p| !entries.contains(p));
+            s.delivered_recent.extend(entries.iter().cloned());
+            let n = s.delivered_recent.len();
+            if n > 256 {
+                s.delivered_recent.drain(..n - 256);
+            }
+            return vec![];
         }
         Event::Error { message, .. } => {
             s.last_error = Some(message.clone());
