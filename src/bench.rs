@@ -711,8 +711,21 @@ pub async fn run_all(
     sizes: &Sizes,
     tmp: &Path,
     bin: Option<&Path>,
+    progress: impl FnMut(&str),
+) -> (Vec<Row>, Value) {
+    run_some(sizes, tmp, bin, None, progress).await
+}
+
+/// The raw limits, then only the stage named `only` (`pairing`, `live`, `catchup`,
+/// `reconnect`, `fanout`, `memory`, `render`), or every stage: for profiling one stage.
+pub async fn run_some(
+    sizes: &Sizes,
+    tmp: &Path,
+    bin: Option<&Path>,
+    only: Option<&str>,
     mut progress: impl FnMut(&str),
 ) -> (Vec<Row>, Value) {
+    let on = |stage: &str| only.is_none_or(|o| o == stage);
     let mut rows = Vec::new();
     let r = sizes.runs;
     progress("raw limits");
@@ -750,113 +763,123 @@ pub async fn run_all(
     rows.push(row("raw", "WebSocket round trip p99 (200 B)", "ms", rtt99));
     rows.push(row("raw", "WebSocket one-way 200 B messages", "1/s", ows));
 
-    progress("pairing");
-    let mut p = vec![];
-    for i in 0..r {
-        p.push(bench_pairing(tmp, i).await);
-    }
-    let mut x = row("app", "pairing: accept to both connected", "ms", p);
-    x.target = "median < 10 ms".into();
-    x.ratio = format!("{:.1}x RTT", x.stat.median / rtt);
-    rows.push(x);
-
-    progress("live latency");
-    let live = bench_live(tmp, sizes.live_n).await;
-    let (l50, l99) = (pct(&live, 0.5), pct(&live, 0.99));
-    let mut x = row(
-        "app",
-        "live latency client→node→client p50",
-        "ms",
-        vec![l50],
-    );
-    x.target = "< 1 ms".into();
-    x.ratio = format!(
-        "{:.1}x RTT; {:.2}x the floor 2 durable writes + 2 RTT",
-        l50 / rtt,
-        l50 / (2.0 * durable + 2.0 * rtt)
-    );
-    rows.push(x);
-    let mut x = row(
-        "app",
-        "live latency client→node→client p99",
-        "ms",
-        vec![l99],
-    );
-    x.target = "< 5 ms".into();
-    x.ratio = format!("{:.1}x RTT", l99 / rtt);
-    rows.push(x);
-
-    progress("catch-up");
-    let mut c = vec![];
-    for i in 0..r {
-        c.push(bench_catchup(tmp, sizes.catchup_n, i).await);
-    }
-    let limit = verify.min(insert);
-    let mut x = row(
-        "app",
-        format!("catch-up of {} entries", sizes.catchup_n),
-        "1/s",
-        c,
-    );
-    x.target = format!(">= {:.0}/s (half the lower raw limit)", limit / 2.0);
-    x.ratio = format!("{:.2}x of min(verify, insert)", x.stat.median / limit);
-    rows.push(x);
-
-    progress("reconnect cost");
-    for &held in &sizes.reconnect_sizes {
-        let res = bench_reconnect(tmp, held, 10).await;
-        let mut x = row(
-            "app",
-            format!("reconnect, nothing new, {held} held"),
-            "bytes",
-            vec![res[0].0 as f64],
-        );
-        x.target = "< 2048 B, flat".into();
+    if on("pairing") {
+        progress("pairing");
+        let mut p = vec![];
+        for i in 0..r {
+            p.push(bench_pairing(tmp, i).await);
+        }
+        let mut x = row("app", "pairing: accept to both connected", "ms", p);
+        x.target = "median < 10 ms".into();
+        x.ratio = format!("{:.1}x RTT", x.stat.median / rtt);
         rows.push(x);
+    }
+
+    if on("live") {
+        progress("live latency");
+        let live = bench_live(tmp, sizes.live_n).await;
+        let (l50, l99) = (pct(&live, 0.5), pct(&live, 0.99));
         let mut x = row(
             "app",
-            format!("reconnect to synced, nothing new, {held} held"),
+            "live latency client→node→client p50",
             "ms",
-            vec![res[0].1],
+            vec![l50],
         );
-        x.target = "< 10 ms".into();
-        x.ratio = format!("{:.1}x RTT", res[0].1 / rtt);
+        x.target = "< 1 ms".into();
+        x.ratio = format!(
+            "{:.1}x RTT; {:.2}x the floor 2 durable writes + 2 RTT",
+            l50 / rtt,
+            l50 / (2.0 * durable + 2.0 * rtt)
+        );
         rows.push(x);
         let mut x = row(
             "app",
-            format!("restart and catch up 10 new, {held} held"),
-            "bytes",
-            vec![res[1].0 as f64],
+            "live latency client→node→client p99",
+            "ms",
+            vec![l99],
         );
-        x.ratio = format!("+{} B over nothing new", res[1].0 as i64 - res[0].0 as i64);
+        x.target = "< 5 ms".into();
+        x.ratio = format!("{:.1}x RTT", l99 / rtt);
+        rows.push(x);
+    }
+
+    if on("catchup") {
+        progress("catch-up");
+        let mut c = vec![];
+        for i in 0..r {
+            c.push(bench_catchup(tmp, sizes.catchup_n, i).await);
+        }
+        let limit = verify.min(insert);
+        let mut x = row(
+            "app",
+            format!("catch-up of {} entries", sizes.catchup_n),
+            "1/s",
+            c,
+        );
+        x.target = format!(">= {:.0}/s (half the lower raw limit)", limit / 2.0);
+        x.ratio = format!("{:.2}x of min(verify, insert)", x.stat.median / limit);
+        rows.push(x);
+    }
+
+    if on("reconnect") {
+        progress("reconnect cost");
+        for &held in &sizes.reconnect_sizes {
+            let res = bench_reconnect(tmp, held, 10).await;
+            let mut x = row(
+                "app",
+                format!("reconnect, nothing new, {held} held"),
+                "bytes",
+                vec![res[0].0 as f64],
+            );
+            x.target = "< 2048 B, flat".into();
+            rows.push(x);
+            let mut x = row(
+                "app",
+                format!("reconnect to synced, nothing new, {held} held"),
+                "ms",
+                vec![res[0].1],
+            );
+            x.target = "< 10 ms".into();
+            x.ratio = format!("{:.1}x RTT", res[0].1 / rtt);
+            rows.push(x);
+            let mut x = row(
+                "app",
+                format!("restart and catch up 10 new, {held} held"),
+                "bytes",
+                vec![res[1].0 as f64],
+            );
+            x.ratio = format!("+{} B over nothing new", res[1].0 as i64 - res[0].0 as i64);
+            rows.push(x);
+            rows.push(row(
+                "app",
+                format!("client restart to synced, 10 new, {held} held"),
+                "ms",
+                vec![res[1].1],
+            ));
+        }
+    }
+
+    if on("fanout") {
+        progress("fan-out");
+        let fan = bench_fanout(tmp, sizes.fanout_clients, sizes.fanout_msgs).await;
+        let mut x = row(
+            "app",
+            format!("fan-out to {} clients p99", sizes.fanout_clients),
+            "ms",
+            vec![pct(&fan, 0.99)],
+        );
+        x.target = "p99 < 20 ms".into();
+        x.ratio = format!("{:.1}x RTT", pct(&fan, 0.99) / rtt);
         rows.push(x);
         rows.push(row(
             "app",
-            format!("client restart to synced, 10 new, {held} held"),
+            format!("fan-out to {} clients p50", sizes.fanout_clients),
             "ms",
-            vec![res[1].1],
+            vec![pct(&fan, 0.5)],
         ));
     }
 
-    progress("fan-out");
-    let fan = bench_fanout(tmp, sizes.fanout_clients, sizes.fanout_msgs).await;
-    let mut x = row(
-        "app",
-        format!("fan-out to {} clients p99", sizes.fanout_clients),
-        "ms",
-        vec![pct(&fan, 0.99)],
-    );
-    x.target = "p99 < 20 ms".into();
-    x.ratio = format!("{:.1}x RTT", pct(&fan, 0.99) / rtt);
-    rows.push(x);
-    rows.push(row(
-        "app",
-        format!("fan-out to {} clients p50", sizes.fanout_clients),
-        "ms",
-        vec![pct(&fan, 0.5)],
-    ));
-
-    if let Some(bin) = bin {
+    if let (Some(bin), true) = (bin, on("memory")) {
         progress("memory and start-up");
         let (ready, rss0, rss1) = bench_memory(tmp, bin, sizes.memory_n).await;
         let mut x = row(
@@ -885,27 +908,29 @@ pub async fn run_all(
         rows.push(x);
     }
 
-    progress("rendering");
-    let (mut fr, mut bu) = (vec![], vec![]);
-    for _ in 0..r {
-        let (f, b) = bench_render(sizes.render_n);
-        fr.push(f);
-        bu.push(b);
+    if on("render") {
+        progress("rendering");
+        let (mut fr, mut bu) = (vec![], vec![]);
+        for _ in 0..r {
+            let (f, b) = bench_render(sizes.render_n);
+            fr.push(f);
+            bu.push(b);
+        }
+        let mut x = row(
+            "app",
+            format!("render one frame, channel of {} messages", sizes.render_n),
+            "ms",
+            fr,
+        );
+        x.target = "< 1 ms".into();
+        rows.push(x);
+        rows.push(row(
+            "app",
+            format!("apply and draw a burst of {} messages", sizes.render_n),
+            "ms",
+            bu,
+        ));
     }
-    let mut x = row(
-        "app",
-        format!("render one frame, channel of {} messages", sizes.render_n),
-        "ms",
-        fr,
-    );
-    x.target = "< 1 ms".into();
-    rows.push(x);
-    rows.push(row(
-        "app",
-        format!("apply and draw a burst of {} messages", sizes.render_n),
-        "ms",
-        bu,
-    ));
 
     let json = json!({
         "rows": rows.iter().map(|r| json!({

@@ -20,6 +20,10 @@ struct Args {
     /// Scratch directory for stores (default: a temporary directory).
     #[arg(long)]
     scratch: Option<PathBuf>,
+    /// Run the raw limits and only this stage (for profiling): pairing, live, catchup,
+    /// reconnect, fanout, memory, render.
+    #[arg(long)]
+    only: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,9 +41,13 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let started = std::time::Instant::now();
-    let (rows, mut json) = rt.block_on(bench::run_all(&sizes, &tmp, bin.as_deref(), |s| {
-        eprintln!("[{:>6.1}s] {s}", started.elapsed().as_secs_f64())
-    }));
+    let (rows, mut json) = rt.block_on(bench::run_some(
+        &sizes,
+        &tmp,
+        bin.as_deref(),
+        args.only.as_deref(),
+        |s| eprintln!("[{:>6.1}s] {s}", started.elapsed().as_secs_f64()),
+    ));
     let commit = std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .output()

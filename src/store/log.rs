@@ -80,7 +80,8 @@ impl Store {
             let ek = entry_key(&e.channel, &e.author, e.seq);
             let ev = e.canonical();
             let mut hv = e.seq.to_be_bytes().to_vec();
-            hv.extend_from_slice(e.id().as_bytes());
+            // The id is the hash of this very encoding: one serialisation, not two.
+            hv.extend_from_slice(crate::identity::sha256_hex(&ev).as_bytes());
             // A 1:1 channel seen first through a relay gets its record here.
             let record = match channel {
                 Some(c) => Some(Channel {
