@@ -446,11 +446,10 @@ async fn bench_catchup(tmp: &Path, n: usize, run: usize) -> f64 {
     let mut node = start(Role::Node, &nd).await;
     let mut client = start(Role::Client, &cd).await;
     let ch = pair(&mut node, &mut client).await;
-    let endpoint = node.info.endpoint.clone().expect("endpoint");
     stop(client).await;
     stop(node).await;
     fill(&nd, &ch, n, 1_800_000_000_000);
-    let node = restart_node(&nd, &endpoint).await;
+    let node = restart_node(&nd, &cd).await;
     let t = Instant::now();
     let mut client = start(Role::Client, &cd).await;
     wait_event(&mut client.events, |e| matches!(e, Event::Synced { .. })).await;
@@ -469,12 +468,11 @@ async fn bench_reconnect(tmp: &Path, held: usize, new_entries: usize) -> Vec<(u6
     let mut node = start(Role::Node, &nd).await;
     let mut client = start(Role::Client, &cd).await;
     let ch = pair(&mut node, &mut client).await;
-    let endpoint = node.info.endpoint.clone().expect("endpoint");
     stop(client).await;
     stop(node).await;
     // The same history on both sides: written once on the node, then synced once.
     fill(&nd, &ch, held, 1_800_000_000_000);
-    let node = restart_node(&nd, &endpoint).await;
+    let node = restart_node(&nd, &cd).await;
     let mut client = start(Role::Client, &cd).await;
     wait_event(&mut client.events, |e| matches!(e, Event::Synced { .. })).await;
     let mut out = Vec::new();
@@ -514,15 +512,26 @@ async fn bench_reconnect(tmp: &Path, held: usize, new_entries: usize) -> Vec<(u6
     out
 }
 
-/// Restart a node on the port it had (its contacts dial that endpoint; discovery is off).
-async fn restart_node(nd: &Path, endpoint: &str) -> Running {
-    let mut c = cfg(Role::Node, nd);
-    c.listen = endpoint
-        .trim_start_matches("ws://")
-        .replace("localhost", "127.0.0.1")
-        .parse()
-        .expect("invariant: our own endpoint parses");
-    runtime::start(c).await.expect("node restart")
+/// Restart a stopped node on a fresh port and point the (stopped) client's contact at it.
+/// (Reusing the old port races with other processes that may have taken it meanwhile.)
+async fn restart_node(nd: &Path, client_dir: &Path) -> Running {
+    let node = start(Role::Node, nd).await;
+    let url = node.info.endpoint.clone().expect("a node has an endpoint");
+    repoint(client_dir, &node.info.person_id, &url);
+    node
+}
+
+/// Point a stopped client's contact at `url`.
+fn repoint(client_dir: &Path, node_pid: &str, url: &str) {
+    let store = Store::open(client_dir).expect("client store");
+    let mut c = store
+        .contact(node_pid)
+        .expect("client store readable")
+        .expect("the client has the node as a contact");
+    for e in c.endpoints.iter_mut() {
+        e.url = url.to_string();
+    }
+    store.put_contact(&c).expect("client store writable");
 }
 
 /// Fan-out: one node, `k` clients in one group; per message, ms until the last has it.
@@ -596,13 +605,7 @@ async fn bench_memory(tmp: &Path, bin: &Path, n: usize) -> (f64, f64, f64) {
     let mut node = start(Role::Node, &nd).await;
     let mut client = start(Role::Client, &cd).await;
     let ch = pair(&mut node, &mut client).await;
-    let listen = node
-        .info
-        .endpoint
-        .clone()
-        .expect("endpoint")
-        .trim_start_matches("ws://")
-        .replace("localhost", "127.0.0.1");
+    let node_pid = node.info.person_id.clone();
     stop(client).await;
     stop(node).await;
     fill(&nd, &ch, n, 1_800_000_000_000);
@@ -615,7 +618,7 @@ async fn bench_memory(tmp: &Path, bin: &Path, n: usize) -> (f64, f64, f64) {
             "--discovery",
             "off",
             "--listen",
-            &listen,
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(&nd)
@@ -626,8 +629,13 @@ async fn bench_memory(tmp: &Path, bin: &Path, n: usize) -> (f64, f64, f64) {
         .spawn()
         .expect("spawn node");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let _ = lines.next_line().await;
+    let ready = lines.next_line().await.ok().flatten().unwrap_or_default();
     let ready_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let url = serde_json::from_str::<Value>(&ready)
+        .ok()
+        .and_then(|v| v["endpoint"].as_str().map(str::to_string))
+        .expect("the node's ready line names its endpoint");
+    repoint(&cd, &node_pid, &url);
     let pid = child.id().unwrap_or(0);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let rss_ready = rss_kib(pid) / 1024.0;

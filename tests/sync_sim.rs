@@ -459,7 +459,9 @@ fn every_invalid_entry_is_refused_counted_and_reported() {
     assert_eq!(stored, 0);
     assert_eq!(
         rej.iter().map(|r| r.reason.clone()).collect::<Vec<_>>(),
-        vec![Invalid::BadSignature, Invalid::UnknownAuthor]
+        // The gap entry is correctly signed by alice, whose key the batch's (badly signed)
+        // first entry certifies by its hash: it is refused for the gap.
+        vec![Invalid::BadSignature, Invalid::Gap]
     );
     let (stored, rej) = send(vec![e1.clone(), fork, gap, outsider, not_shared], 2);
     assert_eq!(stored, 1);
@@ -590,4 +592,46 @@ fn membership_changes_are_signed_entries_judged_at_their_place_in_the_view() {
         ids(&net.insts[0].log.view("g-m")),
         ids(&net.insts[2].log.view("g-m"))
     );
+}
+
+#[test]
+fn an_author_never_seen_is_unknown() {
+    let node = inst(1, "node");
+    let alice = inst(10, "alice");
+    let (n, a) = (node.id.person_id(), alice.id.person_id());
+    let mut log = MemLog::default();
+    log.add_channel(ChannelInfo {
+        id: "g-y".into(),
+        name: "y".into(),
+        members: vec![n.clone(), a.clone()],
+    });
+    let mut engine = Engine::new(n);
+    let _ = engine.open(
+        &log,
+        1,
+        PeerInfo {
+            person_id: a,
+            is_my_replica: false,
+        },
+    );
+    let e2 = signed(
+        &alice.id,
+        "g-y",
+        2,
+        Some("00".repeat(32)),
+        11,
+        "no first entry",
+    );
+    let out = engine
+        .handle(
+            &mut log,
+            1,
+            SyncMsg::Entries {
+                batch: 1,
+                entries: vec![e2],
+            },
+        )
+        .unwrap();
+    let reasons: Vec<Invalid> = out.rejected.iter().map(|r| r.reason.clone()).collect();
+    assert_eq!(reasons, vec![Invalid::UnknownAuthor]);
 }

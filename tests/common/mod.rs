@@ -50,6 +50,33 @@ impl Peer {
     }
 
     pub fn start_env(role: &str, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Peer {
+        // A restart on a fixed port may find it briefly taken (another test's process got
+        // it from the kernel meanwhile, or a socket is still closing): retry a little.
+        let fixed_port = extra
+            .iter()
+            .position(|a| *a == "--listen")
+            .and_then(|i| extra.get(i + 1))
+            .is_some_and(|a| !a.ends_with(":0"));
+        let attempts = if fixed_port { 25 } else { 1 };
+        for attempt in 1..=attempts {
+            match Self::try_start(role, dir, extra, env) {
+                Ok(p) => return p,
+                Err(e) if attempt < attempts => {
+                    eprintln!("start attempt {attempt} failed ({e}); retrying");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        unreachable!("the loop returns or panics")
+    }
+
+    fn try_start(
+        role: &str,
+        dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Peer, String> {
         let mut cmd = Command::new(bin());
         cmd.args(args(role, dir, extra))
             .stdin(Stdio::piped())
@@ -73,18 +100,20 @@ impl Peer {
                 }
             }
         });
-        let ready = rx
-            .recv_timeout(EVENT_TIMEOUT)
-            .unwrap_or_else(|_| panic!("no ready line from {role} in {}", dir.display()));
+        let Ok(ready) = rx.recv_timeout(EVENT_TIMEOUT) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("no ready line from {role} in {}", dir.display()));
+        };
         assert_eq!(ready["event"], "ready", "first line must be ready: {ready}");
-        Peer {
+        Ok(Peer {
             child,
             stdin,
             lines: rx,
             ready,
             dir: dir.to_path_buf(),
             seen: Vec::new(),
-        }
+        })
     }
 
     pub fn person_id(&self) -> String {
