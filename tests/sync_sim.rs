@@ -635,3 +635,46 @@ fn an_author_never_seen_is_unknown() {
     let reasons: Vec<Invalid> = out.rejected.iter().map(|r| r.reason.clone()).collect();
     assert_eq!(reasons, vec![Invalid::UnknownAuthor]);
 }
+
+#[test]
+fn behind_counts_what_a_peer_still_lacks() {
+    let mut net = Net::new(vec![inst(1, "node"), inst(10, "alice")], &[(0, 1)], 21);
+    let ch = lama_tui::net::pairing::direct_channel_id(&net.pid(0), &net.pid(1));
+    net.settle();
+    let alice = net.pid(1);
+    assert_eq!(
+        net.insts[0].engine.behind(&net.insts[0].log, &alice),
+        Some(0)
+    );
+    net.cut(0);
+    for i in 0..300 {
+        net.write(0, &ch, &format!("m{i}"));
+    }
+    assert_eq!(
+        net.insts[0].engine.behind(&net.insts[0].log, &alice),
+        None,
+        "no link"
+    );
+    net.connect(0);
+    // Both haves delivered, no ack yet: all 300 are still missing on alice's disk.
+    net.step();
+    net.step();
+    let behind = |net: &Net| {
+        net.insts[0]
+            .engine
+            .behind(&net.insts[0].log, &alice)
+            .unwrap()
+    };
+    assert_eq!(behind(&net), 300);
+    // As acks come back the count falls to zero.
+    let mut seen_partial = false;
+    while net.step() {
+        let b = behind(&net);
+        seen_partial |= b > 0 && b < 300;
+    }
+    assert!(seen_partial, "the count never fell gradually");
+    assert_eq!(
+        net.insts[0].engine.behind(&net.insts[0].log, &alice),
+        Some(0)
+    );
+}

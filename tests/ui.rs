@@ -77,6 +77,7 @@ fn chat_state() -> State {
             last_error: None,
             last_seen: Some(NOW),
             verification: "1234 5678 9012".into(),
+            behind: Some(0),
         }]),
     );
     let ch = lama_tui::net::pairing::direct_channel_id(&me_id.person_id(), &alice.person_id());

@@ -721,6 +721,7 @@ impl Actor {
                     PeerState::Offline
                 };
                 ContactView {
+                    behind: self.engine.behind(&self.store, &id),
                     verification: verification_string(&self.me.person, &c.person),
                     contact: c,
                     state,

@@ -387,6 +387,7 @@ async fn answer(handle: Handle, id: Option<Value>, req: Request, out: mpsc::Send
                             "last_error": c.last_error,
                             "last_seen": c.last_seen,
                             "verification": c.verification,
+                            "behind": c.behind,
                         })
                     })
                     .collect();

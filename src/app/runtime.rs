@@ -228,6 +228,8 @@ pub struct ContactView {
     pub last_seen: Option<u64>,
     /// The verification string of this pairing (both sides show the same).
     pub verification: String,
+    /// Entries this contact still lacks from us (`None` when not syncing with it).
+    pub behind: Option<u64>,
 }
 
 /// Something the shell should show.

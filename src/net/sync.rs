@@ -627,8 +627,8 @@ pub struct Session {
     /// Entries read ahead per (channel, author), and the last seq loaded.
     cursors: BTreeMap<(String, Id), (VecDeque<Entry>, u64)>,
     started: bool,
-    /// Unacknowledged batches, with the ids of our own entries in each.
-    inflight: VecDeque<(u64, Vec<Id>)>,
+    /// Unacknowledged batches: number, ids of our own entries in it, entry count.
+    inflight: VecDeque<(u64, Vec<Id>, u64)>,
     next_batch: u64,
     done_sent: bool,
     their_done: bool,
@@ -722,6 +722,27 @@ impl Engine {
     /// Whether `peer` may receive a channel with these members.
     fn may_see(&self, peer: &PeerInfo, members: &[Id]) -> bool {
         members.contains(&peer.person_id) || (peer.is_my_replica && members.contains(&self.me))
+    }
+
+    /// How many entries the peer `person_id` still lacks from us over its links (`None`
+    /// when no sync session with it is running).
+    pub fn behind<L: Log + ?Sized>(&self, log: &L, person_id: &str) -> Option<u64> {
+        let s = self
+            .sessions
+            .values()
+            .find(|s| s.peer.person_id == person_id && s.started)?;
+        let mut n = 0u64;
+        for c in log.channels() {
+            if !self.may_see(&s.peer, &c.members) {
+                continue;
+            }
+            for (author, seq) in log.heads(&c.id) {
+                let sent = *s.sent.get(&(c.id.clone(), author)).unwrap_or(&0);
+                n += seq.saturating_sub(sent);
+            }
+        }
+        // Queued but not yet acknowledged counts as still missing on the peer's disk.
+        Some(n + s.inflight.iter().map(|(_, _, c)| c).sum::<u64>())
     }
 
     /// Ids of active links.
@@ -873,8 +894,8 @@ impl Engine {
                     .sessions
                     .get_mut(&link)
                     .expect("invariant: checked above");
-                if let Some(i) = s.inflight.iter().position(|(b, _)| *b == batch) {
-                    let (_, ours) = s
+                if let Some(i) = s.inflight.iter().position(|(b, _, _)| *b == batch) {
+                    let (_, ours, _) = s
                         .inflight
                         .remove(i)
                         .expect("invariant: index from position");
@@ -1058,7 +1079,8 @@ impl Engine {
                 .filter(|e| e.author == self.me)
                 .map(Entry::id)
                 .collect();
-            s.inflight.push_back((b, ours));
+            let count = batch.len() as u64;
+            s.inflight.push_back((b, ours, count));
             out.send.push((
                 link,
                 SyncMsg::Entries {

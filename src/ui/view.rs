@@ -305,8 +305,11 @@ fn render_status(s: &State, f: &mut Frame, area: Rect) {
             let name = &c.contact.person.name;
             let pid = c.contact.person_id();
             match c.state {
-                PeerState::Connected if s.synced.contains(&pid) => format!("{name}: caught up"),
-                PeerState::Connected => format!("{name}: syncing"),
+                PeerState::Connected => match c.behind {
+                    Some(n) if n > 0 => format!("{name}: {n} behind"),
+                    _ if s.synced.contains(&pid) => format!("{name}: caught up"),
+                    _ => format!("{name}: syncing"),
+                },
                 PeerState::Connecting => format!("{name}: connecting"),
                 PeerState::Offline => match c.last_seen {
                     Some(t) => format!("{name}: offline since {}", time_of(t * 1000)),
@@ -586,6 +589,12 @@ fn render_popup(s: &State, p: &Popup, f: &mut Frame, area: Rect) {
                 Line::raw(format!("person    {}", c.contact.person_id())),
                 Line::raw(format!("state     {}", c.state.as_str())),
                 Line::raw(format!("verify    {}", c.verification)),
+                Line::raw(format!(
+                    "last seen {}",
+                    c.last_seen
+                        .map(|t| format!("{} {} UTC", day_of(t * 1000), time_of(t * 1000)))
+                        .unwrap_or_else(|| "never".into())
+                )),
                 Line::raw(format!(
                     "via       {}{}",
                     c.contact.via,
