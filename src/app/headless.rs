@@ -9,7 +9,6 @@ use tokio::sync::mpsc;
 
 use crate::app::provision;
 use crate::app::runtime::{now_secs, Event, Handle, IdentityInfo, MessageView, Paired, Running};
-use crate::store::{InviteRecord, InviteStatus};
 
 /// Capacity of the stdout line queue.
 pub const OUTPUT_CAPACITY: usize = 1024;
@@ -298,15 +297,6 @@ fn identity_fields(i: &IdentityInfo) -> Value {
     })
 }
 
-fn invite_status(r: &InviteRecord, now: u64) -> &'static str {
-    match r.status {
-        InviteStatus::Open if now >= r.expires_at => "expired",
-        InviteStatus::Open => "open",
-        InviteStatus::Used { .. } => "used",
-        InviteStatus::Revoked { .. } => "revoked",
-    }
-}
-
 fn message_fields(m: &MessageView) -> Value {
     json!({
         "channel": m.channel,
@@ -421,7 +411,7 @@ async fn answer(handle: Handle, id: Option<Value>, req: Request, out: mpsc::Send
                             "code": r.code,
                             "created_at": r.created_at,
                             "expires_at": r.expires_at,
-                            "status": invite_status(r, now),
+                            "status": r.status_at(now),
                         })
                     })
                     .collect();
@@ -433,7 +423,7 @@ async fn answer(handle: Handle, id: Option<Value>, req: Request, out: mpsc::Send
             Ok(r) => event_line(
                 "invite_revoked",
                 id.as_ref(),
-                json!({"code": r.code, "status": invite_status(&r, now_secs())}),
+                json!({"code": r.code, "status": r.status_at(now_secs())}),
             ),
             Err(e) => error_line(id.as_ref(), e.kind(), &e.to_string()),
         },

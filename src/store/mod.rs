@@ -116,6 +116,18 @@ pub struct InviteRecord {
     pub status: InviteStatus,
 }
 
+impl InviteRecord {
+    /// `open`, `used`, `revoked` or `expired` at unix time `now`.
+    pub fn status_at(&self, now: u64) -> &'static str {
+        match self.status {
+            InviteStatus::Open if now >= self.expires_at => "expired",
+            InviteStatus::Open => "open",
+            InviteStatus::Used { .. } => "used",
+            InviteStatus::Revoked { .. } => "revoked",
+        }
+    }
+}
+
 /// A chat channel's record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Channel {

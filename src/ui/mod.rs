@@ -118,15 +118,7 @@ async fn run_effect(handle: Handle, me: String, effect: Effect, tx: mpsc::Sender
                 Action::Invites(
                     list.into_iter()
                         .map(|r| state::InviteRow {
-                            status: match r.status {
-                                crate::store::InviteStatus::Open if now >= r.expires_at => {
-                                    "expired"
-                                }
-                                crate::store::InviteStatus::Open => "open",
-                                crate::store::InviteStatus::Used { .. } => "used",
-                                crate::store::InviteStatus::Revoked { .. } => "revoked",
-                            }
-                            .into(),
+                            status: r.status_at(now).into(),
                             code: r.code,
                             expires_at: r.expires_at,
                         })

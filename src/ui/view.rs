@@ -51,6 +51,18 @@ fn dot(s: PeerState) -> Span<'static> {
     }
 }
 
+/// ` (N)` in bold yellow, or nothing when there is nothing unread.
+fn unread_badge(n: u64) -> Option<Span<'static>> {
+    (n > 0).then(|| {
+        Span::styled(
+            format!(" ({n})"),
+            Style::default()
+                .fg(Color::Yellow)
+                .add_modifier(Modifier::BOLD),
+        )
+    })
+}
+
 fn block(title: &str, focused: bool) -> Block<'_> {
     let b = Block::default()
         .borders(Borders::ALL)
@@ -154,14 +166,7 @@ fn render_contacts(s: &State, f: &mut Frame, area: Rect) {
                     Style::default().fg(Color::DarkGray),
                 ),
             ];
-            if unread > 0 {
-                spans.push(Span::styled(
-                    format!(" ({unread})"),
-                    Style::default()
-                        .fg(Color::Yellow)
-                        .add_modifier(Modifier::BOLD),
-                ));
-            }
+            spans.extend(unread_badge(unread));
             ListItem::new(Line::from(spans))
         })
         .collect();
@@ -198,14 +203,7 @@ fn render_channels(s: &State, f: &mut Frame, area: Rect) {
                 "#"
             };
             let mut spans = vec![Span::raw(format!("{kind} {}", s.channel_name(c)))];
-            if *unread > 0 {
-                spans.push(Span::styled(
-                    format!(" ({unread})"),
-                    Style::default()
-                        .fg(Color::Yellow)
-                        .add_modifier(Modifier::BOLD),
-                ));
-            }
+            spans.extend(unread_badge(*unread));
             ListItem::new(Line::from(spans))
         })
         .collect();
