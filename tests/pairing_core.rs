@@ -318,3 +318,27 @@ fn backoff_grows_with_jitter_caps_and_resets() {
     m.set_endpoints("p", vec![("ws://b".into(), [1; 32])], 200);
     assert_eq!(m.poll(200)[0].url, "ws://b");
 }
+
+#[test]
+fn two_links_dialed_by_the_same_instance_are_ordered_the_same_on_both_ends() {
+    // Links x and y both dialed by "aaaa" (say a manual connect racing the manager); the
+    // dialer sees x first, the listener sees y first.
+    let x = "aaaa/11".to_string();
+    let y = "aaaa/22".to_string();
+    let at = |first: &str, second: &str| {
+        keep_new_link(
+            &LinkMeta {
+                dialer_instance: first.into(),
+                up_at_ms: 0,
+            },
+            &LinkMeta {
+                dialer_instance: second.into(),
+                up_at_ms: 3,
+            },
+            3,
+        )
+    };
+    // Dialer: existing x, new y -> keeps x. Listener: existing y, new x -> switches to x.
+    assert!(!at(&x, &y));
+    assert!(at(&y, &x));
+}

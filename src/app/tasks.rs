@@ -335,6 +335,12 @@ pub async fn run_registered<S>(
     let (otx, orx) = mpsc::channel(OUTBOX_CAPACITY);
     let (in_tx, mut in_rx) = mpsc::channel::<WireMsg>(OUTBOX_CAPACITY);
     let peer = link.peer.clone();
+    // Both ends know who dialed and the handshake hash: together they order two links of
+    // the same pair the same way on both sides, even two dialed by the same instance.
+    let link_key = format!(
+        "{dialer_instance}/{}",
+        hex::encode(link.session.handshake_hash())
+    );
     let _ = ctx
         .itx
         .send(Internal::LinkUp {
@@ -342,7 +348,7 @@ pub async fn run_registered<S>(
             conn_id,
             outbox: otx,
             cancel: cancel.clone(),
-            dialer_instance,
+            dialer_instance: link_key,
             peer_known_profile: link.peer_known_profile,
         })
         .await;

@@ -28,7 +28,8 @@ pub fn backoff_delay(attempt: u32, jitter: f64) -> u64 {
 /// A link's identity for the duplicate rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkMeta {
-    /// Instance id of the side that dialed this link.
+    /// Instance id of the side that dialed this link, then `/` and the link's handshake
+    /// hash (hex): both ends hold the same value for the same link.
     pub dialer_instance: Id,
     /// When it came up (ms).
     pub up_at_ms: u64,
