@@ -1,22 +1,16 @@
 //! Discovery announcements: only a fresh announcement signed by a known instance of a
 //! contact is accepted.
 
-use lama_tui::identity::{LocalIdentity, Secrets};
+mod common;
+
+use lama_tui::identity::LocalIdentity;
 use lama_tui::net::discovery::{Announcement, Ignored, MAX_SKEW_MS};
 use lama_tui::store::Contact;
 
 const NOW: u64 = 1_800_000_000_000;
 
 fn ident(seed: u8) -> LocalIdentity {
-    LocalIdentity::from_secrets(
-        "node@lama.local",
-        "node@lama.local/node",
-        Secrets {
-            person: [seed; 32],
-            instance: [seed + 1; 32],
-            transport: [seed + 2; 32],
-        },
-    )
+    common::ident(seed, "node@lama.local")
 }
 
 fn contact_of(i: &LocalIdentity) -> Contact {

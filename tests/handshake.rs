@@ -2,21 +2,13 @@
 //! keys, truncated and replayed messages. Keys and ephemerals are fixed, so every run is
 //! the same run.
 
-use lama_tui::identity::{LocalIdentity, Secrets};
+mod common;
+
+use lama_tui::identity::LocalIdentity;
 use lama_tui::net::handshake::{Handshake, HandshakeError, Session};
 use lama_tui::net::wire::WireMsg;
 
-fn ident(seed: u8, name: &str) -> LocalIdentity {
-    LocalIdentity::from_secrets(
-        name,
-        &format!("{name}/test"),
-        Secrets {
-            person: [seed; 32],
-            instance: [seed.wrapping_add(1); 32],
-            transport: [seed.wrapping_add(2); 32],
-        },
-    )
-}
+use common::ident;
 
 fn pub_key(id: &LocalIdentity) -> [u8; 32] {
     id.instance.transport_key_bytes().unwrap()

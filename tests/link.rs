@@ -1,9 +1,11 @@
 //! The link shell over an in-memory duplex pipe with paused time: keepalive and dead-peer
 //! detection run on a virtual clock, so minutes of silence take no time.
 
+mod common;
+
 use std::time::Duration;
 
-use lama_tui::identity::{LocalIdentity, Secrets};
+use lama_tui::identity::LocalIdentity;
 use lama_tui::net::conn::{self, IDLE_TIMEOUT};
 use lama_tui::net::wire::CloseCode;
 use tokio::sync::mpsc;
@@ -12,15 +14,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 fn ident(seed: u8) -> LocalIdentity {
-    LocalIdentity::from_secrets(
-        "x@lama.local",
-        "x@lama.local/test",
-        Secrets {
-            person: [seed; 32],
-            instance: [seed + 1; 32],
-            transport: [seed + 2; 32],
-        },
-    )
+    common::ident(seed, "x@lama.local")
 }
 
 async fn pair() -> (

@@ -1,7 +1,9 @@
 //! The pure pairing state machines, the duplicate-link rule and backoff, in memory and
 //! deterministic (fixed keys, fixed clock).
 
-use lama_tui::identity::{verification_string, LocalIdentity, Profile, Secrets};
+mod common;
+
+use lama_tui::identity::{verification_string, LocalIdentity, Profile};
 use lama_tui::net::handshake::{Handshake, HandshakeError, PeerIdentity};
 use lama_tui::net::invite::Invite;
 use lama_tui::net::manager::{backoff_delay, keep_new_link, LinkMeta, Manager, BACKOFF_CAP_MS};
@@ -13,17 +15,7 @@ use lama_tui::store::{InviteStatus, PairingCommit, Store};
 
 const NOW: u64 = 1_800_000_000;
 
-fn ident(seed: u8, name: &str) -> LocalIdentity {
-    LocalIdentity::from_secrets(
-        name,
-        &format!("{name}/x"),
-        Secrets {
-            person: [seed; 32],
-            instance: [seed + 1; 32],
-            transport: [seed + 2; 32],
-        },
-    )
-}
+use common::ident;
 
 fn peer(i: &LocalIdentity) -> PeerIdentity {
     PeerIdentity {

@@ -2,11 +2,13 @@
 //! drives them, compared with committed insta snapshots. Plus: the drawn QR code decodes
 //! back to the code printed beneath it.
 
+mod common;
+
 use crossterm::event::{KeyCode, KeyModifiers};
 use lama_tui::app::runtime::{
     ContactView, Event, IdentityInfo, MessageView, NewInvite, Paired, PeerState, Role,
 };
-use lama_tui::identity::{LocalIdentity, Secrets};
+use lama_tui::identity::LocalIdentity;
 use lama_tui::store::{Channel, Contact};
 use lama_tui::ui::state::{update, Action, State};
 use lama_tui::ui::view::render;
@@ -15,17 +17,7 @@ use ratatui::Terminal;
 
 const NOW: u64 = 1_800_000_000;
 
-fn ident(seed: u8, name: &str) -> LocalIdentity {
-    LocalIdentity::from_secrets(
-        name,
-        &format!("{name}/x"),
-        Secrets {
-            person: [seed; 32],
-            instance: [seed + 1; 32],
-            transport: [seed + 2; 32],
-        },
-    )
-}
+use common::ident;
 
 fn me(role: Role) -> (LocalIdentity, IdentityInfo) {
     let i = ident(1, "node-demo@lama.local");

@@ -7,7 +7,21 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use lama_tui::identity::{LocalIdentity, Secrets};
 use serde_json::{json, Value};
+
+/// A deterministic identity for in-memory tests: secrets from `seed`.
+pub fn ident(seed: u8, name: &str) -> LocalIdentity {
+    LocalIdentity::from_secrets(
+        name,
+        &format!("{name}/test"),
+        Secrets {
+            person: [seed; 32],
+            instance: [seed.wrapping_add(1); 32],
+            transport: [seed.wrapping_add(2); 32],
+        },
+    )
+}
 
 /// How long any single expected event may take.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(15);
