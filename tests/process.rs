@@ -53,6 +53,15 @@ fn make_contacts(a_dir: &std::path::Path, b_dir: &std::path::Path, b_url: Option
         .unwrap();
 }
 
+/// A node and a client created once and written into each other's contacts (stopped).
+fn known_pair(base: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (node_dir, client_dir) = (base.join("node"), base.join("client"));
+    assert!(Peer::start("node", &node_dir, &[]).quit().success());
+    assert!(Peer::start("client", &client_dir, &[]).quit().success());
+    make_contacts(&client_dir, &node_dir, None);
+    (node_dir, client_dir)
+}
+
 #[test]
 fn ready_lines_have_distinct_ids_and_identity_survives_restart() {
     let tmp = tempfile::tempdir().unwrap();
@@ -153,11 +162,7 @@ fn stranger_is_refused_with_the_reason_and_contacts_connect() {
 #[test]
 fn garbage_and_oversize_frames_close_only_that_connection() {
     let tmp = tempfile::tempdir().unwrap();
-    let node_dir = tmp.path().join("node");
-    let client_dir = tmp.path().join("client");
-    assert!(Peer::start("node", &node_dir, &[]).quit().success());
-    assert!(Peer::start("client", &client_dir, &[]).quit().success());
-    make_contacts(&client_dir, &node_dir, None);
+    let (node_dir, client_dir) = known_pair(tmp.path());
     let mut node = Peer::start("node", &node_dir, &[]);
     let url = node.endpoint();
     let addr = url
@@ -315,11 +320,7 @@ fn headless_errors_echo_the_id_and_end_of_stdin_quits() {
 #[test]
 fn sigterm_shuts_down_cleanly_and_closes_links_with_a_reason() {
     let tmp = tempfile::tempdir().unwrap();
-    let node_dir = tmp.path().join("node");
-    let client_dir = tmp.path().join("client");
-    assert!(Peer::start("node", &node_dir, &[]).quit().success());
-    assert!(Peer::start("client", &client_dir, &[]).quit().success());
-    make_contacts(&client_dir, &node_dir, None);
+    let (node_dir, client_dir) = known_pair(tmp.path());
     let mut node = Peer::start("node", &node_dir, &[]);
     let mut client = Peer::start("client", &client_dir, &[]);
     let r = client.ask(json!({"cmd":"connect","url":node.endpoint()}), 1);

@@ -98,15 +98,7 @@ fn code_on(screen: &str) -> String {
                 .to_string()
         })
         .collect();
-    rows.iter()
-        .skip_while(|r| !r.starts_with("LAMA1"))
-        .take_while(|r| {
-            !r.is_empty()
-                && r.chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-        })
-        .cloned()
-        .collect()
+    common::code_beneath(&rows)
 }
 
 #[test]

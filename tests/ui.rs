@@ -245,16 +245,7 @@ fn the_drawn_qr_decodes_to_the_code_beneath_it() {
                 .to_string()
         })
         .collect();
-    let below: String = rows
-        .iter()
-        .skip_while(|r| !r.starts_with("LAMA1"))
-        .take_while(|r| {
-            !r.is_empty()
-                && r.chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-        })
-        .cloned()
-        .collect();
+    let below = common::code_beneath(&rows);
     assert_eq!(below, code, "the code shown beneath the QR");
     assert_eq!(text, code);
 }

@@ -1112,7 +1112,9 @@ impl Actor {
             self.engine.close(old.conn_id);
         }
         // Learn the instance (e.g. a card contact's first connection) for discovery checks.
+        let mut is_my_replica = false;
         if let Ok(Some(mut c)) = self.store.contact(&peer.person_id) {
+            is_my_replica = c.replica;
             if !c.instances.iter().any(|i| i == &peer.instance) {
                 c.instances.retain(|i| i.id() != peer.instance_id);
                 c.instances.push(peer.instance.clone());
@@ -1127,7 +1129,6 @@ impl Actor {
                 profile: self.profile.clone(),
             });
         }
-        let is_my_replica = matches!(self.store.contact(&peer.person_id), Ok(Some(c)) if c.replica);
         let first = !self.links.contains_key(&peer.person_id);
         self.links.insert(
             peer.person_id.clone(),

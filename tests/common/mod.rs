@@ -10,6 +10,20 @@ use std::time::{Duration, Instant};
 use lama_tui::identity::{LocalIdentity, Secrets};
 use serde_json::{json, Value};
 
+/// The text code printed beneath a QR: the screen rows from the one starting with `LAMA1`
+/// while they hold only code characters (rows already stripped of borders and spaces).
+pub fn code_beneath<S: AsRef<str>>(rows: &[S]) -> String {
+    rows.iter()
+        .map(AsRef::as_ref)
+        .skip_while(|r| !r.starts_with("LAMA1"))
+        .take_while(|r| {
+            !r.is_empty()
+                && r.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        })
+        .collect()
+}
+
 /// A deterministic identity for in-memory tests: secrets from `seed`.
 pub fn ident(seed: u8, name: &str) -> LocalIdentity {
     LocalIdentity::from_secrets(
