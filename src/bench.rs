@@ -156,6 +156,8 @@ fn cfg(role: Role, dir: &Path) -> Config {
         passphrase: None,
         accept_unknown: false,
         discovery: Scope::Off,
+        trust_secret: None,
+        node_url: crate::app::cli::DEFAULT_NODE_URL.into(),
     }
 }
 

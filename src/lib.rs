@@ -3,7 +3,8 @@
 //! Map of the crate (pure core first, I/O shell around it):
 //! - [`identity`]: Person and Instance objects, their canonical encoding and ids, key material.
 //! - [`net`]: the wire protocol. Pure: `wire` (messages, limits), `handshake` (Noise XX and
-//!   the identity proof), `invite` (codes, QR), `pairing`, `manager` (dial schedule, duplicate
+//!   the identity proof), `invite` (codes, QR), `pairing`, `pake` (short codes and the trust
+//!   secret: SPAKE2 bound to the Noise session), `manager` (dial schedule, duplicate
 //!   rule), `discovery` (announcement rules), `sync` (CHUM logs, checks, sessions). Shell:
 //!   `conn` (tokio/WebSocket) and the UDP tasks in `discovery`.
 //! - [`store`]: persistence. `Store` is the typed API over sled, `log` its sync log

@@ -22,7 +22,17 @@ fn main() {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let cfg = args.config().map_err(anyhow::Error::msg)?;
+    let mut cfg = args.config().map_err(anyhow::Error::msg)?;
+    if args.trust_secret && cfg.trust_secret.is_none() {
+        if args.headless {
+            anyhow::bail!(
+                "--trust-secret in headless mode reads the secret from {}; set it",
+                lama_tui::app::cli::TRUST_SECRET_ENV
+            );
+        }
+        let s = lama_tui::app::cli::prompt_trust_secret().map_err(anyhow::Error::msg)?;
+        cfg.trust_secret = Some(runtime::TrustSecret(zeroize::Zeroizing::new(s)));
+    }
     logging::init(&cfg.data_dir, args.headless).map_err(|e| {
         anyhow::anyhow!(
             "cannot write the log file in {}: {e}; pick another --data-dir",

@@ -30,7 +30,9 @@ async fn pair() -> (
         l.send_hello(&ib, None).await.unwrap();
         l
     });
-    let la = conn::initiate(wa, &ia, None, None, None).await.unwrap();
+    let la = conn::initiate(wa, &ia, None, Default::default())
+        .await
+        .unwrap();
     (la, resp.await.unwrap())
 }
 

@@ -47,7 +47,7 @@ fn success_on_both_sides_gives_matching_contacts_and_verification() {
     let client_profile = Profile::signed(&client, vec![], 1);
 
     let mut cp = ClientPairing::start(invite_for(&node, token, rec.expires_at), NOW).unwrap();
-    assert_eq!(cp.token_hex(), hex::encode(token));
+    assert_eq!(cp.token_hex(), Some(hex::encode(token)));
     // Node admits the token (read-only).
     assert_eq!(
         check_invite(Some(&rec), &client.person_id(), NOW),
@@ -63,7 +63,15 @@ fn success_on_both_sides_gives_matching_contacts_and_verification() {
             true,
         )
         .unwrap();
-    let nc = node_on_confirm(&node.person, &peer(&client), &rec.token, confirm, NOW).unwrap();
+    let nc = node_on_confirm(
+        &node.person,
+        &peer(&client),
+        Some(&rec.token),
+        "invite",
+        confirm,
+        NOW,
+    )
+    .unwrap();
     assert_eq!(nc.contact.person_id(), client.person_id());
     assert!(
         nc.contact.replica_for,
@@ -115,7 +123,7 @@ fn wrong_expired_reused_and_revoked_tokens_are_refused_with_their_reason() {
         PairError::Used,
         PairError::Revoked,
     ] {
-        assert_eq!(PairError::from_close(e.close_code()), Some(e.clone()));
+        assert_eq!(PairError::from_close(e.close_code(), ""), Some(e.clone()));
         assert!(e.to_string().contains("new code"), "{e}");
     }
     // The client refuses an expired code without dialing.
@@ -131,7 +139,7 @@ fn key_mismatch_and_wrong_person_are_caught() {
     let client = ident(10, "demo@lama.local");
     let cp = ClientPairing::start(invite_for(&node, [1; 16], NOW + 60), NOW).unwrap();
     // The handshake with the impostor fails on the invite's key.
-    let mut i = Handshake::initiator(&client.secrets.transport, Some(cp.expected_key())).unwrap();
+    let mut i = Handshake::initiator(&client.secrets.transport, cp.expected_key()).unwrap();
     let mut r = Handshake::responder(&impostor.secrets.transport).unwrap();
     r.read(&i.write().unwrap()).unwrap();
     let err = i.read(&r.write().unwrap()).unwrap_err();
@@ -197,11 +205,12 @@ fn an_abort_at_any_step_commits_nothing() {
         profile: Profile::signed(&mallory, vec![], 1),
         replica: false,
     };
-    assert!(node_on_confirm(&node.person, &peer(&client), "t", bad, NOW).is_err());
+    assert!(node_on_confirm(&node.person, &peer(&client), Some("t"), "invite", bad, NOW).is_err());
     assert!(node_on_confirm(
         &node.person,
         &peer(&client),
-        "t",
+        Some("t"),
+        "invite",
         WireMsg::Ping { n: 1 },
         NOW
     )
@@ -216,7 +225,8 @@ fn an_abort_at_any_step_commits_nothing() {
     let nc = node_on_confirm(
         &node.person,
         &peer(&client),
-        &rec.token,
+        Some(&rec.token),
+        "invite",
         WireMsg::PairConfirm {
             profile: client_profile.clone(),
             replica: false,

@@ -179,8 +179,16 @@ fn pairing_state() -> State {
         fx,
         vec![
             lama_tui::ui::state::Effect::CreateInvite,
+            lama_tui::ui::state::Effect::CreateShortCode,
             lama_tui::ui::state::Effect::LoadInvites
         ]
+    );
+    update(
+        &mut s,
+        Action::ShortCode(NewInvite {
+            code: "7-lunar-pepper-canal".into(),
+            expires_at: NOW + 300,
+        }),
     );
     update(
         &mut s,
@@ -282,6 +290,46 @@ fn accept_success_shows_the_verification_string() {
         })),
     );
     insta::assert_snapshot!(draw(&s, 100, 30).backend());
+}
+
+#[test]
+fn accept_takes_a_short_code_with_or_without_an_address() {
+    use lama_tui::ui::state::{check_code, split_short, Effect, InputCheck};
+    let (_, info) = me(Role::Client);
+    let mut s = State::new(info, NOW);
+    key(&mut s, KeyCode::Tab);
+    key(&mut s, KeyCode::Char('a'));
+    // A typo in a word is named, with the word it probably was, before anything is sent.
+    typed(&mut s, "7-lunar-peper-canal");
+    let fx = update(&mut s, Action::Key(KeyCode::Enter, KeyModifiers::NONE));
+    assert!(fx.is_empty(), "a short code with a typo must not be sent");
+    insta::assert_snapshot!(draw(&s, 100, 30).backend());
+    for _ in 0.."7-lunar-peper-canal".len() {
+        key(&mut s, KeyCode::Backspace);
+    }
+    typed(&mut s, "7 Lunar Pepper Canal ws://10.0.0.2:8765");
+    let fx = update(&mut s, Action::Key(KeyCode::Enter, KeyModifiers::NONE));
+    assert_eq!(
+        fx,
+        vec![Effect::Accept(
+            "7 Lunar Pepper Canal ws://10.0.0.2:8765".into()
+        )]
+    );
+    assert_eq!(
+        split_short("7 Lunar Pepper Canal ws://10.0.0.2:8765"),
+        (
+            "7 Lunar Pepper Canal".to_string(),
+            Some("ws://10.0.0.2:8765".to_string())
+        )
+    );
+    assert_eq!(
+        split_short(" 7-lunar-pepper-canal "),
+        ("7-lunar-pepper-canal".to_string(), None)
+    );
+    assert_eq!(check_code("7-lunar-pepper-canal"), InputCheck::Short);
+    assert_eq!(check_code(&invite_code()), InputCheck::Invite);
+    assert_eq!(check_code("  "), InputCheck::Empty);
+    assert!(matches!(check_code("7-lunar"), InputCheck::Bad(_)));
 }
 
 #[test]

@@ -106,6 +106,53 @@ fn compute() -> Vec<(String, String)> {
     put("entry.channel", ch);
     put("entry.canonical", String::from_utf8(e.canonical()).unwrap());
     put("entry.id", e.id());
+    // Short-code pairing: a dials b. The SPAKE2 messages are random; everything around
+    // them is fixed.
+    use lama_tui::net::pake::{self, ShortCode, Side};
+    let code = ShortCode::new(7, [0x00, 0x80, 0xff]);
+    put("pake.short_code", code.reveal());
+    put("pake.short_code_password", hex::encode(code.reveal()));
+    let (id_a, id_b) = pake::spake_identities(&a.instance_id(), &b.instance_id());
+    put("pake.spake2_id_a", id_a);
+    put("pake.spake2_id_b", id_b);
+    let key = [0x55u8; 32];
+    put("pake.example_spake2_key", hex::encode(key));
+    put(
+        "pake.dialer_confirm",
+        hex::encode(pake::confirm_mac(&key, Side::Dialer, si.handshake_hash())),
+    );
+    put(
+        "pake.listener_confirm",
+        hex::encode(pake::confirm_mac(&key, Side::Listener, si.handshake_hash())),
+    );
+    put("pake.trust_secret", "correct horse battery staple".into());
+    put(
+        "pake.trust_secret_password_for_b",
+        hex::encode(&*pake::stretch_secret(
+            b"correct horse battery staple",
+            &b.person_id(),
+        )),
+    );
+    // A real exchange with that code: the messages have the documented shape, and both
+    // sides' confirmations verify.
+    let pw = code.reveal();
+    let (mut d, dm) = pake::PakeExchange::start(
+        Side::Dialer,
+        pw.as_bytes(),
+        &a.instance_id(),
+        &b.instance_id(),
+        si.handshake_hash(),
+    );
+    let (mut l, lm) = pake::PakeExchange::start(
+        Side::Listener,
+        pw.as_bytes(),
+        &a.instance_id(),
+        &b.instance_id(),
+        si.handshake_hash(),
+    );
+    assert_eq!((dm.len(), dm[0], lm.len(), lm[0]), (33, b'A', 33, b'B'));
+    let (dmac, lmac) = (d.on_peer_msg(&lm).unwrap(), l.on_peer_msg(&dm).unwrap());
+    assert!(l.check_confirm(&dmac).is_ok() && d.check_confirm(&lmac).is_ok());
     v
 }
 

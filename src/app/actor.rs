@@ -24,9 +24,16 @@ use crate::net::pairing::{
     self, check_invite, direct_channel, Admission, ClientCommit, ClientPairing, NodeCommit,
     PairError,
 };
+use crate::net::pake::{self, PakeRequest, ShortCode};
 use crate::net::sync::{Body, Engine, Log, Output, PeerInfo, SyncMsg};
 use crate::net::wire::{CloseCode, WireMsg};
-use crate::store::{Contact, PairingCommit, Store, StoreError};
+use crate::store::{Contact, InviteRecord, InviteStatus, PairingCommit, Store, StoreError};
+use zeroize::Zeroizing;
+
+/// `via` of a contact paired by short code.
+pub const VIA_SHORT_CODE: &str = "short_code";
+/// `via` of a contact paired by the trust secret.
+pub const VIA_SECRET: &str = "trust_secret";
 
 /// Capacity of the internal queue from connection tasks into the actor.
 pub const INTERNAL_CAPACITY: usize = 256;
@@ -54,6 +61,16 @@ pub enum Verdict {
         /// Our profile for `pair_offer`.
         profile: Box<Profile>,
     },
+    /// A stranger asking to pair by short code or trust secret: run the PAKE, then the
+    /// pairing exchange.
+    Pake {
+        /// The PAKE password: the short code's text or the stretched trust secret.
+        password: Zeroizing<Vec<u8>>,
+        /// The short code's store key; `None` for the trust secret.
+        token: Option<String>,
+        /// Our profile for `pair_offer`.
+        profile: Box<Profile>,
+    },
     /// Refuse with a reason.
     Refuse(CloseCode, String),
 }
@@ -66,8 +83,19 @@ pub enum Internal {
         peer: PeerIdentity,
         /// Token presented, if any.
         invite: Option<String>,
+        /// Short code or trust secret pairing asked for, if any.
+        pake: Option<PakeRequest>,
         /// Answer.
         reply: oneshot::Sender<Verdict>,
+    },
+    /// Node: a PAKE confirmation from `peer` did not verify.
+    PakeFailed {
+        /// The short code's store key; `None` for the trust secret.
+        token: Option<String>,
+        /// Who tried.
+        peer: PeerIdentity,
+        /// Answer: the refusal to send.
+        reply: oneshot::Sender<PairError>,
     },
     /// Node: commit a pairing.
     NodeCommit {
@@ -177,6 +205,10 @@ pub struct Actor {
     announce_seen: HashMap<String, u64>,
     next_conn: u64,
     handshake_slots: Arc<Semaphore>,
+    /// Node: the trust secret stretched for our own Person id (the salt dialers use).
+    secret_password: Option<Zeroizing<Vec<u8>>>,
+    /// Node: start times of trust-secret exchanges not (yet) successful, for the lockout.
+    secret_attempts: Vec<u64>,
 }
 
 impl Actor {
@@ -208,6 +240,10 @@ impl Actor {
                 store.put_own_profile(&p)?;
                 p
             }
+        };
+        let secret_password = match (&cfg.trust_secret, cfg.role) {
+            (Some(s), Role::Node) => Some(pake::stretch_secret(s.0.as_bytes(), &me.person_id())),
+            _ => None,
         };
         let (itx, internal_rx) = mpsc::channel(INTERNAL_CAPACITY);
         let (inbound, inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
@@ -253,6 +289,8 @@ impl Actor {
             announce_seen: HashMap::new(),
             next_conn: 1,
             handshake_slots: Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES)),
+            secret_password,
+            secret_attempts: Vec::new(),
         })
     }
 
@@ -271,6 +309,7 @@ impl Actor {
                 self.cancel.child_token(),
             ));
         }
+        self.auto_pair_by_secret();
         let mut tick = tokio::time::interval(MANAGER_TICK);
         loop {
             tokio::select! {
@@ -346,6 +385,15 @@ impl Actor {
                 via,
                 reply,
             } => self.start_accept(code, replica, via, reply),
+            Command::ShortCode { ttl_secs, reply } => {
+                let _ = reply.send(self.new_short_code(ttl_secs));
+            }
+            Command::AcceptPake {
+                code,
+                url,
+                replica,
+                reply,
+            } => self.start_accept_pake(code, url, replica, reply),
             Command::Card(reply) => {
                 let _ = reply.send(Ok(self.card()));
             }
@@ -767,6 +815,13 @@ impl Actor {
     }
 
     fn revoke(&mut self, code: &str) -> Result<crate::store::InviteRecord, CommandError> {
+        if ShortCode::looks_like(code) {
+            let sc = ShortCode::parse(code)?;
+            return self
+                .store
+                .revoke_invite(&pairing::short_code_key(sc.slot), now_secs())?
+                .ok_or(CommandError::UnknownInvite);
+        }
         let Code::Invite(inv) = Code::decode(code)? else {
             return Err(CommandError::BadArgument(
                 "that is a contact card, not an invitation".into(),
@@ -809,6 +864,207 @@ impl Actor {
             conn_id,
             self.cancel.child_token(),
         ));
+    }
+
+    fn new_short_code(&mut self, ttl_secs: u64) -> Result<NewInvite, CommandError> {
+        if self.cfg.role != Role::Node {
+            return Err(CommandError::NotANode);
+        }
+        let now = now_secs();
+        let taken: std::collections::HashSet<String> = self
+            .store
+            .invites()?
+            .into_iter()
+            .filter(|r| r.token.starts_with("short:") && r.status_at(now) == "open")
+            .map(|r| r.token)
+            .collect();
+        let rnd = crate::identity::random32();
+        // A short number first (quick to read out); longer ones only when many are open.
+        let start = u16::from_le_bytes([rnd[0], rnd[1]]);
+        let slot = [(1u16, 99u16), (100, pake::MAX_SLOT)]
+            .into_iter()
+            .find_map(|(lo, hi)| {
+                let span = hi - lo + 1;
+                (0..span)
+                    .map(|i| lo + (start.wrapping_add(i)) % span)
+                    .find(|s| !taken.contains(&pairing::short_code_key(*s)))
+            })
+            .ok_or_else(|| {
+                CommandError::BadArgument(
+                    "every short-code number is in use; revoke some or wait for them to expire"
+                        .into(),
+                )
+            })?;
+        let code = ShortCode::new(slot, [rnd[2], rnd[3], rnd[4]]);
+        let rec = InviteRecord {
+            token: pairing::short_code_key(slot),
+            code: code.reveal(),
+            created_at: now,
+            expires_at: now + ttl_secs.clamp(1, pake::MAX_CODE_TTL_SECS),
+            status: InviteStatus::Open,
+            attempts: 0,
+        };
+        self.store.put_invite(&rec)?;
+        // The number is not secret; the words are, and stay out of the log.
+        tracing::info!(slot, expires_at = rec.expires_at, "short code created");
+        Ok(NewInvite {
+            code: rec.code,
+            expires_at: rec.expires_at,
+        })
+    }
+
+    /// A stranger asks to pair by PAKE: check the code or secret may be tried, and count
+    /// the attempt durably before any guess can be checked.
+    fn admit_pake(&mut self, peer: &PeerIdentity, req: PakeRequest) -> Result<Verdict, PairError> {
+        let now = now_secs();
+        let store_err =
+            |e: StoreError| PairError::Protocol(format!("the node's store failed: {e}"));
+        let profile = Box::new(self.profile.clone());
+        match req {
+            PakeRequest::Code { slot } => {
+                let key = pairing::short_code_key(slot);
+                let rec = self.store.invite(&key).map_err(store_err)?;
+                pairing::check_short_code(rec.as_ref(), slot, &peer.person_id, now)?;
+                let rec = pairing::code_attempt_started(
+                    rec.expect("invariant: check_short_code admits only a stored code"),
+                );
+                self.store.put_invite(&rec).map_err(store_err)?;
+                Ok(Verdict::Pake {
+                    password: Zeroizing::new(rec.code.clone().into_bytes()),
+                    token: Some(key),
+                    profile,
+                })
+            }
+            PakeRequest::Secret => {
+                let Some(pw) = &self.secret_password else {
+                    return Err(PairError::NoTrustSecret);
+                };
+                self.secret_attempts
+                    .retain(|t| now < t + pake::SECRET_LOCKOUT_SECS);
+                if self.secret_attempts.len() >= pake::MAX_ATTEMPTS as usize {
+                    let until = self.secret_attempts[0] + pake::SECRET_LOCKOUT_SECS;
+                    return Err(PairError::CodeExhausted(format!(
+                        "{} wrong trust secrets in a row: this node tries the secret again from unix time {until}; check that both sides use the same secret",
+                        pake::MAX_ATTEMPTS
+                    )));
+                }
+                self.secret_attempts.push(now);
+                Ok(Verdict::Pake {
+                    password: pw.clone(),
+                    token: None,
+                    profile,
+                })
+            }
+        }
+    }
+
+    /// A PAKE confirmation failed: spend the attempt, tell the owner, and answer the peer.
+    fn pake_failed(&mut self, token: Option<String>, peer: &PeerIdentity) -> PairError {
+        let who = format!("{} ({})", peer.person.name, short_id(&peer.person_id));
+        let (mine, theirs) = match token {
+            Some(key) => {
+                let now = now_secs();
+                let left = match self.store.invite(&key) {
+                    Ok(Some(rec)) => {
+                        let rec = pairing::code_failed(rec, now);
+                        if let Err(e) = self.store.put_invite(&rec) {
+                            tracing::error!("could not record a failed short-code attempt: {e}");
+                        }
+                        pake::MAX_ATTEMPTS.saturating_sub(rec.attempts)
+                    }
+                    _ => 0,
+                };
+                let slot = key.trim_start_matches("short:");
+                let left_text = if left == 0 {
+                    "no attempts left: the code is destroyed".to_string()
+                } else {
+                    format!("{left} attempt(s) left")
+                };
+                (
+                    format!("{who} tried short code {slot} with the wrong words; {left_text}"),
+                    format!("check the words with the node's owner; {left_text}"),
+                )
+            }
+            None => (
+                format!("{who} tried to pair with a different trust secret"),
+                "both instances must be started with the same trust secret".to_string(),
+            ),
+        };
+        tracing::warn!("{mine}");
+        self.emit(Event::Error {
+            kind: "code_mismatch".into(),
+            message: mine,
+        });
+        PairError::CodeMismatch(theirs)
+    }
+
+    fn start_accept_pake(
+        &mut self,
+        code: Option<String>,
+        url: Option<String>,
+        replica: bool,
+        reply: Reply<Paired>,
+    ) {
+        let secret = match code {
+            Some(c) => match ShortCode::parse(&c) {
+                Ok(sc) => tasks::PakeSecret::Code(sc),
+                Err(e) => {
+                    let _ = reply.send(Err(e.into()));
+                    return;
+                }
+            },
+            None => match &self.cfg.trust_secret {
+                Some(s) => tasks::PakeSecret::Trust(s.clone()),
+                None => {
+                    let _ = reply.send(Err(CommandError::BadArgument(
+                        "this instance has no trust secret: start it with LAMA_TRUST_SECRET set (or --trust-secret)".into(),
+                    )));
+                    return;
+                }
+            },
+        };
+        let url = url.unwrap_or_else(|| self.cfg.node_url.clone());
+        let conn_id = self.next_conn_id();
+        self.tasks.spawn(tasks::accept_pake(
+            self.ctx.clone(),
+            url,
+            secret,
+            self.profile.clone(),
+            replica,
+            reply,
+            conn_id,
+            self.cancel.child_token(),
+        ));
+    }
+
+    /// A client with a trust secret and no contacts pairs with its node on start, as the
+    /// seed's shared-login trust intends; the outcome arrives as an event.
+    fn auto_pair_by_secret(&mut self) {
+        if self.cfg.role != Role::Client || self.cfg.trust_secret.is_none() {
+            return;
+        }
+        if !matches!(self.store.contacts(), Ok(c) if c.is_empty()) {
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.start_accept_pake(None, None, true, tx);
+        let events = self.events.clone();
+        self.tasks.spawn(async move {
+            let e = match rx.await {
+                Ok(Ok(p)) => Event::ContactAdded {
+                    person_id: p.person_id,
+                    name: p.name,
+                    via: VIA_SECRET.into(),
+                    verification: p.verification,
+                },
+                Ok(Err(e)) => Event::Error {
+                    kind: e.kind().into(),
+                    message: format!("pairing with the node by trust secret failed: {e}"),
+                },
+                Err(_) => return,
+            };
+            let _ = events.send(e).await;
+        });
     }
 
     fn card(&self) -> String {
@@ -884,10 +1140,21 @@ impl Actor {
         })
     }
 
-    fn authorize(&self, peer: &PeerIdentity, invite: Option<&str>) -> Verdict {
+    fn authorize(
+        &mut self,
+        peer: &PeerIdentity,
+        invite: Option<&str>,
+        pake: Option<PakeRequest>,
+    ) -> Verdict {
         if peer.person_id == self.me.person_id() {
             return Verdict::Accept {
                 known_profile: None,
+            };
+        }
+        if let Some(req) = pake {
+            return match self.admit_pake(peer, req) {
+                Ok(v) => v,
+                Err(e) => Verdict::Refuse(e.close_code(), e.to_string()),
             };
         }
         // A presented invitation is honoured even for an existing contact: the exchange
@@ -941,9 +1208,10 @@ impl Actor {
             Internal::Authorize {
                 peer,
                 invite,
+                pake,
                 reply,
             } => {
-                let verdict = self.authorize(&peer, invite.as_deref());
+                let verdict = self.authorize(&peer, invite.as_deref(), pake);
                 if let Verdict::Refuse(_, why) = &verdict {
                     tracing::info!(peer = %peer.person_id, "refused: {why}");
                 }
@@ -952,6 +1220,9 @@ impl Actor {
             Internal::NodeCommit { commit, reply } => {
                 let r = self.commit_node(commit);
                 let _ = reply.send(r);
+            }
+            Internal::PakeFailed { token, peer, reply } => {
+                let _ = reply.send(self.pake_failed(token, &peer));
             }
             Internal::ClientCommit {
                 commit,
@@ -1022,16 +1293,20 @@ impl Actor {
         }
         match self
             .store
-            .commit_pairing(Some(&c.token), &contact, &c.channel, now_secs())
+            .commit_pairing(c.token.as_deref(), &contact, &c.channel, now_secs())
         {
             Ok(PairingCommit::Committed) => {}
             Ok(PairingCommit::InviteGone(status)) => {
+                let short = c.token.as_deref().is_some_and(|t| t.starts_with("short:"));
                 return Err(match status {
-                    Some(crate::store::InviteStatus::Revoked { .. }) => PairError::Revoked,
-                    Some(crate::store::InviteStatus::Used { .. }) => PairError::Used,
-                    Some(crate::store::InviteStatus::Open) => PairError::Expired(None),
+                    Some(InviteStatus::Revoked { .. }) => PairError::Revoked,
+                    Some(InviteStatus::Used { .. }) => PairError::Used,
+                    Some(InviteStatus::Exhausted { .. }) => pairing::exhausted(),
+                    Some(InviteStatus::Open) if short => PairError::CodeExpired(None),
+                    Some(InviteStatus::Open) => PairError::Expired(None),
+                    None if short => PairError::CodeUnknown(None),
                     None => PairError::Unknown,
-                })
+                });
             }
             Err(e) => {
                 tracing::error!("pairing commit failed: {e}");
@@ -1049,11 +1324,15 @@ impl Actor {
         if contact.replica_for {
             self.refresh_replicated();
         }
-        tracing::info!(peer = %pid, "paired by invitation");
+        if contact.via == VIA_SECRET {
+            // A successful exchange is not a guess against the lockout.
+            self.secret_attempts.pop();
+        }
+        tracing::info!(peer = %pid, via = %contact.via, "paired");
         self.emit(Event::ContactAdded {
             person_id: pid,
             name,
-            via: "invite".into(),
+            via: contact.via.clone(),
             verification: c.verification,
         });
         Ok(())

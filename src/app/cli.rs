@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
-use crate::app::runtime::{Config, Role};
+use crate::app::runtime::{Config, Role, TrustSecret};
 use crate::net::discovery::Scope;
 
 /// Default listen address of a node (shown as `ws://localhost:8765`).
@@ -75,7 +75,25 @@ pub struct Args {
     /// With --provision-node: leave the node running when this client quits.
     #[arg(long, requires = "provision_node")]
     pub keep_node: bool,
+
+    /// Trust instances that know the same secret: asks for it on the terminal (not echoed)
+    /// unless LAMA_TRUST_SECRET is set. A client with a secret and no contacts pairs with
+    /// the node at --node-url on start; a node lets such clients pair. The secret never
+    /// crosses the wire: both sides run a PAKE over it.
+    #[arg(long)]
+    pub trust_secret: bool,
+
+    /// The node a client pairs with by trust secret, and where short codes are used when
+    /// no address is given.
+    #[arg(long, value_name = "URL", default_value = DEFAULT_NODE_URL)]
+    pub node_url: String,
 }
+
+/// Where a client looks for its node by default.
+pub const DEFAULT_NODE_URL: &str = "ws://localhost:8765";
+
+/// Environment variable holding the trust secret.
+pub const TRUST_SECRET_ENV: &str = "LAMA_TRUST_SECRET";
 
 /// The `--discovery` flag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -114,6 +132,11 @@ impl Args {
                 .ok()
                 .filter(|p| !p.is_empty()),
             accept_unknown: self.accept_unknown,
+            trust_secret: std::env::var(TRUST_SECRET_ENV)
+                .ok()
+                .filter(|p| !p.is_empty())
+                .map(|s| TrustSecret(zeroize::Zeroizing::new(s))),
+            node_url: self.node_url.clone(),
             discovery: match self.discovery {
                 DiscoveryArg::Local => Scope::Local,
                 DiscoveryArg::Lan => Scope::Lan,
@@ -121,4 +144,47 @@ impl Args {
             },
         })
     }
+}
+
+/// Ask for the trust secret on the terminal without echoing it. Only the edge calls this:
+/// a secret passed as a flag value would stay in shell history.
+pub fn prompt_trust_secret() -> Result<String, String> {
+    use crossterm::event::{read, Event, KeyCode, KeyEventKind, KeyModifiers};
+    use std::io::Write;
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(format!(
+            "--trust-secret asks for the secret on a terminal, and stdin is not one; set {TRUST_SECRET_ENV} instead"
+        ));
+    }
+    eprint!("trust secret (not shown): ");
+    let _ = std::io::stderr().flush();
+    crossterm::terminal::enable_raw_mode().map_err(|e| format!("cannot read the secret: {e}"))?;
+    let mut secret = String::new();
+    let result = loop {
+        match read() {
+            Ok(Event::Key(k)) if k.kind != KeyEventKind::Release => match k.code {
+                KeyCode::Enter => break Ok(()),
+                KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => {
+                    break Err("cancelled".to_string())
+                }
+                KeyCode::Char(c) => secret.push(c),
+                KeyCode::Backspace => {
+                    secret.pop();
+                }
+                KeyCode::Esc => break Err("cancelled".to_string()),
+                _ => {}
+            },
+            Ok(_) => {}
+            Err(e) => break Err(format!("cannot read the secret: {e}")),
+        }
+    };
+    let _ = crossterm::terminal::disable_raw_mode();
+    eprintln!();
+    result?;
+    if secret.is_empty() {
+        return Err(
+            "an empty trust secret trusts no one; give a secret or drop --trust-secret".into(),
+        );
+    }
+    Ok(secret)
 }

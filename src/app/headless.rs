@@ -48,6 +48,27 @@ pub enum Request {
         /// `"replica":true` marks the node as our home node.
         replica: bool,
     },
+    /// `{"cmd":"short_code","ttl_secs":N}`
+    ShortCode {
+        /// Lifetime in seconds.
+        ttl_secs: u64,
+    },
+    /// `{"cmd":"accept_short","code":...,"url":...}`
+    AcceptShort {
+        /// The short code as typed.
+        code: String,
+        /// The node's address; default `--node-url`.
+        url: Option<String>,
+        /// `"replica":true` marks the node as our home node.
+        replica: bool,
+    },
+    /// `{"cmd":"pair_secret","url":...}`
+    PairSecret {
+        /// The node's address; default `--node-url`.
+        url: Option<String>,
+        /// `"replica":true` marks the node as our home node.
+        replica: bool,
+    },
     /// `{"cmd":"card"}`
     Card,
     /// `{"cmd":"add_contact","card":...}`
@@ -155,6 +176,17 @@ pub fn parse_line(line: &str) -> Result<(Option<Value>, Request), BadLine> {
             )),
         }
     };
+    let optional_string = |name: &str| -> Result<Option<String>, BadLine> {
+        match obj.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
+            _ => Err(bad(
+                id.clone(),
+                "bad_argument",
+                format!("`{cmd}`: `{name}` must be a non-empty string when given"),
+            )),
+        }
+    };
     let req = match cmd {
         "identity" => Request::Identity,
         "quit" => Request::Quit,
@@ -179,6 +211,33 @@ pub fn parse_line(line: &str) -> Result<(Option<Value>, Request), BadLine> {
                     }
                 },
             },
+        },
+        "short_code" => Request::ShortCode {
+            ttl_secs: match obj.get("ttl_secs") {
+                None | Some(Value::Null) => crate::net::pake::DEFAULT_CODE_TTL_SECS,
+                Some(v) => match v.as_u64() {
+                    Some(n) if (1..=crate::net::pake::MAX_CODE_TTL_SECS).contains(&n) => n,
+                    _ => {
+                        return Err(bad(
+                            id,
+                            "bad_argument",
+                            format!(
+                                "`ttl_secs` must be a whole number of seconds from 1 to {}",
+                                crate::net::pake::MAX_CODE_TTL_SECS
+                            ),
+                        ))
+                    }
+                },
+            },
+        },
+        "accept_short" => Request::AcceptShort {
+            code: string_arg("code")?,
+            url: optional_string("url")?,
+            replica: obj.get("replica").and_then(Value::as_bool).unwrap_or(false),
+        },
+        "pair_secret" => Request::PairSecret {
+            url: optional_string("url")?,
+            replica: obj.get("replica").and_then(Value::as_bool).unwrap_or(false),
         },
         "invites" => Request::Invites,
         "revoke_invite" => Request::RevokeInvite {
@@ -431,6 +490,34 @@ async fn answer(handle: Handle, id: Option<Value>, req: Request, out: mpsc::Send
             Ok(p) => event_line("contact_added", id.as_ref(), paired_fields(&p, "invite")),
             Err(e) => error_line(id.as_ref(), e.kind(), &e.to_string()),
         },
+        Request::ShortCode { ttl_secs } => match handle.short_code(ttl_secs).await {
+            Ok(c) => event_line(
+                "short_code",
+                id.as_ref(),
+                json!({"code": c.code, "expires_at": c.expires_at}),
+            ),
+            Err(e) => error_line(id.as_ref(), e.kind(), &e.to_string()),
+        },
+        Request::AcceptShort { code, url, replica } => {
+            match handle.accept_pake(Some(code), url, replica).await {
+                Ok(p) => event_line(
+                    "contact_added",
+                    id.as_ref(),
+                    paired_fields(&p, "short_code"),
+                ),
+                Err(e) => error_line(id.as_ref(), e.kind(), &e.to_string()),
+            }
+        }
+        Request::PairSecret { url, replica } => {
+            match handle.accept_pake(None, url, replica).await {
+                Ok(p) => event_line(
+                    "contact_added",
+                    id.as_ref(),
+                    paired_fields(&p, "trust_secret"),
+                ),
+                Err(e) => error_line(id.as_ref(), e.kind(), &e.to_string()),
+            }
+        }
         Request::Card => match handle.card().await {
             Ok(c) => event_line("card", id.as_ref(), json!({ "card": c })),
             Err(e) => error_line(id.as_ref(), e.kind(), &e.to_string()),
@@ -658,7 +745,7 @@ pub async fn run(
                         // Commands run in the order they arrive (a `send` after a `send`
                         // is written after it); only the ones that wait on the network
                         // answer later, so they never hold up the rest.
-                        Ok((id, req @ (Request::Connect { .. } | Request::Accept { .. }))) => {
+                        Ok((id, req @ (Request::Connect { .. } | Request::Accept { .. } | Request::AcceptShort { .. } | Request::PairSecret { .. }))) => {
                             tokio::spawn(answer(handle.clone(), id, req, out_tx.clone()));
                         }
                         Ok((id, req)) => answer(handle.clone(), id, req, out_tx.clone()).await,

@@ -65,6 +65,21 @@ pub struct Config {
     pub accept_unknown: bool,
     /// Local discovery scope.
     pub discovery: Scope,
+    /// The shared trust secret (`LAMA_TRUST_SECRET` or the `--trust-secret` prompt).
+    pub trust_secret: Option<TrustSecret>,
+    /// The node a client pairs with by trust secret, and the default address for short
+    /// codes.
+    pub node_url: String,
+}
+
+/// A shared trust secret: zeroed on drop, never printed.
+#[derive(Clone)]
+pub struct TrustSecret(pub zeroize::Zeroizing<String>);
+
+impl std::fmt::Debug for TrustSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TrustSecret(<redacted>)")
+    }
 }
 
 /// Errors that stop an instance from starting.
@@ -132,6 +147,9 @@ pub enum CommandError {
     /// A code could not be read.
     #[error("invalid code: {0}")]
     Code(#[from] CodeError),
+    /// A short code could not be read.
+    #[error("invalid short code: {0}")]
+    ShortCode(#[from] crate::net::pake::ShortCodeError),
     /// Pairing was refused or broke.
     #[error(transparent)]
     Pair(#[from] PairError),
@@ -168,7 +186,7 @@ impl CommandError {
             }
             CommandError::Conn(_) => "connection_failed",
             CommandError::Refused { .. } => "peer_not_a_contact",
-            CommandError::Code(_) => "invalid_code",
+            CommandError::Code(_) | CommandError::ShortCode(_) => "invalid_code",
             CommandError::Pair(p) => p.kind(),
             CommandError::NotANode => "not_a_node",
             CommandError::BadArgument(_) => "bad_argument",
@@ -255,7 +273,7 @@ pub enum Event {
         person_id: String,
         /// Name.
         name: String,
-        /// `invite`, `card`, `provision`.
+        /// `invite`, `card`, `provision`, `short_code`, `trust_secret`.
         via: String,
         /// Verification string (both sides show the same).
         verification: String,
@@ -377,6 +395,24 @@ pub enum Command {
         code: String,
         /// Answer: the record after revocation.
         reply: Reply<InviteRecord>,
+    },
+    /// Create a short code (node only).
+    ShortCode {
+        /// Lifetime.
+        ttl_secs: u64,
+        /// Answer.
+        reply: Reply<NewInvite>,
+    },
+    /// Pair by short code (`code`) or, with `code: None`, by the trust secret.
+    AcceptPake {
+        /// The short code as typed; `None`: use the trust secret.
+        code: Option<String>,
+        /// The node's address; default `node_url`.
+        url: Option<String>,
+        /// Mark the node as our replica (home node).
+        replica: bool,
+        /// Answer.
+        reply: Reply<Paired>,
     },
     /// Accept an invitation code.
     Accept {
@@ -515,6 +551,28 @@ impl Handle {
     pub async fn revoke_invite(&self, code: String) -> Result<InviteRecord, CommandError> {
         self.call(|reply| Command::RevokeInvite { code, reply })
             .await
+    }
+
+    /// Create a short code.
+    pub async fn short_code(&self, ttl_secs: u64) -> Result<NewInvite, CommandError> {
+        self.call(|reply| Command::ShortCode { ttl_secs, reply })
+            .await
+    }
+
+    /// Pair by short code, or by the trust secret when `code` is `None`.
+    pub async fn accept_pake(
+        &self,
+        code: Option<String>,
+        url: Option<String>,
+        replica: bool,
+    ) -> Result<Paired, CommandError> {
+        self.call(|reply| Command::AcceptPake {
+            code,
+            url,
+            replica,
+            reply,
+        })
+        .await
     }
 
     /// Accept an invitation code.

@@ -8,14 +8,16 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
 
-use crate::app::actor::{Inbound, Internal, TaskCtx, Verdict};
-use crate::app::runtime::{now_secs, CommandError, Paired, Reply};
+use crate::app::actor::{Inbound, Internal, TaskCtx, Verdict, VIA_SECRET, VIA_SHORT_CODE};
+use crate::app::runtime::{now_secs, CommandError, Paired, Reply, TrustSecret};
 use crate::identity::{short_id, Profile};
 use crate::net::conn::{self, ConnError, Link, HANDSHAKE_TIMEOUT, OUTBOX_CAPACITY};
-use crate::net::handshake::PeerIdentity;
+use crate::net::handshake::{msg_name, HelloExtras, PeerIdentity};
 use crate::net::manager::DialRequest;
 use crate::net::pairing::{node_on_confirm, ClientPairing, PairError};
+use crate::net::pake::{stretch_secret, PakeError, PakeExchange, PakeRequest, ShortCode, Side};
 use crate::net::wire::{CloseCode, WireMsg};
 
 async fn ask_actor<T>(
@@ -48,6 +50,7 @@ pub async fn serve_incoming(
         let verdict = ask_actor(&ctx, |reply| Internal::Authorize {
             peer: link.peer.clone(),
             invite: link.invite.clone(),
+            pake: link.pake.clone(),
             reply,
         })
         .await;
@@ -58,36 +61,23 @@ pub async fn serve_incoming(
             }
             Some(Verdict::Pair { token, profile, .. }) => {
                 link.send_hello(&ctx.me, None).await?;
-                link.send(&WireMsg::PairOffer { profile: *profile }).await?;
-                let confirm = link.recv().await?;
-                let commit = match node_on_confirm(
-                    &ctx.me.person,
-                    &link.peer,
-                    &token,
-                    confirm,
-                    now_secs(),
-                ) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        link.refuse(e.close_code(), &e.to_string()).await;
-                        return Ok(None);
-                    }
+                node_pair(&ctx, link, Some(token), "invite", *profile).await
+            }
+            Some(Verdict::Pake {
+                password,
+                token,
+                profile,
+            }) => {
+                link.send_hello(&ctx.me, None).await?;
+                let Some(link) = node_pake(&ctx, link, &password, token.clone()).await? else {
+                    return Ok(None);
                 };
-                let verification = commit.verification.clone();
-                match ask_actor(&ctx, |reply| Internal::NodeCommit { commit, reply }).await {
-                    Some(Ok(())) => {
-                        link.send(&WireMsg::PairDone { verification }).await?;
-                        Ok(Some(link))
-                    }
-                    Some(Err(e)) => {
-                        link.refuse(e.close_code(), &e.to_string()).await;
-                        Ok(None)
-                    }
-                    None => {
-                        link.refuse(CloseCode::Shutdown, "shutting down").await;
-                        Ok(None)
-                    }
-                }
+                let via = if token.is_some() {
+                    VIA_SHORT_CODE
+                } else {
+                    VIA_SECRET
+                };
+                node_pair(&ctx, link, token, via, *profile).await
             }
             Some(Verdict::Refuse(code, why)) => {
                 link.refuse(code, &why).await;
@@ -116,6 +106,118 @@ pub async fn serve_incoming(
     run_registered(ctx, link, conn_id, dialer, cancel).await;
 }
 
+/// Node side of the pairing exchange, once the peer is admitted: offer our profile, take
+/// its confirmation, commit atomically, answer `pair_done`.
+async fn node_pair<S>(
+    ctx: &TaskCtx,
+    mut link: Link<S>,
+    token: Option<String>,
+    via: &str,
+    profile: Profile,
+) -> Result<Option<Link<S>>, ConnError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    link.send(&WireMsg::PairOffer { profile }).await?;
+    let confirm = link.recv().await?;
+    let commit = match node_on_confirm(
+        &ctx.me.person,
+        &link.peer,
+        token.as_deref(),
+        via,
+        confirm,
+        now_secs(),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            link.refuse(e.close_code(), &e.to_string()).await;
+            return Ok(None);
+        }
+    };
+    let verification = commit.verification.clone();
+    match ask_actor(ctx, |reply| Internal::NodeCommit { commit, reply }).await {
+        Some(Ok(())) => {
+            link.send(&WireMsg::PairDone { verification }).await?;
+            Ok(Some(link))
+        }
+        Some(Err(e)) => {
+            link.refuse(e.close_code(), &e.to_string()).await;
+            Ok(None)
+        }
+        None => {
+            link.refuse(CloseCode::Shutdown, "shutting down").await;
+            Ok(None)
+        }
+    }
+}
+
+/// Node side of the PAKE: the dialer's SPAKE2 message, ours, the dialer's confirmation
+/// checked first (so a wrong guess learns nothing but "no"), then ours.
+async fn node_pake<S>(
+    ctx: &TaskCtx,
+    mut link: Link<S>,
+    password: &[u8],
+    token: Option<String>,
+) -> Result<Option<Link<S>>, ConnError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (mut ex, ours) = PakeExchange::start(
+        Side::Listener,
+        password,
+        &link.peer.instance_id,
+        &ctx.me.instance_id(),
+        link.session.handshake_hash(),
+    );
+    let theirs = match link.recv().await? {
+        WireMsg::Pake { msg } => msg,
+        other => {
+            let why = format!("expected pake, got {}", msg_name(&other));
+            link.refuse(CloseCode::ProtocolError, &why).await;
+            return Ok(None);
+        }
+    };
+    link.send(&WireMsg::Pake {
+        msg: hex::encode(ours),
+    })
+    .await?;
+    let my_mac = match hex::decode(&theirs)
+        .map_err(|e| PakeError::Malformed(e.to_string()))
+        .and_then(|m| ex.on_peer_msg(&m))
+    {
+        Ok(m) => m,
+        Err(e) => {
+            link.refuse(CloseCode::ProtocolError, &e.to_string()).await;
+            return Ok(None);
+        }
+    };
+    let mac = match link.recv().await? {
+        WireMsg::PakeConfirm { mac } => mac,
+        other => {
+            let why = format!("expected pake_confirm, got {}", msg_name(&other));
+            link.refuse(CloseCode::ProtocolError, &why).await;
+            return Ok(None);
+        }
+    };
+    let ok = hex::decode(&mac)
+        .ok()
+        .is_some_and(|m| ex.check_confirm(&m).is_ok());
+    if !ok {
+        let peer = link.peer.clone();
+        let refusal = ask_actor(ctx, |reply| Internal::PakeFailed { token, peer, reply })
+            .await
+            .unwrap_or(PairError::CodeMismatch(String::new()));
+        link.refuse(refusal.close_code(), &refusal.to_string())
+            .await;
+        return Ok(None);
+    }
+    link.send(&WireMsg::PakeConfirm {
+        mac: hex::encode(my_mac),
+    })
+    .await?;
+    Ok(Some(link))
+}
+
 /// Dial a contact for the connection manager.
 pub async fn dial_contact(
     ctx: TaskCtx,
@@ -126,7 +228,7 @@ pub async fn dial_contact(
 ) {
     let r = tokio::select! {
         _ = cancel.cancelled() => return,
-        r = conn::dial(&req.url, &ctx.me, Some(req.key), None, known_profile) => r,
+        r = conn::dial(&req.url, &ctx.me, Some(req.key), HelloExtras { known_profile, ..HelloExtras::default() }) => r,
     };
     let link = match r {
         Ok(l) if l.peer.person_id == req.person_id => l,
@@ -166,7 +268,7 @@ pub async fn dial_once(
     conn_id: u64,
     cancel: CancellationToken,
 ) {
-    let link = match conn::dial(&url, &ctx.me, None, None, None).await {
+    let link = match conn::dial(&url, &ctx.me, None, HelloExtras::default()).await {
         Ok(l) => l,
         Err(e) => {
             let _ = reply.send(Err(e.into()));
@@ -176,6 +278,7 @@ pub async fn dial_once(
     let verdict = ask_actor(&ctx, |reply| Internal::Authorize {
         peer: link.peer.clone(),
         invite: None,
+        pake: None,
         reply,
     })
     .await;
@@ -191,7 +294,7 @@ pub async fn dial_once(
             }));
             return;
         }
-        Some(Verdict::Pair { .. }) | None => {
+        Some(Verdict::Pair { .. } | Verdict::Pake { .. }) | None => {
             let _ = reply.send(Err(CommandError::ShuttingDown));
             return;
         }
@@ -220,9 +323,11 @@ pub async fn accept_invite(
         match conn::dial(
             &url,
             &ctx.me,
-            Some(pairing.expected_key()),
-            Some(pairing.token_hex()),
-            None,
+            pairing.expected_key(),
+            HelloExtras {
+                invite: pairing.token_hex(),
+                ..HelloExtras::default()
+            },
         )
         .await
         {
@@ -234,7 +339,7 @@ pub async fn accept_invite(
                 code: Some(code),
                 reason,
             }) => {
-                last_err = Some(match PairError::from_close(code) {
+                last_err = Some(match PairError::from_close(code, &reason) {
                     Some(p) => p.into(),
                     None => ConnError::Closed {
                         code: Some(code),
@@ -251,14 +356,40 @@ pub async fn accept_invite(
             }
         }
     }
-    let Some(mut link) = link else {
+    let Some(link) = link else {
         let _ = reply.send(Err(last_err.unwrap_or_else(|| {
             CommandError::BadArgument("the invitation carries no address".into())
         })));
         return;
     };
+    if let Err(e) = pairing.on_node_hello(link.peer.clone()) {
+        link.refuse(e.close_code(), &e.to_string()).await;
+        let _ = reply.send(Err(e.into()));
+        return;
+    }
+    client_finish(
+        ctx, link, pairing, my_profile, via, replica, reply, conn_id, cancel,
+    )
+    .await;
+}
+
+/// The client's side after the node is known to be the right one: take its offer, confirm
+/// with our profile, commit on `pair_done`, and keep the link.
+#[allow(clippy::too_many_arguments)] // two call sites; a struct would only rename them
+async fn client_finish<S>(
+    ctx: TaskCtx,
+    mut link: Link<S>,
+    mut pairing: ClientPairing,
+    my_profile: Profile,
+    via: String,
+    replica: bool,
+    reply: Reply<Paired>,
+    conn_id: u64,
+    cancel: CancellationToken,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let exchange = async {
-        pairing.on_node_hello(link.peer.clone())?;
         let offer = link.recv().await.map_err(pair_conn_err)?;
         let confirm = pairing.on_offer(offer, &my_profile, replica)?;
         link.send(&confirm).await.map_err(pair_conn_err)?;
@@ -312,12 +443,156 @@ pub async fn accept_invite(
     run_registered(ctx, link, conn_id, me, cancel).await;
 }
 
+/// What a client pairs with over a PAKE.
+pub enum PakeSecret {
+    /// A short code the node showed.
+    Code(ShortCode),
+    /// The shared trust secret.
+    Trust(TrustSecret),
+}
+
+/// Pair by short code or trust secret: dial, run the PAKE bound to this session, then the
+/// pairing exchange, commit, and keep the link.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
+pub async fn accept_pake(
+    ctx: TaskCtx,
+    url: String,
+    secret: PakeSecret,
+    my_profile: Profile,
+    replica: bool,
+    reply: Reply<Paired>,
+    conn_id: u64,
+    cancel: CancellationToken,
+) {
+    let (req, via) = match &secret {
+        PakeSecret::Code(c) => (PakeRequest::Code { slot: c.slot }, VIA_SHORT_CODE),
+        PakeSecret::Trust(_) => (PakeRequest::Secret, VIA_SECRET),
+    };
+    let extras = HelloExtras {
+        pake: Some(req),
+        ..HelloExtras::default()
+    };
+    let mut link = match conn::dial(&url, &ctx.me, None, extras).await {
+        Ok(l) => l,
+        Err(ConnError::Closed {
+            code: Some(code),
+            reason,
+        }) => {
+            let err = match PairError::from_close(code, &reason) {
+                Some(p) => p.into(),
+                None => ConnError::Closed {
+                    code: Some(code),
+                    reason,
+                }
+                .into(),
+            };
+            let _ = reply.send(Err(err));
+            return;
+        }
+        Err(e) => {
+            let _ = reply.send(Err(e.into()));
+            return;
+        }
+    };
+    let password = match secret {
+        PakeSecret::Code(c) => Zeroizing::new(c.reveal().into_bytes()),
+        PakeSecret::Trust(t) => {
+            let node = link.peer.person_id.clone();
+            // Argon2 takes tens of milliseconds of CPU: off the async workers.
+            match tokio::task::spawn_blocking(move || stretch_secret(t.0.as_bytes(), &node)).await {
+                Ok(p) => p,
+                Err(_) => {
+                    let _ = reply.send(Err(CommandError::ShuttingDown));
+                    return;
+                }
+            }
+        }
+    };
+    let exchange = async {
+        let (mut ex, ours) = PakeExchange::start(
+            Side::Dialer,
+            &password,
+            &ctx.me.instance_id(),
+            &link.peer.instance_id,
+            link.session.handshake_hash(),
+        );
+        link.send(&WireMsg::Pake {
+            msg: hex::encode(ours),
+        })
+        .await
+        .map_err(pair_conn_err)?;
+        let theirs = match link.recv().await.map_err(pair_conn_err)? {
+            WireMsg::Pake { msg } => msg,
+            other => {
+                return Err(PairError::Protocol(format!(
+                    "expected pake, got {}",
+                    msg_name(&other)
+                )))
+            }
+        };
+        let mac = hex::decode(&theirs)
+            .map_err(|e| PakeError::Malformed(e.to_string()))
+            .and_then(|m| ex.on_peer_msg(&m))
+            .map_err(|e| PairError::Protocol(e.to_string()))?;
+        link.send(&WireMsg::PakeConfirm {
+            mac: hex::encode(mac),
+        })
+        .await
+        .map_err(pair_conn_err)?;
+        let node_mac = match link.recv().await.map_err(pair_conn_err)? {
+            WireMsg::PakeConfirm { mac } => mac,
+            other => {
+                return Err(PairError::Protocol(format!(
+                    "expected pake_confirm, got {}",
+                    msg_name(&other)
+                )))
+            }
+        };
+        hex::decode(&node_mac)
+            .ok()
+            .filter(|m| ex.check_confirm(m).is_ok())
+            .ok_or_else(|| {
+                PairError::CodeMismatch(
+                    "the node did not prove that it knows the code: possible man-in-the-middle; nothing was stored"
+                        .into(),
+                )
+            })?;
+        Ok::<(), PairError>(())
+    };
+    match timeout(HANDSHAKE_TIMEOUT, exchange).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            link.refuse(e.close_code(), &e.to_string()).await;
+            let _ = reply.send(Err(e.into()));
+            return;
+        }
+        Err(_) => {
+            link.refuse(CloseCode::Timeout, "pairing timed out").await;
+            let _ = reply.send(Err(ConnError::Timeout.into()));
+            return;
+        }
+    }
+    let pairing = ClientPairing::confirmed_by_pake(link.peer.clone());
+    client_finish(
+        ctx,
+        link,
+        pairing,
+        my_profile,
+        via.to_string(),
+        replica,
+        reply,
+        conn_id,
+        cancel,
+    )
+    .await;
+}
+
 fn pair_conn_err(e: ConnError) -> PairError {
     match e {
         ConnError::Closed {
             code: Some(code),
             reason,
-        } => PairError::from_close(code).unwrap_or(PairError::Protocol(reason)),
+        } => PairError::from_close(code, &reason).unwrap_or(PairError::Protocol(reason)),
         other => PairError::Protocol(other.to_string()),
     }
 }

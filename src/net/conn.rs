@@ -15,7 +15,10 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::identity::LocalIdentity;
-use crate::net::handshake::{msg_name, Handshake, HandshakeError, PeerIdentity, Session};
+use crate::net::handshake::{
+    msg_name, Handshake, HandshakeError, HelloExtras, PeerIdentity, Session,
+};
+use crate::net::pake::PakeRequest;
 use crate::net::wire::{CloseCode, WireMsg, MAX_FRAME};
 
 /// Time allowed from TCP accept (or dial) to both Hellos exchanged.
@@ -151,6 +154,8 @@ pub struct Link<S> {
     pub peer: PeerIdentity,
     /// Responder side: the invitation token the initiator presented, if any.
     pub invite: Option<String>,
+    /// Responder side: the short code or trust secret pairing the initiator asked for.
+    pub pake: Option<PakeRequest>,
     /// The version of our profile the peer says it holds.
     pub peer_known_profile: Option<u64>,
 }
@@ -173,7 +178,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
         me: &LocalIdentity,
         known_profile: Option<u64>,
     ) -> Result<(), ConnError> {
-        let hello = self.session.hello_with(me, None, known_profile);
+        let hello = self.session.hello_with(
+            me,
+            HelloExtras {
+                known_profile,
+                ..HelloExtras::default()
+            },
+        );
         self.send(&hello).await
     }
 
@@ -203,14 +214,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
     }
 }
 
-/// Dial side: Noise XX as initiator, send our Hello (with `invite` when pairing), wait for
+/// Dial side: Noise XX as initiator, send our Hello (with `extras` when pairing), wait for
 /// the peer's Hello (or Close).
 pub async fn dial(
     url: &str,
     me: &LocalIdentity,
     expected_remote: Option<[u8; 32]>,
-    invite: Option<String>,
-    known_profile: Option<u64>,
+    extras: HelloExtras,
 ) -> Result<Link<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, ConnError> {
     let fut = async {
         let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true)
@@ -219,7 +229,7 @@ pub async fn dial(
                 url: url.into(),
                 why: e.to_string(),
             })?;
-        initiate(ws, me, expected_remote, invite, known_profile).await
+        initiate(ws, me, expected_remote, extras).await
     };
     timeout(HANDSHAKE_TIMEOUT, fut)
         .await
@@ -231,8 +241,7 @@ pub async fn initiate<S>(
     mut ws: WebSocketStream<S>,
     me: &LocalIdentity,
     expected_remote: Option<[u8; 32]>,
-    invite: Option<String>,
-    known_profile: Option<u64>,
+    extras: HelloExtras,
 ) -> Result<Link<S>, ConnError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -246,7 +255,7 @@ where
     }
     send_binary(&mut ws, hs.write()?).await?;
     let mut session = hs.into_session()?;
-    let hello = session.seal(&session.hello_with(me, invite, known_profile))?;
+    let hello = session.seal(&session.hello_with(me, extras))?;
     send_binary(&mut ws, hello).await?;
     let reply = recv_binary(&mut ws).await?;
     let msg = session.open(&reply)?;
@@ -266,6 +275,7 @@ where
         session,
         peer,
         invite: None,
+        pake: None,
         peer_known_profile,
     })
 }
@@ -300,17 +310,18 @@ where
     let frame = recv_binary(&mut ws).await?;
     let hello = session.open(&frame);
     let verified = hello.map_err(ConnError::from).and_then(|m| {
-        let (invite, known) = match &m {
+        let (invite, known, pake) = match &m {
             WireMsg::Hello {
                 invite,
                 known_profile,
+                pake,
                 ..
-            } => (invite.clone(), *known_profile),
-            _ => (None, None),
+            } => (invite.clone(), *known_profile, pake.clone()),
+            _ => (None, None, None),
         };
-        Ok((session.verify_hello(&m)?, invite, known))
+        Ok((session.verify_hello(&m)?, invite, known, pake))
     });
-    let (peer, invite, peer_known_profile) = match verified {
+    let (peer, invite, peer_known_profile, pake) = match verified {
         Ok(p) => p,
         Err(e) => {
             if let Ok(f) = session.seal(&WireMsg::Close {
@@ -328,6 +339,7 @@ where
         session,
         peer,
         invite,
+        pake,
         peer_known_profile,
     })
 }

@@ -191,6 +191,17 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// The optional fields of a Hello: what the sender asks for and what it already holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HelloExtras {
+    /// Initiator, pairing by invitation: the token, hex.
+    pub invite: Option<String>,
+    /// Initiator, pairing by short code or trust secret.
+    pub pake: Option<crate::net::pake::PakeRequest>,
+    /// The version of the receiver's profile the sender holds.
+    pub known_profile: Option<u64>,
+}
+
 /// A peer whose identity proof verified.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerIdentity {
@@ -236,24 +247,26 @@ impl Session {
 
     /// Our Hello for this session; `invite` is the token when pairing.
     pub fn hello(&self, me: &LocalIdentity, invite: Option<String>) -> WireMsg {
-        self.hello_with(me, invite, None)
+        self.hello_with(
+            me,
+            HelloExtras {
+                invite,
+                ..HelloExtras::default()
+            },
+        )
     }
 
-    /// Our Hello, stating which version of the peer's profile we hold.
-    pub fn hello_with(
-        &self,
-        me: &LocalIdentity,
-        invite: Option<String>,
-        known_profile: Option<u64>,
-    ) -> WireMsg {
+    /// Our Hello with the optional fields set.
+    pub fn hello_with(&self, me: &LocalIdentity, extras: HelloExtras) -> WireMsg {
         let sig = me.sign_as_person(&hello_signed_bytes(&self.hash, &me.instance_id()));
         WireMsg::Hello {
             version: PROTOCOL_VERSION,
             person: me.person.clone(),
             instance: me.instance.clone(),
             sig: hex::encode(sig.to_bytes()),
-            invite,
-            known_profile,
+            invite: extras.invite,
+            known_profile: extras.known_profile,
+            pake: extras.pake,
         }
     }
 
@@ -315,6 +328,8 @@ pub fn msg_name(m: &WireMsg) -> &'static str {
         WireMsg::PairOffer { .. } => "pair_offer",
         WireMsg::PairConfirm { .. } => "pair_confirm",
         WireMsg::PairDone { .. } => "pair_done",
+        WireMsg::Pake { .. } => "pake",
+        WireMsg::PakeConfirm { .. } => "pake_confirm",
         WireMsg::Sync { .. } => "sync",
     }
 }

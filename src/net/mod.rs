@@ -7,5 +7,6 @@ pub mod handshake;
 pub mod invite;
 pub mod manager;
 pub mod pairing;
+pub mod pake;
 pub mod sync;
 pub mod wire;

@@ -44,6 +44,21 @@ pub enum PairError {
     /// The peer broke the pairing exchange.
     #[error("the peer broke the pairing exchange: {0}")]
     Protocol(String),
+    /// The short code or trust secret did not match on the other side (or ours).
+    #[error("the code did not match: {0}")]
+    CodeMismatch(String),
+    /// The short code has expired.
+    #[error("the short code expired{}; ask for a new one", at_text(*.0))]
+    CodeExpired(Option<u64>),
+    /// Too many wrong attempts.
+    #[error("{0}")]
+    CodeExhausted(String),
+    /// No open short code with this number.
+    #[error("the node has no short code numbered {}; check the number, or ask for a new code", .0.map(|n| n.to_string()).unwrap_or_else(|| "like this".into()))]
+    CodeUnknown(Option<u16>),
+    /// The node has no trust secret.
+    #[error("the node has no trust secret set: start it with LAMA_TRUST_SECRET (or --trust-secret) set to the same secret")]
+    NoTrustSecret,
 }
 
 fn at_text(at: Option<u64>) -> String {
@@ -60,6 +75,11 @@ impl PairError {
             PairError::Unknown => "invite_unknown",
             PairError::WrongPerson { .. } => "key_mismatch",
             PairError::Protocol(_) => "pairing_failed",
+            PairError::CodeMismatch(_) => "code_mismatch",
+            PairError::CodeExpired(_) => "code_expired",
+            PairError::CodeExhausted(_) => "code_exhausted",
+            PairError::CodeUnknown(_) => "code_unknown",
+            PairError::NoTrustSecret => "no_trust_secret",
         }
     }
 
@@ -72,16 +92,27 @@ impl PairError {
             PairError::Unknown => CloseCode::InviteUnknown,
             PairError::WrongPerson { .. } => CloseCode::WrongPeer,
             PairError::Protocol(_) => CloseCode::ProtocolError,
+            PairError::CodeMismatch(_) => CloseCode::CodeMismatch,
+            PairError::CodeExpired(_) => CloseCode::CodeExpired,
+            PairError::CodeExhausted(_) => CloseCode::CodeExhausted,
+            PairError::CodeUnknown(_) => CloseCode::CodeUnknown,
+            PairError::NoTrustSecret => CloseCode::NoTrustSecret,
         }
     }
 
-    /// The refusal a client learns from a node's close code, if it is one of ours.
-    pub fn from_close(code: CloseCode) -> Option<PairError> {
+    /// The refusal a client learns from a node's close code, if it is one of ours;
+    /// `reason` is the node's sentence, kept where it says more than the code.
+    pub fn from_close(code: CloseCode, reason: &str) -> Option<PairError> {
         Some(match code {
             CloseCode::InviteExpired => PairError::Expired(None),
             CloseCode::InviteUsed => PairError::Used,
             CloseCode::InviteRevoked => PairError::Revoked,
             CloseCode::InviteUnknown => PairError::Unknown,
+            CloseCode::CodeMismatch => PairError::CodeMismatch(reason.into()),
+            CloseCode::CodeExpired => PairError::CodeExpired(None),
+            CloseCode::CodeExhausted => PairError::CodeExhausted(reason.into()),
+            CloseCode::CodeUnknown => PairError::CodeUnknown(None),
+            CloseCode::NoTrustSecret => PairError::NoTrustSecret,
             _ => return None,
         })
     }
@@ -111,11 +142,65 @@ pub fn check_invite(
         InviteStatus::Used { by, .. } if by == person_id => Ok(Admission::Repeat),
         InviteStatus::Used { .. } => Err(PairError::Used),
         InviteStatus::Revoked { .. } => Err(PairError::Revoked),
+        InviteStatus::Exhausted { .. } => Err(exhausted()),
         InviteStatus::Open if now >= rec.expires_at => {
             Err(PairError::Expired(Some(rec.expires_at)))
         }
         InviteStatus::Open => Ok(Admission::Fresh),
     }
+}
+
+/// The refusal for a short code destroyed after too many wrong attempts.
+pub fn exhausted() -> PairError {
+    PairError::CodeExhausted(format!(
+        "the code was destroyed after {} wrong attempts; ask for a new one",
+        crate::net::pake::MAX_ATTEMPTS
+    ))
+}
+
+/// The store key of short code number `slot`.
+pub fn short_code_key(slot: u16) -> String {
+    format!("short:{slot}")
+}
+
+/// Node side: may a pairing exchange start with short code number `slot` for `person_id`
+/// at `now`? On `Ok` the caller records the attempt (durably) before the exchange runs, so
+/// at most [`crate::net::pake::MAX_ATTEMPTS`] guesses are ever checked per code.
+pub fn check_short_code(
+    rec: Option<&InviteRecord>,
+    slot: u16,
+    person_id: &str,
+    now: u64,
+) -> Result<Admission, PairError> {
+    let Some(rec) = rec else {
+        return Err(PairError::CodeUnknown(Some(slot)));
+    };
+    match &rec.status {
+        InviteStatus::Used { by, .. } if by == person_id => Ok(Admission::Repeat),
+        InviteStatus::Used { .. } => Err(PairError::Used),
+        InviteStatus::Revoked { .. } => Err(PairError::Revoked),
+        InviteStatus::Exhausted { .. } => Err(exhausted()),
+        InviteStatus::Open if now >= rec.expires_at => {
+            Err(PairError::CodeExpired(Some(rec.expires_at)))
+        }
+        InviteStatus::Open if rec.attempts >= crate::net::pake::MAX_ATTEMPTS => Err(exhausted()),
+        InviteStatus::Open => Ok(Admission::Fresh),
+    }
+}
+
+/// The record after one more attempt has started: destroyed once the limit is reached and
+/// the attempt has failed (see [`code_failed`]).
+pub fn code_attempt_started(mut rec: InviteRecord) -> InviteRecord {
+    rec.attempts = rec.attempts.saturating_add(1);
+    rec
+}
+
+/// The record after an attempt failed: destroyed when no attempt is left.
+pub fn code_failed(mut rec: InviteRecord, now: u64) -> InviteRecord {
+    if rec.status == InviteStatus::Open && rec.attempts >= crate::net::pake::MAX_ATTEMPTS {
+        rec.status = InviteStatus::Exhausted { at: now };
+    }
+    rec
 }
 
 /// A new invitation record for `token`.
@@ -131,6 +216,7 @@ pub fn new_invite_record(
         created_at: now,
         expires_at: now + ttl_secs.clamp(1, MAX_INVITE_TTL_SECS),
         status: InviteStatus::Open,
+        attempts: 0,
     }
 }
 
@@ -184,7 +270,8 @@ pub fn check_profile(peer: &PeerIdentity, p: &Profile) -> Result<(), PairError> 
 /// Client side of accepting an invitation.
 #[derive(Debug)]
 pub struct ClientPairing {
-    invite: Invite,
+    /// None when the node was already proven by a short code or trust secret.
+    invite: Option<Invite>,
     step: ClientStep,
 }
 
@@ -214,32 +301,41 @@ impl ClientPairing {
             return Err(PairError::Expired(Some(invite.expires_at)));
         }
         Ok(ClientPairing {
-            invite,
+            invite: Some(invite),
             step: ClientStep::Dial,
         })
     }
 
+    /// Continue with a node whose identity a short code or trust secret exchange has
+    /// already confirmed: next comes its `pair_offer`.
+    pub fn confirmed_by_pake(peer: PeerIdentity) -> Self {
+        ClientPairing {
+            invite: None,
+            step: ClientStep::AwaitOffer(Box::new(peer)),
+        }
+    }
+
     /// The transport key the node must present (checked inside the handshake).
-    pub fn expected_key(&self) -> [u8; 32] {
-        self.invite.transport_key
+    pub fn expected_key(&self) -> Option<[u8; 32]> {
+        self.invite.as_ref().map(|i| i.transport_key)
     }
 
     /// The token to present in our Hello, hex.
-    pub fn token_hex(&self) -> String {
-        hex::encode(self.invite.token)
+    pub fn token_hex(&self) -> Option<String> {
+        self.invite.as_ref().map(|i| hex::encode(i.token))
     }
 
     /// The URLs to try, in order.
     pub fn urls(&self) -> &[String] {
-        &self.invite.urls
+        self.invite.as_ref().map(|i| &i.urls[..]).unwrap_or(&[])
     }
 
     /// The node's Hello verified: it must be the Person the invitation names.
     pub fn on_node_hello(&mut self, peer: PeerIdentity) -> Result<(), PairError> {
-        if self.step != ClientStep::Dial {
+        let (ClientStep::Dial, Some(invite)) = (&self.step, &self.invite) else {
             return Err(PairError::Protocol("unexpected hello".into()));
-        }
-        let want = hex::encode(self.invite.person_id);
+        };
+        let want = hex::encode(invite.person_id);
         if peer.person_id != want {
             return Err(PairError::WrongPerson {
                 want: short_id(&want).into(),
@@ -304,8 +400,8 @@ impl ClientPairing {
 /// What a node commits when a client confirms.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeCommit {
-    /// The token to consume, hex.
-    pub token: String,
+    /// The token to consume (hex, or a short code's key); `None` for the trust secret.
+    pub token: Option<String>,
     /// The client as a contact.
     pub contact: Contact,
     /// The 1:1 channel.
@@ -318,7 +414,8 @@ pub struct NodeCommit {
 pub fn node_on_confirm(
     me: &crate::identity::Person,
     peer: &PeerIdentity,
-    token: &str,
+    token: Option<&str>,
+    via: &str,
     msg: WireMsg,
     now: u64,
 ) -> Result<NodeCommit, PairError> {
@@ -326,10 +423,10 @@ pub fn node_on_confirm(
         return Err(PairError::Protocol("expected pair_confirm".into()));
     };
     check_profile(peer, &profile)?;
-    let mut contact = contact_from(peer, Some(&profile), "invite", false, now);
+    let mut contact = contact_from(peer, Some(&profile), via, false, now);
     contact.replica_for = replica;
     Ok(NodeCommit {
-        token: token.into(),
+        token: token.map(Into::into),
         contact,
         channel: direct_channel(&me.id(), &peer.person_id, &peer.person.name, now),
         verification: verification_string(me, &peer.person),

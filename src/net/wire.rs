@@ -41,6 +41,17 @@ pub enum CloseCode {
     InviteUsed,
     /// The invitation was revoked.
     InviteRevoked,
+    /// The short code or trust secret did not match (the PAKE confirmation failed).
+    CodeMismatch,
+    /// The short code has expired.
+    CodeExpired,
+    /// The short code was destroyed after too many wrong attempts, or the trust secret is
+    /// locked after too many wrong ones.
+    CodeExhausted,
+    /// No open short code has this number on the node.
+    CodeUnknown,
+    /// The node has no trust secret set.
+    NoTrustSecret,
 }
 
 impl CloseCode {
@@ -58,6 +69,11 @@ impl CloseCode {
             CloseCode::InviteExpired => 4011,
             CloseCode::InviteUsed => 4012,
             CloseCode::InviteRevoked => 4013,
+            CloseCode::CodeMismatch => 4014,
+            CloseCode::CodeExpired => 4015,
+            CloseCode::CodeExhausted => 4016,
+            CloseCode::CodeUnknown => 4017,
+            CloseCode::NoTrustSecret => 4018,
         }
     }
 
@@ -75,6 +91,11 @@ impl CloseCode {
             CloseCode::InviteExpired => "invite_expired",
             CloseCode::InviteUsed => "invite_used",
             CloseCode::InviteRevoked => "invite_revoked",
+            CloseCode::CodeMismatch => "code_mismatch",
+            CloseCode::CodeExpired => "code_expired",
+            CloseCode::CodeExhausted => "code_exhausted",
+            CloseCode::CodeUnknown => "code_unknown",
+            CloseCode::NoTrustSecret => "no_trust_secret",
         }
     }
 }
@@ -100,6 +121,19 @@ pub enum WireMsg {
         /// profile is not sent again.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         known_profile: Option<u64>,
+        /// Initiator only, when pairing by short code or trust secret: which one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pake: Option<crate::net::pake::PakeRequest>,
+    },
+    /// One SPAKE2 message (docs/PROTOCOL.md, section on short codes).
+    Pake {
+        /// The 33-byte SPAKE2 message, hex.
+        msg: String,
+    },
+    /// Key confirmation: HMAC-SHA256 under the SPAKE2 key over the handshake hash, hex.
+    PakeConfirm {
+        /// The MAC, hex.
+        mac: String,
     },
     /// The sender's current signed profile (sent on every link-up and on change).
     Profile {

@@ -99,6 +99,11 @@ pub enum InviteStatus {
         /// Unix seconds.
         at: u64,
     },
+    /// A short code destroyed after too many failed attempts.
+    Exhausted {
+        /// Unix seconds.
+        at: u64,
+    },
 }
 
 /// A stored invitation (node side).
@@ -114,6 +119,13 @@ pub struct InviteRecord {
     pub expires_at: u64,
     /// Current status.
     pub status: InviteStatus,
+    /// Short codes: pairing exchanges started with this code (each one a guess).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl InviteRecord {
@@ -124,6 +136,7 @@ impl InviteRecord {
             InviteStatus::Open => "open",
             InviteStatus::Used { .. } => "used",
             InviteStatus::Revoked { .. } => "revoked",
+            InviteStatus::Exhausted { .. } => "exhausted",
         }
     }
 }

@@ -95,6 +95,22 @@ async fn run_effect(handle: Handle, me: String, effect: Effect, tx: mpsc::Sender
             Ok(i) => Action::Invite(i),
             Err(e) => Action::Failed(e.to_string()),
         },
+        Effect::CreateShortCode => match handle
+            .short_code(crate::net::pake::DEFAULT_CODE_TTL_SECS)
+            .await
+        {
+            Ok(c) => Action::ShortCode(c),
+            Err(e) => Action::Failed(e.to_string()),
+        },
+        Effect::Accept(code) if crate::net::pake::ShortCode::looks_like(&code) => {
+            let (code, url) = state::split_short(&code);
+            Action::Accepted(
+                handle
+                    .accept_pake(Some(code), url, false)
+                    .await
+                    .map_err(|e| e.to_string()),
+            )
+        }
         Effect::Accept(code) => Action::Accepted(
             handle
                 .accept(code, "invite", false)

@@ -6,6 +6,7 @@ use crossterm::event::{KeyCode, KeyModifiers, MouseEventKind};
 use crate::app::runtime::{ContactView, Event, IdentityInfo, MessageView, NewInvite, Paired};
 use crate::identity::short_id;
 use crate::net::invite::{Code, CodeError};
+use crate::net::pake::ShortCode;
 use crate::store::Channel;
 
 /// Messages kept in memory for the open channel (older ones are loaded on scroll).
@@ -51,13 +52,26 @@ impl Focus {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AcceptStatus {
     /// Typing; the code is checked as typed.
-    Editing(Option<CodeError>),
+    Editing(InputCheck),
     /// Dialing and pairing.
     Connecting,
     /// Paired.
     Done(Paired),
     /// Failed, with the reason in plain words.
     Failed(String),
+}
+
+/// What the accept dialog makes of its input, checked as it is typed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InputCheck {
+    /// Nothing typed yet.
+    Empty,
+    /// A well-formed invitation code.
+    Invite,
+    /// A well-formed short code (and maybe the node's address after it).
+    Short,
+    /// Not usable, and why.
+    Bad(String),
 }
 
 /// A popup over the main screen.
@@ -150,6 +164,8 @@ pub struct State {
     pub synced: Vec<String>,
     /// Invitations (pairing screen).
     pub invites: Vec<InviteRow>,
+    /// The short code shown beside the QR on the pairing screen.
+    pub short_code: Option<NewInvite>,
     /// Selected invitation.
     pub invite_sel: usize,
     /// Terminal size (columns, rows), for mouse hit-testing.
@@ -187,6 +203,8 @@ pub enum Action {
     Sent(MessageView),
     /// A fresh invitation.
     Invite(NewInvite),
+    /// A fresh short code (node).
+    ShortCode(NewInvite),
     /// Result of accepting.
     Accepted(Result<Paired, String>),
     /// A command failed.
@@ -218,6 +236,8 @@ pub enum Effect {
     Send(String, String),
     /// Create an invitation.
     CreateInvite,
+    /// Create a short code.
+    CreateShortCode,
     /// Accept a code.
     Accept(String),
     /// Put text on the clipboard.
@@ -262,6 +282,7 @@ impl State {
             last_error: None,
             synced: vec![],
             invites: vec![],
+            short_code: None,
             invite_sel: 0,
             size: (100, 30),
             now,
@@ -432,6 +453,10 @@ pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
             s.popup = Some(Popup::Pairing(Some(inv)));
             vec![]
         }
+        Action::ShortCode(c) => {
+            s.short_code = Some(c);
+            vec![]
+        }
         Action::Accepted(r) => {
             if let Some(Popup::Accept { status, .. }) = &mut s.popup {
                 *status = match r {
@@ -541,16 +566,38 @@ fn scroll_up(s: &mut State, n: usize) -> Vec<Effect> {
 }
 
 /// Check a code as typed: `None` when it decodes as an invitation.
-pub fn check_code(input: &str) -> Option<CodeError> {
+pub fn check_code(input: &str) -> InputCheck {
+    if input.trim().is_empty() {
+        return InputCheck::Empty;
+    }
     if input.trim_start().starts_with(['/', '~', '.']) {
-        return Some(CodeError::Malformed(
-            "an image path: press Enter to scan it",
-        ));
+        return InputCheck::Bad("an image path: press Enter to scan it".into());
+    }
+    if ShortCode::looks_like(input) {
+        let (code, _) = split_short(input);
+        return match ShortCode::parse(&code) {
+            Ok(_) => InputCheck::Short,
+            Err(e) => InputCheck::Bad(e.to_string()),
+        };
     }
     match Code::decode(input) {
-        Ok(Code::Invite(_)) => None,
-        Ok(Code::Card(_)) => Some(CodeError::Malformed("a contact card, not an invitation")),
-        Err(e) => Some(e),
+        Ok(Code::Invite(_)) => InputCheck::Invite,
+        Ok(Code::Card(_)) => {
+            InputCheck::Bad(CodeError::Malformed("a contact card, not an invitation").to_string())
+        }
+        Err(e) => InputCheck::Bad(e.to_string()),
+    }
+}
+
+/// A short code as typed, and the node's address when one follows it
+/// (`7-lunar-pepper-canal ws://host:8765`).
+pub fn split_short(input: &str) -> (String, Option<String>) {
+    let t = input.trim();
+    match t.rsplit_once(char::is_whitespace) {
+        Some((code, url)) if url.starts_with("ws://") || url.starts_with("wss://") => {
+            (code.trim().to_string(), Some(url.to_string()))
+        }
+        _ => (t.to_string(), None),
     }
 }
 
@@ -640,7 +687,12 @@ fn on_key(s: &mut State, code: KeyCode, mods: KeyModifiers) -> Vec<Effect> {
         KeyCode::BackTab => s.focus = s.focus.prev(),
         KeyCode::Char('p') if s.me.endpoint.is_some() => {
             s.popup = Some(Popup::Pairing(None));
-            return vec![Effect::CreateInvite, Effect::LoadInvites];
+            s.short_code = None;
+            return vec![
+                Effect::CreateInvite,
+                Effect::CreateShortCode,
+                Effect::LoadInvites,
+            ];
         }
         KeyCode::Char('e') => return vec![Effect::CopyCard],
         KeyCode::Char('c') => {
@@ -669,7 +721,7 @@ fn on_key(s: &mut State, code: KeyCode, mods: KeyModifiers) -> Vec<Effect> {
         KeyCode::Char('a') => {
             s.popup = Some(Popup::Accept {
                 input: String::new(),
-                status: AcceptStatus::Editing(Some(CodeError::Empty)),
+                status: AcceptStatus::Editing(InputCheck::Empty),
             })
         }
         KeyCode::Char('i') if !s.contacts.is_empty() => s.popup = Some(Popup::ContactInfo),
@@ -786,7 +838,13 @@ fn on_popup_key(s: &mut State, popup: Popup, code: KeyCode, mods: KeyModifiers) 
                     return vec![Effect::Copy(i.code)];
                 }
             }
-            KeyCode::Char('n') => return vec![Effect::CreateInvite, Effect::LoadInvites],
+            KeyCode::Char('n') => {
+                return vec![
+                    Effect::CreateInvite,
+                    Effect::CreateShortCode,
+                    Effect::LoadInvites,
+                ]
+            }
             KeyCode::Up | KeyCode::Char('k') => s.invite_sel = s.invite_sel.saturating_sub(1),
             KeyCode::Down | KeyCode::Char('j') => {
                 s.invite_sel = (s.invite_sel + 1).min(s.invites.len().saturating_sub(1))
@@ -829,14 +887,15 @@ fn on_popup_key(s: &mut State, popup: Popup, code: KeyCode, mods: KeyModifiers) 
                         let path = t.to_string();
                         s.popup = Some(Popup::Accept {
                             input: String::new(),
-                            status: AcceptStatus::Editing(Some(CodeError::Empty)),
+                            status: AcceptStatus::Editing(InputCheck::Empty),
                         });
                         return vec![Effect::ScanFile(path)];
                     }
-                    if let Some(err) = check_code(&input) {
+                    let check = check_code(&input);
+                    if !matches!(check, InputCheck::Invite | InputCheck::Short) {
                         s.popup = Some(Popup::Accept {
                             input,
-                            status: AcceptStatus::Editing(Some(err)),
+                            status: AcceptStatus::Editing(check),
                         });
                         return vec![];
                     }

@@ -9,7 +9,7 @@ use ratatui::Frame;
 use crate::app::runtime::PeerState;
 use crate::identity::short_id;
 use crate::net::invite::{qr_half_blocks, qr_modules};
-use crate::ui::state::{key_hints, AcceptStatus, Focus, Popup, State};
+use crate::ui::state::{key_hints, AcceptStatus, Focus, InputCheck, Popup, State};
 
 /// Smallest usable terminal.
 pub const MIN_SIZE: (u16, u16) = (80, 24);
@@ -401,6 +401,37 @@ fn render_popup(s: &State, p: &Popup, f: &mut Frame, area: Rect) {
                         Line::styled(exp, Style::default().fg(Color::Yellow))
                             .alignment(Alignment::Center),
                     );
+                    if let Some(sc) = &s.short_code {
+                        let left = sc.expires_at.saturating_sub(s.now);
+                        lines.push(Line::raw(""));
+                        lines.push(
+                            Line::styled(
+                                "or read this short code out (same machine: no address needed)",
+                                Style::default().fg(Color::DarkGray),
+                            )
+                            .alignment(Alignment::Center),
+                        );
+                        lines.push(
+                            Line::styled(
+                                sc.code.clone(),
+                                Style::default().add_modifier(Modifier::BOLD),
+                            )
+                            .alignment(Alignment::Center),
+                        );
+                        let exp = if left == 0 {
+                            "expired: press n for a new one".to_string()
+                        } else {
+                            format!(
+                                "{}:{:02} left · 3 wrong tries destroy it",
+                                left / 60,
+                                left % 60
+                            )
+                        };
+                        lines.push(
+                            Line::styled(exp, Style::default().fg(Color::Yellow))
+                                .alignment(Alignment::Center),
+                        );
+                    }
                 }
             }
             let open: Vec<_> = s.invites.iter().filter(|r| r.status == "open").collect();
@@ -443,15 +474,19 @@ fn render_popup(s: &State, p: &Popup, f: &mut Frame, area: Rect) {
             let r = centered(area, 76, 10);
             f.render_widget(Clear, r);
             let (msg, style) = match status {
-                AcceptStatus::Editing(None) => (
+                AcceptStatus::Editing(InputCheck::Invite) => (
                     "code looks right: press Enter to pair".to_string(),
                     Color::Green,
                 ),
-                AcceptStatus::Editing(Some(crate::net::invite::CodeError::Empty)) => (
-                    "paste the LAMA1… code (Ctrl-V reads the clipboard)".to_string(),
+                AcceptStatus::Editing(InputCheck::Short) => (
+                    "short code looks right: press Enter to pair (add ws://host:port after it if the node is not on this machine)".to_string(),
+                    Color::Green,
+                ),
+                AcceptStatus::Editing(InputCheck::Empty) => (
+                    "paste the LAMA1… code (Ctrl-V reads the clipboard) or type the short code, e.g. 7-lunar-pepper-canal".to_string(),
                     Color::DarkGray,
                 ),
-                AcceptStatus::Editing(Some(e)) => (e.to_string(), Color::Red),
+                AcceptStatus::Editing(InputCheck::Bad(e)) => (e.clone(), Color::Red),
                 AcceptStatus::Connecting => ("connecting and pairing…".to_string(), Color::Yellow),
                 AcceptStatus::Done(p) => (
                     format!(
@@ -470,7 +505,7 @@ fn render_popup(s: &State, p: &Popup, f: &mut Frame, area: Rect) {
             f.render_widget(
                 Paragraph::new(lines)
                     .wrap(Wrap { trim: false })
-                    .block(block("accept an invitation", true)),
+                    .block(block("accept an invitation or a short code", true)),
                 r,
             );
         }

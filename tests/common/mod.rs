@@ -110,7 +110,8 @@ impl Peer {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
-            .env_remove("LAMA_PASSPHRASE");
+            .env_remove("LAMA_PASSPHRASE")
+            .env_remove("LAMA_TRUST_SECRET");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -234,7 +235,8 @@ pub fn run_fail(role: &str, dir: &Path, extra: &[&str], env: &[(&str, &str)]) ->
     let mut cmd = Command::new(bin());
     cmd.args(args(role, dir, extra))
         .stdin(Stdio::null())
-        .env_remove("LAMA_PASSPHRASE");
+        .env_remove("LAMA_PASSPHRASE")
+        .env_remove("LAMA_TRUST_SECRET");
     for (k, v) in env {
         cmd.env(k, v);
     }

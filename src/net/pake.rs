@@ -1,0 +1,359 @@
+//! Shared-secret pairing as pure steps: short codes (`7-lunar-pepper-canal`), the stretched
+//! trust secret, and a SPAKE2 exchange whose key is confirmed over the Noise handshake hash.
+//!
+//! Why SPAKE2 and not "hash the code and compare": a hash on the wire can be guessed offline
+//! at leisure; a PAKE gives an attacker exactly one guess per exchange, and the node counts
+//! those. Why the handshake hash in the confirmation: the SPAKE2 key alone does not say
+//! which transport session it belongs to, so a relay between two sessions could splice it;
+//! with the hash, a confirmation only verifies inside the one Noise session it was made for.
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use spake2::{Ed25519Group, Identity, Password, Spake2};
+use zeroize::Zeroizing;
+
+/// Words in a short code after its number.
+pub const CODE_WORDS: usize = 3;
+/// Highest short-code number (numbers run from 1).
+pub const MAX_SLOT: u16 = 999;
+/// Failed exchanges after which a short code is destroyed, and wrong trust secrets after
+/// which a node stops trying the secret for [`SECRET_LOCKOUT_SECS`].
+pub const MAX_ATTEMPTS: u32 = 3;
+/// Default short-code lifetime.
+pub const DEFAULT_CODE_TTL_SECS: u64 = 300;
+/// Longest short-code lifetime accepted from `ttl_secs`: a code is for reading aloud now.
+pub const MAX_CODE_TTL_SECS: u64 = 3600;
+/// How long a node refuses trust-secret pairing after [`MAX_ATTEMPTS`] wrong secrets.
+pub const SECRET_LOCKOUT_SECS: u64 = 600;
+/// Argon2id memory for stretching a trust secret, KiB (OWASP's minimum for Argon2id).
+pub const ARGON2_M_KIB: u32 = 19 * 1024;
+/// Argon2id passes.
+pub const ARGON2_T: u32 = 2;
+
+/// Domain separation for the SPAKE2 identities and the confirmation MACs.
+const CONTEXT: &str = "lama-tui/pake/1";
+
+static WORDLIST: &str = include_str!("../../assets/wordlist.txt");
+
+/// The 256 code words, in file order (a word's index is its value).
+pub fn wordlist() -> Vec<&'static str> {
+    WORDLIST.lines().filter(|l| !l.is_empty()).collect()
+}
+
+/// Bits of secret in a short code: the words only (the number names the code and is not
+/// secret).
+pub fn code_entropy_bits() -> u32 {
+    CODE_WORDS as u32 * (wordlist().len() as f64).log2() as u32
+}
+
+/// A short code: a number naming the code on its node, and secret words.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ShortCode {
+    /// Which open code on the node (1..=[`MAX_SLOT`]); not secret.
+    pub slot: u16,
+    words: [u8; CODE_WORDS],
+}
+
+impl std::fmt::Debug for ShortCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The words are the secret: they stay out of Debug output (and so out of logs).
+        write!(f, "ShortCode({}-…)", self.slot)
+    }
+}
+
+/// Why a typed short code cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ShortCodeError {
+    /// Nothing typed.
+    #[error("no code given: type the short code the node shows, e.g. 7-lunar-pepper-canal")]
+    Empty,
+    /// The first part is not a number in range.
+    #[error("a short code starts with its number (1 to {MAX_SLOT}), e.g. 7-lunar-pepper-canal; got {0:?}")]
+    BadNumber(String),
+    /// Not the right number of words.
+    #[error("a short code has a number and {CODE_WORDS} words, e.g. 7-lunar-pepper-canal; got {0} words")]
+    WordCount(usize),
+    /// A word that is not on the list.
+    #[error(
+        "{word:?} is not a code word{}; check the spelling",
+        did_you_mean(hint)
+    )]
+    UnknownWord {
+        /// The typed word.
+        word: String,
+        /// The closest list words (one typo away or two), best first.
+        hint: Vec<String>,
+    },
+}
+
+impl ShortCode {
+    /// A fresh code in `slot` from random bytes.
+    pub fn new(slot: u16, random: [u8; CODE_WORDS]) -> ShortCode {
+        ShortCode {
+            slot,
+            words: random,
+        }
+    }
+
+    /// Parse what a person typed: case, surrounding space, and spaces or dashes between
+    /// parts do not matter.
+    pub fn parse(s: &str) -> Result<ShortCode, ShortCodeError> {
+        let lower = s.trim().to_lowercase();
+        let parts: Vec<&str> = lower
+            .split(|c: char| c == '-' || c.is_whitespace())
+            .filter(|p| !p.is_empty())
+            .collect();
+        let Some((num, rest)) = parts.split_first() else {
+            return Err(ShortCodeError::Empty);
+        };
+        let slot: u16 = num
+            .parse()
+            .ok()
+            .filter(|n| (1..=MAX_SLOT).contains(n))
+            .ok_or_else(|| ShortCodeError::BadNumber(num.to_string()))?;
+        if rest.len() != CODE_WORDS {
+            return Err(ShortCodeError::WordCount(rest.len()));
+        }
+        let list = wordlist();
+        let mut words = [0u8; CODE_WORDS];
+        for (slot_word, w) in words.iter_mut().zip(rest) {
+            match list.iter().position(|l| l == w) {
+                Some(i) => {
+                    *slot_word = u8::try_from(i).expect("invariant: the word list has 256 words")
+                }
+                None => {
+                    return Err(ShortCodeError::UnknownWord {
+                        word: w.to_string(),
+                        hint: closest(&list, w),
+                    })
+                }
+            }
+        }
+        Ok(ShortCode { slot, words })
+    }
+
+    /// Does this text look like a short code (a number, a dash, a letter)? Used to route
+    /// what a person pasted to the right kind of pairing.
+    pub fn looks_like(s: &str) -> bool {
+        let t = s.trim();
+        let digits = t.chars().take_while(|c| c.is_ascii_digit()).count();
+        digits > 0
+            && t[digits..]
+                .chars()
+                .next()
+                .is_some_and(|c| c == '-' || c == ' ')
+    }
+
+    /// The canonical text, `7-lunar-pepper-canal`. This is the PAKE password: show it only
+    /// to the person who asked for it.
+    pub fn reveal(&self) -> String {
+        let list = wordlist();
+        let mut s = self.slot.to_string();
+        for w in self.words {
+            s.push('-');
+            s.push_str(list[usize::from(w)]);
+        }
+        s
+    }
+}
+
+fn did_you_mean(hint: &[String]) -> String {
+    if hint.is_empty() {
+        return String::new();
+    }
+    let quoted: Vec<String> = hint.iter().map(|h| format!("{h:?}")).collect();
+    format!(" (did you mean {}?)", quoted.join(" or "))
+}
+
+/// The list words nearest to `w` (at most three, within edit distance 2), in list order.
+fn closest(list: &[&str], w: &str) -> Vec<String> {
+    let dist: Vec<usize> = list.iter().map(|l| edit_distance(l, w)).collect();
+    let Some(best) = dist.iter().copied().min().filter(|d| *d <= 2) else {
+        return Vec::new();
+    };
+    let near: Vec<String> = list
+        .iter()
+        .zip(&dist)
+        .filter(|(_, d)| **d == best)
+        .map(|(l, _)| l.to_string())
+        .collect();
+    if near.len() > 3 {
+        Vec::new()
+    } else {
+        near
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The password of a trust secret for pairing with the node whose Person id is
+/// `node_person_id`: Argon2id over the secret, salted with that id so one precomputed table
+/// serves one node only.
+pub fn stretch_secret(secret: &[u8], node_person_id: &str) -> Zeroizing<Vec<u8>> {
+    let salt = Sha256::digest(format!("{CONTEXT}/trust-secret/{node_person_id}").as_bytes());
+    let params = argon2::Params::new(ARGON2_M_KIB, ARGON2_T, 1, Some(32))
+        .expect("invariant: constant Argon2 parameters are valid");
+    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let mut out = Zeroizing::new(vec![0u8; 32]);
+    a.hash_password_into(secret, &salt, &mut out)
+        .expect("invariant: a 32-byte salt and output fit Argon2's limits");
+    out
+}
+
+/// What the dialer asks for in its Hello.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum PakeRequest {
+    /// Pair with the short code numbered `slot`.
+    Code {
+        /// The code's number.
+        slot: u16,
+    },
+    /// Pair with the shared trust secret.
+    Secret,
+}
+
+/// Which end of the exchange: the dialer is SPAKE2 side A, the listener side B.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The dialing instance (SPAKE2 A).
+    Dialer,
+    /// The listening instance (SPAKE2 B).
+    Listener,
+}
+
+impl Side {
+    fn label(self) -> &'static str {
+        match self {
+            Side::Dialer => "dialer",
+            Side::Listener => "listener",
+        }
+    }
+    fn other(self) -> Side {
+        match self {
+            Side::Dialer => Side::Listener,
+            Side::Listener => Side::Dialer,
+        }
+    }
+}
+
+/// Why an exchange failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PakeError {
+    /// The other side used another code or secret (or is not the session's peer).
+    #[error("the code did not match")]
+    Mismatch,
+    /// A message was not a SPAKE2 message or came at the wrong step.
+    #[error("malformed PAKE message: {0}")]
+    Malformed(String),
+}
+
+/// One side of a SPAKE2 exchange bound to a Noise session.
+pub struct PakeExchange {
+    side: Side,
+    spake: Option<Spake2<Ed25519Group>>,
+    key: Option<Zeroizing<Vec<u8>>>,
+    transcript: Vec<u8>,
+}
+
+impl std::fmt::Debug for PakeExchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PakeExchange")
+            .field("side", &self.side)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PakeExchange {
+    /// Start: `password` is the short code's text or the stretched secret; the instance
+    /// ids of both ends and the Noise handshake hash bind the result to this session.
+    /// Returns our SPAKE2 message.
+    pub fn start(
+        side: Side,
+        password: &[u8],
+        dialer_instance: &str,
+        listener_instance: &str,
+        handshake_hash: &[u8],
+    ) -> (PakeExchange, Vec<u8>) {
+        let pw = Password::new(password);
+        let (a, b) = spake_identities(dialer_instance, listener_instance);
+        let (id_a, id_b) = (Identity::new(a.as_bytes()), Identity::new(b.as_bytes()));
+        let (spake, msg) = match side {
+            Side::Dialer => Spake2::<Ed25519Group>::start_a(&pw, &id_a, &id_b),
+            Side::Listener => Spake2::<Ed25519Group>::start_b(&pw, &id_a, &id_b),
+        };
+        let ex = PakeExchange {
+            side,
+            spake: Some(spake),
+            key: None,
+            transcript: handshake_hash.to_vec(),
+        };
+        (ex, msg)
+    }
+
+    /// The peer's SPAKE2 message: derive the shared key. Returns our confirmation MAC.
+    pub fn on_peer_msg(&mut self, msg: &[u8]) -> Result<Vec<u8>, PakeError> {
+        let spake = self
+            .spake
+            .take()
+            .ok_or_else(|| PakeError::Malformed("a second PAKE message".into()))?;
+        let key = spake
+            .finish(msg)
+            .map_err(|e| PakeError::Malformed(e.to_string()))?;
+        self.key = Some(Zeroizing::new(key));
+        Ok(self.mac(self.side))
+    }
+
+    /// Check the peer's confirmation MAC (constant time).
+    pub fn check_confirm(&self, mac: &[u8]) -> Result<(), PakeError> {
+        let key = self
+            .key
+            .as_ref()
+            .ok_or_else(|| PakeError::Malformed("confirmation before the PAKE message".into()))?;
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key)
+            .expect("invariant: HMAC takes keys of any length");
+        m.update(&confirm_input(self.side.other(), &self.transcript));
+        m.verify_slice(mac).map_err(|_| PakeError::Mismatch)
+    }
+
+    fn mac(&self, side: Side) -> Vec<u8> {
+        let key = self.key.as_ref().expect("invariant: called after finish");
+        confirm_mac(key, side, &self.transcript)
+    }
+}
+
+/// The SPAKE2 identities (A, B) of an exchange between two instances.
+pub fn spake_identities(dialer_instance: &str, listener_instance: &str) -> (String, String) {
+    (
+        format!("{CONTEXT}/dialer/{dialer_instance}"),
+        format!("{CONTEXT}/listener/{listener_instance}"),
+    )
+}
+
+fn confirm_input(side: Side, handshake_hash: &[u8]) -> Vec<u8> {
+    let mut v = format!("{CONTEXT}/confirm/{}/", side.label()).into_bytes();
+    v.extend_from_slice(handshake_hash);
+    v
+}
+
+/// The confirmation MAC `side` sends: HMAC-SHA256 under the SPAKE2 key over
+/// `lama-tui/pake/1/confirm/<side>/` followed by the Noise handshake hash.
+pub fn confirm_mac(key: &[u8], side: Side, handshake_hash: &[u8]) -> Vec<u8> {
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .expect("invariant: HMAC takes keys of any length");
+    m.update(&confirm_input(side, handshake_hash));
+    m.finalize().into_bytes().to_vec()
+}
