@@ -158,6 +158,7 @@ fn cfg(role: Role, dir: &Path) -> Config {
         discovery: Scope::Off,
         trust_secret: None,
         node_url: crate::app::cli::DEFAULT_NODE_URL.into(),
+        public_url: None,
     }
 }
 

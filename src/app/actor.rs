@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -39,7 +39,7 @@ pub const VIA_SECRET: &str = "trust_secret";
 pub const INTERNAL_CAPACITY: usize = 256;
 /// Capacity of the queue of application messages from links into the actor.
 pub const INBOUND_CAPACITY: usize = 1024;
-/// Handshakes in progress at once; further TCP connections are closed at once.
+/// Handshakes in progress at once; a further connection evicts the oldest of them.
 pub const MAX_PENDING_HANDSHAKES: usize = 64;
 /// How often the connection manager is polled.
 pub const MANAGER_TICK: std::time::Duration = std::time::Duration::from_millis(200);
@@ -204,7 +204,7 @@ pub struct Actor {
     redial: std::collections::HashSet<String>,
     announce_seen: HashMap<String, u64>,
     next_conn: u64,
-    handshake_slots: Arc<Semaphore>,
+    handshake_slots: tasks::PendingHandshakes,
     /// Node: the trust secret stretched for our own Person id (the salt dialers use).
     secret_password: Option<Zeroizing<Vec<u8>>>,
     /// Node: start times of trust-secret exchanges not (yet) successful, for the lockout.
@@ -288,7 +288,7 @@ impl Actor {
             redial: Default::default(),
             announce_seen: HashMap::new(),
             next_conn: 1,
-            handshake_slots: Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES)),
+            handshake_slots: tasks::PendingHandshakes::default(),
             secret_password,
             secret_attempts: Vec::new(),
         })
@@ -1560,16 +1560,16 @@ impl Actor {
     }
 
     fn spawn_accept(&mut self, tcp: TcpStream, addr: std::net::SocketAddr) {
-        let Ok(permit) = self.handshake_slots.clone().try_acquire_owned() else {
-            tracing::warn!(%addr, "too many handshakes in progress; dropping connection");
-            return;
-        };
         let conn_id = self.next_conn_id();
+        let (slot, evicted) = self.handshake_slots.admit(conn_id, MAX_PENDING_HANDSHAKES);
+        if evicted.is_some() {
+            tracing::debug!(%addr, "handshake slots full: evicted the oldest handshake");
+        }
         self.tasks.spawn(tasks::serve_incoming(
             self.ctx.clone(),
             tcp,
             addr,
-            permit,
+            slot,
             conn_id,
             self.cancel.child_token(),
         ));

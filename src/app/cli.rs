@@ -57,6 +57,12 @@ pub struct Args {
     #[arg(long)]
     pub detach: bool,
 
+    /// Node: the address this node gives out in invitations, its profile and discovery
+    /// announcements, when peers reach it through something else than --listen (a port
+    /// forward, a reverse proxy, a tunnel). Default: ws://<the --listen address>.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+
     /// Let peers that are not contacts connect without an invitation. They get nothing
     /// that was not explicitly shared with them.
     #[arg(long)]
@@ -112,6 +118,16 @@ impl Args {
         if self.provision_node && self.role != RoleArg::Client {
             return Err("--provision-node is for a client: it starts a node of its own".into());
         }
+        if let Some(u) = &self.public_url {
+            if !(u.starts_with("ws://") || u.starts_with("wss://")) || u.len() > 200 {
+                return Err(format!(
+                    "--public-url must be a ws:// or wss:// URL of at most 200 bytes, e.g. ws://example.org:8765; got {u:?}"
+                ));
+            }
+            if self.role != RoleArg::Node {
+                return Err("--public-url is for a node: a client does not listen".into());
+            }
+        }
         let role = match self.role {
             RoleArg::Node => Role::Node,
             RoleArg::Client => Role::Client,
@@ -137,6 +153,7 @@ impl Args {
                 .filter(|p| !p.is_empty())
                 .map(|s| TrustSecret(zeroize::Zeroizing::new(s))),
             node_url: self.node_url.clone(),
+            public_url: self.public_url.clone(),
             discovery: match self.discovery {
                 DiscoveryArg::Local => Scope::Local,
                 DiscoveryArg::Lan => Scope::Lan,

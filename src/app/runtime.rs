@@ -70,6 +70,8 @@ pub struct Config {
     /// The node a client pairs with by trust secret, and the default address for short
     /// codes.
     pub node_url: String,
+    /// Node: the address given out instead of the bound one (`--public-url`).
+    pub public_url: Option<String>,
 }
 
 /// A shared trust secret: zeroed on drop, never printed.
@@ -835,7 +837,11 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
             } else {
                 a.ip().to_string()
             };
-            Some(format!("ws://{host}:{}", a.port()))
+            Some(
+                cfg.public_url
+                    .clone()
+                    .unwrap_or_else(|| format!("ws://{host}:{}", a.port())),
+            )
         }
         None => None,
     };

@@ -4,8 +4,11 @@
 
 use std::net::SocketAddr;
 
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
@@ -29,13 +32,79 @@ async fn ask_actor<T>(
     rx.await.ok()
 }
 
+/// Handshakes in progress, oldest first. When all slots are taken a new connection evicts
+/// the oldest one instead of being turned away: a flood of stalled handshakes then cannot
+/// lock contacts out for a whole handshake timeout, since a contact's handshake takes
+/// milliseconds while the flood's connections wait to be evicted.
+#[derive(Clone, Default)]
+pub struct PendingHandshakes(Arc<Mutex<VecDeque<(u64, CancellationToken)>>>);
+
+impl PendingHandshakes {
+    /// Take a slot for `conn_id`, evicting the oldest handshake when `max` are in progress.
+    /// Returns the slot and the evicted connection, if any.
+    pub fn admit(&self, conn_id: u64, max: usize) -> (PendingSlot, Option<u64>) {
+        let mut q = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let evicted = if q.len() >= max {
+            q.pop_front().map(|(id, cancel)| {
+                cancel.cancel();
+                id
+            })
+        } else {
+            None
+        };
+        let cancel = CancellationToken::new();
+        q.push_back((conn_id, cancel.clone()));
+        let slot = PendingSlot {
+            set: self.clone(),
+            conn_id,
+            evicted: cancel,
+        };
+        (slot, evicted)
+    }
+
+    /// Handshakes in progress.
+    pub fn len(&self) -> usize {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    /// No handshake in progress.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One handshake's slot; dropping it frees the slot.
+pub struct PendingSlot {
+    set: PendingHandshakes,
+    conn_id: u64,
+    /// Cancelled when a newer connection evicts this handshake.
+    pub evicted: CancellationToken,
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        let mut q = self
+            .set
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        q.retain(|(id, _)| *id != self.conn_id);
+    }
+}
+
 /// Serve one incoming TCP connection: WebSocket, handshake, authorisation, and (for an
 /// invitation) the node's side of pairing; then run it as a normal link.
 pub async fn serve_incoming(
     ctx: TaskCtx,
     tcp: TcpStream,
     addr: SocketAddr,
-    permit: OwnedSemaphorePermit,
+    slot: PendingSlot,
     conn_id: u64,
     cancel: CancellationToken,
 ) {
@@ -89,9 +158,17 @@ pub async fn serve_incoming(
             }
         }
     };
-    let link = match timeout(HANDSHAKE_TIMEOUT, setup).await {
+    let evicted = slot.evicted.clone();
+    let outcome = tokio::select! {
+        _ = evicted.cancelled() => {
+            tracing::info!(%addr, "handshake dropped: all handshake slots are taken and this was the oldest");
+            return;
+        }
+        o = timeout(HANDSHAKE_TIMEOUT, setup) => o,
+    };
+    let link = match outcome {
         Err(_) => {
-            tracing::info!(%addr, "handshake timed out");
+            tracing::info!(%addr, "handshake timed out after {HANDSHAKE_TIMEOUT:?}: slot freed");
             return;
         }
         Ok(Err::<_, ConnError>(e)) => {
@@ -101,7 +178,7 @@ pub async fn serve_incoming(
         Ok(Ok(None)) => return,
         Ok(Ok(Some(l))) => l,
     };
-    drop(permit);
+    drop(slot);
     let dialer = link.peer.instance_id.clone();
     run_registered(ctx, link, conn_id, dialer, cancel).await;
 }
