@@ -511,7 +511,7 @@ fn the_attack_matrix_is_refused_and_the_node_keeps_serving() {
             hlc(1_800_000_000_005),
             text(&"x".repeat(lama_tui::net::sync::MAX_TEXT + 1)),
         );
-        let forged = vec![
+        let forged = [
             (bad_sig, Invalid::BadSignature),
             (not_member, Invalid::NotMember),
             (gap, Invalid::Gap),
