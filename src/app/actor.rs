@@ -129,6 +129,10 @@ pub enum Internal {
         dialer_instance: String,
         /// The version of our profile the peer holds.
         peer_known_profile: Option<u64>,
+        /// Answered once the link is registered (or refused as a duplicate). Its messages
+        /// travel on another queue than this one; they wait for this answer, or one could
+        /// overtake the registration and be dropped as coming from an unknown link.
+        registered: oneshot::Sender<()>,
     },
     /// A link ended.
     LinkDown {
@@ -1240,14 +1244,18 @@ impl Actor {
                 cancel,
                 dialer_instance,
                 peer_known_profile,
-            } => self.on_link_up(
-                peer,
-                conn_id,
-                outbox,
-                cancel,
-                dialer_instance,
-                peer_known_profile,
-            ),
+                registered,
+            } => {
+                self.on_link_up(
+                    peer,
+                    conn_id,
+                    outbox,
+                    cancel,
+                    dialer_instance,
+                    peer_known_profile,
+                );
+                let _ = registered.send(());
+            }
             Internal::LinkDown {
                 person_id,
                 conn_id,

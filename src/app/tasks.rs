@@ -693,6 +693,7 @@ pub async fn run_registered<S>(
         "{dialer_instance}/{}",
         hex::encode(link.session.handshake_hash())
     );
+    let (reg_tx, reg_rx) = oneshot::channel();
     let _ = ctx
         .itx
         .send(Internal::LinkUp {
@@ -702,12 +703,18 @@ pub async fn run_registered<S>(
             cancel: cancel.clone(),
             dialer_instance: link_key,
             peer_known_profile: link.peer_known_profile,
+            registered: reg_tx,
         })
         .await;
     let forward = {
         let inbound = ctx.inbound.clone();
         let person_id = peer.person_id.clone();
         async move {
+            // The peer's first message (its `have`) must not reach the actor before the link
+            // does: it would be dropped and this side would never send the peer anything.
+            if reg_rx.await.is_err() {
+                return;
+            }
             while let Some(msg) = in_rx.recv().await {
                 let m = Inbound {
                     person_id: person_id.clone(),
