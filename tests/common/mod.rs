@@ -216,6 +216,24 @@ impl Peer {
         }
     }
 
+    /// Every line that has arrived so far, without waiting (including those kept in `seen`).
+    pub fn drain(&mut self) -> Vec<Value> {
+        let mut v = std::mem::take(&mut self.seen);
+        while let Ok(l) = self.lines.try_recv() {
+            v.push(l);
+        }
+        v
+    }
+
+    /// SIGKILL, no goodbye: the crash the store must survive. Returns what arrived before.
+    pub fn kill9(&mut self) -> Vec<Value> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // The reader thread forwards what was already written before it sees the end.
+        std::thread::sleep(Duration::from_millis(50));
+        self.drain()
+    }
+
     pub fn close_stdin(&mut self) {
         self.stdin = None;
     }
