@@ -41,6 +41,8 @@ pub const INTERNAL_CAPACITY: usize = 256;
 pub const INBOUND_CAPACITY: usize = 1024;
 /// Handshakes in progress at once; a further connection evicts the oldest of them.
 pub const MAX_PENDING_HANDSHAKES: usize = 64;
+/// Bytes a probe write must fit before a store that hit a full disk is reopened.
+pub const STORE_HEAL_PROBE_BYTES: usize = 1 << 20;
 /// How often the connection manager is polled.
 pub const MANAGER_TICK: std::time::Duration = std::time::Duration::from_millis(200);
 
@@ -213,6 +215,8 @@ pub struct Actor {
     secret_password: Option<Zeroizing<Vec<u8>>>,
     /// Node: start times of trust-secret exchanges not (yet) successful, for the lockout.
     secret_attempts: Vec<u64>,
+    /// A write hit a full disk; sled then refuses every write until the store is reopened.
+    store_full: bool,
 }
 
 impl Actor {
@@ -295,6 +299,7 @@ impl Actor {
             handshake_slots: tasks::PendingHandshakes::default(),
             secret_password,
             secret_attempts: Vec::new(),
+            store_full: false,
         })
     }
 
@@ -322,7 +327,10 @@ impl Actor {
                 Some(msg) = self.internal_rx.recv() => self.on_internal(msg),
                 Some(msg) = self.inbound_rx.recv() => self.on_inbound(msg),
                 Some(a) = arx.recv() => self.on_announcement(a),
-                _ = tick.tick() => self.poll_manager(),
+                _ = tick.tick() => {
+                    self.heal_store();
+                    self.poll_manager();
+                }
                 acc = accept(&listener) => match acc {
                     Ok((tcp, addr)) => self.spawn_accept(tcp, addr),
                     Err(e) => {
@@ -342,6 +350,62 @@ impl Actor {
             tracing::error!("final flush failed: {e}");
         }
         tracing::info!("instance stopped");
+    }
+
+    /// After a full disk sled keeps failing every write, even once there is room again, until
+    /// the database is reopened. When a probe file fits again, reopen the store in place and
+    /// redial, so peers resend what could not be stored. If the reopen fails, stop rather
+    /// than run on without a store.
+    fn heal_store(&mut self) {
+        if !self.store_full {
+            return;
+        }
+        let probe = self.cfg.data_dir.join(".space-probe");
+        let room = std::fs::write(&probe, vec![0u8; STORE_HEAL_PROBE_BYTES]).is_ok();
+        let _ = std::fs::remove_file(&probe);
+        if !room {
+            return;
+        }
+        let placeholder = match Store::placeholder() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!("cannot reopen the store yet: {e}");
+                return;
+            }
+        };
+        drop(std::mem::replace(&mut self.store, placeholder));
+        match Store::open(&self.cfg.data_dir) {
+            Ok(s) => {
+                self.store = s;
+                self.store_full = false;
+                tracing::info!("the disk has room again: store reopened");
+                let now = now_ms();
+                let peers: Vec<String> = self.links.keys().cloned().collect();
+                for slot in self.links.values() {
+                    slot.cancel.cancel();
+                }
+                for p in peers {
+                    self.redial.insert(p);
+                }
+                self.manager_redial_all(now);
+            }
+            Err(e) => {
+                tracing::error!("reopening the store failed: {e}");
+                self.emit(Event::Error {
+                    kind: "store".into(),
+                    message: format!("the store could not be reopened after the disk was full ({e}); restart lama-tui"),
+                });
+                self.cancel.cancel();
+            }
+        }
+    }
+
+    fn manager_redial_all(&mut self, now: u64) {
+        if let Ok(cs) = self.store.contacts() {
+            for c in cs {
+                self.manager.redial_now(&c.person_id(), now);
+            }
+        }
     }
 
     fn emit(&self, e: Event) {
@@ -566,7 +630,16 @@ impl Actor {
         let (e, out) = self
             .engine
             .write(&mut log, &self.me, channel, body, now_ms())
-            .map_err(|e| CommandError::BadArgument(e.to_string()))?;
+            .map_err(|e| match e {
+                crate::net::sync::WriteError::Log(l) if l.disk_full => {
+                    self.store_full = true;
+                    CommandError::Store(StoreError::DiskFull(self.cfg.data_dir.clone()))
+                }
+                crate::net::sync::WriteError::Log(l) => CommandError::Store(StoreError::Other(
+                    format!("could not store the message: {l}"),
+                )),
+                other => CommandError::BadArgument(other.to_string()),
+            })?;
         self.dispatch(out);
         Ok(e)
     }
@@ -666,6 +739,7 @@ impl Actor {
                 Err(e) => {
                     // No ack: the peer resends after the next link-up.
                     tracing::error!("flush before ack failed: {e}");
+                    self.store_full |= matches!(e, StoreError::DiskFull(_));
                     self.emit(Event::Error {
                         kind: "store".into(),
                         message: format!("cannot store received messages: {e}; free disk space, they will be fetched again"),
@@ -727,9 +801,12 @@ impl Actor {
             Err(e) => {
                 // Nothing of the batch was acknowledged: the peer resends it later.
                 tracing::error!("storing synced entries failed: {e}");
+                self.store_full |= e.disk_full;
                 self.emit(Event::Error {
-                    kind: "store".into(),
-                    message: format!("cannot store received messages: {e}; free disk space, they will be fetched again"),
+                    kind: if e.disk_full { "disk_full" } else { "store" }.into(),
+                    message: format!(
+                        "cannot store received messages: {e}; they will be fetched again"
+                    ),
                 });
                 if let Some(slot) = self.links.values().find(|s| s.conn_id == link) {
                     slot.cancel.cancel();

@@ -190,8 +190,23 @@ pub struct ChannelInfo {
 
 /// Errors of the storage behind a [`Log`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct LogError(pub String);
+#[error("{message}")]
+pub struct LogError {
+    /// What failed, for a person.
+    pub message: String,
+    /// The disk is full: the fix is free space, and nothing was lost.
+    pub disk_full: bool,
+}
+
+impl LogError {
+    /// A storage failure other than a full disk.
+    pub fn new(message: impl Into<String>) -> LogError {
+        LogError {
+            message: message.into(),
+            disk_full: false,
+        }
+    }
+}
 
 /// Storage of logs, channels and known persons.
 pub trait Log {
@@ -558,10 +573,10 @@ impl<L: Log + ?Sized> Log for Overlay<'_, L> {
         v
     }
     fn insert(&mut self, _: &Entry, _: Option<&ChannelInfo>) -> Result<(), LogError> {
-        Err(LogError("an overlay is read-only".into()))
+        Err(LogError::new("an overlay is read-only"))
     }
     fn put_person(&mut self, _: &Person) -> Result<(), LogError> {
-        Err(LogError("an overlay is read-only".into()))
+        Err(LogError::new("an overlay is read-only"))
     }
     fn flush(&mut self) -> Result<(), LogError> {
         Ok(())
@@ -1213,7 +1228,10 @@ impl Log for MemLog {
     }
     fn insert(&mut self, e: &Entry, channel: Option<&ChannelInfo>) -> Result<(), LogError> {
         if self.fail_writes {
-            return Err(LogError("disk full".into()));
+            return Err(LogError {
+                message: "disk full".into(),
+                disk_full: true,
+            });
         }
         self.entries
             .insert((e.channel.clone(), e.author.clone(), e.seq), e.clone());
@@ -1224,7 +1242,10 @@ impl Log for MemLog {
     }
     fn put_person(&mut self, p: &Person) -> Result<(), LogError> {
         if self.fail_writes {
-            return Err(LogError("disk full".into()));
+            return Err(LogError {
+                message: "disk full".into(),
+                disk_full: true,
+            });
         }
         self.persons.insert(p.id(), p.clone());
         Ok(())

@@ -55,8 +55,11 @@ fn info_of(c: Channel) -> ChannelInfo {
     }
 }
 
-fn le(e: impl std::fmt::Display) -> LogError {
-    LogError(e.to_string())
+fn le(e: super::StoreError) -> LogError {
+    LogError {
+        disk_full: matches!(e, super::StoreError::DiskFull(_)),
+        message: e.to_string(),
+    }
 }
 
 /// The key/value writes of one entry.
@@ -143,7 +146,7 @@ impl Store {
         }
         r.map_err(|e| match e {
             TransactionError::Storage(s) => le(self.sled_err(s)),
-            TransactionError::Abort(()) => LogError("transaction aborted".into()),
+            TransactionError::Abort(()) => LogError::new("transaction aborted"),
         })
     }
 

@@ -43,6 +43,9 @@ pub enum StoreError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A write failed for another reason (the sentence says which).
+    #[error("{0}")]
+    Other(String),
     /// The store belongs to a different identity than the key file.
     #[error("the store in {0} belongs to a different identity than identity.key beside it; restore the matching key file or use another --data-dir")]
     IdentityMismatch(PathBuf),
@@ -215,12 +218,22 @@ impl Store {
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
         let dir = data_dir.join(DB_DIR);
         std::fs::create_dir_all(&dir).map_err(|e| map_io(&dir, e))?;
-        // sled 0.34 can panic on some damaged files instead of returning `Corruption`;
-        // a damaged store must be a clear error, so the panic is contained here.
         // A bounded page cache: a chat history does not need sled's 1 GiB default in RAM.
         let cfg = sled::Config::new()
             .path(&dir)
             .cache_capacity(STORE_CACHE_BYTES);
+        Self::open_with(cfg, dir)
+    }
+
+    /// An empty throwaway store, to hold the place of a store being reopened.
+    pub fn placeholder() -> Result<Store, StoreError> {
+        let dir = std::env::temp_dir();
+        Self::open_with(sled::Config::new().temporary(true), dir)
+    }
+
+    fn open_with(cfg: sled::Config, dir: PathBuf) -> Result<Store, StoreError> {
+        // sled 0.34 can panic on some damaged files instead of returning `Corruption`;
+        // a damaged store must be a clear error, so the panic is contained here.
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || cfg.open()));
         let db = match opened {
             Ok(r) => r.map_err(|e| map_sled(&dir, e))?,
