@@ -21,6 +21,10 @@ pub const WINDOW: usize = 4;
 pub const BATCH_VERIFY_MIN: usize = 8;
 /// Entries read ahead per author log during catch-up.
 pub const CURSOR_CHUNK: usize = 64;
+/// Least entries read ahead per log: with many authors pending on one link the chunk shrinks
+/// so that a link's read-ahead stays near `CURSOR_CHUNK` entries in all (a node relaying
+/// 100 authors to 100 links would otherwise hold 100 x 100 x 64 entries).
+pub const CURSOR_MIN_CHUNK: usize = 4;
 /// Longest text body, in bytes.
 pub const MAX_TEXT: usize = 16 * 1024;
 /// Most members of a channel.
@@ -1033,6 +1037,7 @@ impl Engine {
                 }
             }
         }
+        let chunk = (CURSOR_CHUNK / pending.len().max(1)).max(CURSOR_MIN_CHUNK);
         while s.inflight.len() < WINDOW {
             let mut batch = Vec::new();
             let mut bytes = 0usize;
@@ -1052,7 +1057,7 @@ impl Engine {
                         cur.1 = sent;
                     }
                     if cur.0.is_empty() {
-                        let more = log.range(&k.0, &k.1, cur.1 + 1, CURSOR_CHUNK);
+                        let more = log.range(&k.0, &k.1, cur.1 + 1, chunk);
                         if let Some(last) = more.last() {
                             cur.1 = last.seq;
                         }
