@@ -185,3 +185,81 @@ fn provision_node_from_the_tui_opens_a_client_already_paired_and_connected() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_short_code_read_off_the_screen_and_a_prompted_trust_secret_pair_in_the_tuis() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = common::bin();
+    let tag = std::process::id();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The node asks for its trust secret on the terminal, without echo.
+    let node = Tmux::start(
+        &format!("lama-sc-node-{tag}"),
+        &format!(
+            "{bin} --role node --trust-secret --name node-demo@lama.local --listen 127.0.0.1:{port} --discovery off --data-dir {}",
+            tmp.path().join("n").display()
+        ),
+    );
+    node.wait_for("trust secret (not shown)");
+    node.literal("tuna sandwich");
+    assert!(
+        !node.screen().contains("tuna"),
+        "the secret was echoed:\n{}",
+        node.screen()
+    );
+    node.keys(&["Enter"]);
+    node.wait_for("node-demo@lama.local");
+
+    // Read the short code off the pairing screen, and type it (with the address) in the
+    // client's accept dialog.
+    node.keys(&["Tab", "p"]);
+    let screen = node.wait_for("wrong tries destroy it");
+    let lines: Vec<&str> = screen.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains("or read this short code out"))
+        .expect("the short code's caption");
+    let code = lines[at + 1]
+        .trim_matches(|c: char| c == '│' || c.is_whitespace())
+        .to_string();
+    assert_eq!(code.split('-').count(), 4, "{code:?} on\n{screen}");
+    let client = Tmux::start(
+        &format!("lama-sc-client-{tag}"),
+        &format!(
+            "{bin} --role client --name demo@lama.local --discovery off --data-dir {}",
+            tmp.path().join("c").display()
+        ),
+    );
+    client.wait_for("demo@lama.local");
+    client.keys(&["Tab", "a"]);
+    client.wait_for("accept an invitation");
+    client.literal(&format!("{code} ws://127.0.0.1:{port}"));
+    client.wait_for("short code looks right");
+    client.keys(&["Enter"]);
+    let s = client.wait_for("paired with node-demo@lama.local");
+    assert!(s.contains("verification"), "{s}");
+    node.keys(&["Escape"]);
+    node.wait_for("1/1 contacts connected");
+
+    // A client that knows the same secret pairs on its own at start.
+    let mut other = common::Peer::start_env(
+        "client",
+        &tmp.path().join("o"),
+        &[
+            "--discovery",
+            "off",
+            "--node-url",
+            &format!("ws://127.0.0.1:{port}"),
+        ],
+        &[("LAMA_TRUST_SECRET", "tuna sandwich")],
+    );
+    let e = other.event("contact_added");
+    assert_eq!(e["via"], "trust_secret", "{e}");
+    node.wait_for("2/2 contacts connected");
+    node.keys(&["Tab", "q"]);
+    client.keys(&["Tab", "q"]);
+}
