@@ -12,17 +12,6 @@ use std::time::{Duration, Instant};
 use common::Peer;
 use serde_json::{json, Value};
 
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
-    }
-}
-
 const KILLS: usize = 24;
 
 struct Pair {
@@ -142,17 +131,8 @@ impl Pair {
 
 #[test]
 fn kill_9_at_random_points_loses_nothing_that_was_reported_sent() {
-    let seed: u64 = std::env::var("LAMA_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("crash seed: {seed} (replay with LAMA_CRASH_SEED={seed})");
-    let mut rng = Rng(seed | 1);
+    let seed = common::seed_from_env("LAMA_CRASH_SEED");
+    let mut rng = common::Rng::new(seed);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

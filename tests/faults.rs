@@ -17,27 +17,12 @@ use std::time::{Duration, Instant};
 use common::Peer;
 use serde_json::json;
 
-/// A small deterministic generator (xorshift64*): the seed decides every fault.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 struct Shared {
     faults: AtomicBool,
     cuts: AtomicU64,
     stalls: AtomicU64,
     connections: AtomicU64,
-    rng: Mutex<Rng>,
+    rng: Mutex<common::Rng>,
 }
 
 impl Shared {
@@ -61,7 +46,7 @@ impl Proxy {
             cuts: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
             connections: AtomicU64::new(0),
-            rng: Mutex::new(Rng(seed | 1)),
+            rng: Mutex::new(common::Rng::new(seed)),
         });
         let sh = shared.clone();
         std::thread::spawn(move || {
@@ -192,16 +177,7 @@ fn history_ids(p: &mut Peer, ch: &str, id: u64) -> Vec<String> {
 
 #[test]
 fn instances_writing_through_a_cutting_proxy_converge_without_loss_or_duplicates() {
-    let seed: u64 = std::env::var("LAMA_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
-    eprintln!("fault seed: {seed} (replay with LAMA_FAULT_SEED={seed})");
+    let seed = common::seed_from_env("LAMA_FAULT_SEED");
     const CLIENTS: usize = 5;
     const MIN_CUTS: u64 = 300;
 

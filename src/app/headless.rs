@@ -176,6 +176,19 @@ pub fn parse_line(line: &str) -> Result<(Option<Value>, Request), BadLine> {
             )),
         }
     };
+    let ttl_arg = |default: u64, max: u64| -> Result<u64, BadLine> {
+        match obj.get("ttl_secs") {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => match v.as_u64() {
+                Some(n) if (1..=max).contains(&n) => Ok(n),
+                _ => Err(bad(
+                    id.clone(),
+                    "bad_argument",
+                    format!("`ttl_secs` must be a whole number of seconds from 1 to {max}"),
+                )),
+            },
+        }
+    };
     let optional_string = |name: &str| -> Result<Option<String>, BadLine> {
         match obj.get(name) {
             None | Some(Value::Null) => Ok(None),
@@ -195,40 +208,16 @@ pub fn parse_line(line: &str) -> Result<(Option<Value>, Request), BadLine> {
             url: string_arg("url")?,
         },
         "invite" => Request::Invite {
-            ttl_secs: match obj.get("ttl_secs") {
-                None | Some(Value::Null) => crate::net::pairing::DEFAULT_INVITE_TTL_SECS,
-                Some(v) => match v.as_u64() {
-                    Some(n) if (1..=crate::net::pairing::MAX_INVITE_TTL_SECS).contains(&n) => n,
-                    _ => {
-                        return Err(bad(
-                            id,
-                            "bad_argument",
-                            format!(
-                                "`ttl_secs` must be a whole number of seconds from 1 to {}",
-                                crate::net::pairing::MAX_INVITE_TTL_SECS
-                            ),
-                        ))
-                    }
-                },
-            },
+            ttl_secs: ttl_arg(
+                crate::net::pairing::DEFAULT_INVITE_TTL_SECS,
+                crate::net::pairing::MAX_INVITE_TTL_SECS,
+            )?,
         },
         "short_code" => Request::ShortCode {
-            ttl_secs: match obj.get("ttl_secs") {
-                None | Some(Value::Null) => crate::net::pake::DEFAULT_CODE_TTL_SECS,
-                Some(v) => match v.as_u64() {
-                    Some(n) if (1..=crate::net::pake::MAX_CODE_TTL_SECS).contains(&n) => n,
-                    _ => {
-                        return Err(bad(
-                            id,
-                            "bad_argument",
-                            format!(
-                                "`ttl_secs` must be a whole number of seconds from 1 to {}",
-                                crate::net::pake::MAX_CODE_TTL_SECS
-                            ),
-                        ))
-                    }
-                },
-            },
+            ttl_secs: ttl_arg(
+                crate::net::pake::DEFAULT_CODE_TTL_SECS,
+                crate::net::pake::MAX_CODE_TTL_SECS,
+            )?,
         },
         "accept_short" => Request::AcceptShort {
             code: string_arg("code")?,

@@ -20,7 +20,7 @@ use crate::net::conn::{self, ConnError, Link, HANDSHAKE_TIMEOUT, OUTBOX_CAPACITY
 use crate::net::handshake::{msg_name, HelloExtras, PeerIdentity};
 use crate::net::manager::DialRequest;
 use crate::net::pairing::{node_on_confirm, ClientPairing, PairError};
-use crate::net::pake::{stretch_secret, PakeError, PakeExchange, PakeRequest, ShortCode, Side};
+use crate::net::pake::{stretch_secret, PakeExchange, PakeRequest, ShortCode, Side};
 use crate::net::wire::{CloseCode, WireMsg};
 
 async fn ask_actor<T>(
@@ -246,39 +246,26 @@ where
         &ctx.me.instance_id(),
         link.session.handshake_hash(),
     );
-    let theirs = match link.recv().await? {
-        WireMsg::Pake { msg } => msg,
-        other => {
-            let why = format!("expected pake, got {}", msg_name(&other));
-            link.refuse(CloseCode::ProtocolError, &why).await;
-            return Ok(None);
-        }
+    let step = async {
+        let theirs = recv_pake(&mut link, PakeStep::Msg).await?;
+        link.send(&WireMsg::Pake {
+            msg: hex::encode(ours),
+        })
+        .await
+        .map_err(pair_conn_err)?;
+        let my_mac = ex
+            .on_peer_msg(&theirs)
+            .map_err(|e| PairError::Protocol(e.to_string()))?;
+        let mac = recv_pake(&mut link, PakeStep::Confirm).await?;
+        Ok::<_, PairError>((my_mac, ex.check_confirm(&mac).is_ok()))
     };
-    link.send(&WireMsg::Pake {
-        msg: hex::encode(ours),
-    })
-    .await?;
-    let my_mac = match hex::decode(&theirs)
-        .map_err(|e| PakeError::Malformed(e.to_string()))
-        .and_then(|m| ex.on_peer_msg(&m))
-    {
-        Ok(m) => m,
+    let (my_mac, ok) = match step.await {
+        Ok(r) => r,
         Err(e) => {
-            link.refuse(CloseCode::ProtocolError, &e.to_string()).await;
+            link.refuse(e.close_code(), &e.to_string()).await;
             return Ok(None);
         }
     };
-    let mac = match link.recv().await? {
-        WireMsg::PakeConfirm { mac } => mac,
-        other => {
-            let why = format!("expected pake_confirm, got {}", msg_name(&other));
-            link.refuse(CloseCode::ProtocolError, &why).await;
-            return Ok(None);
-        }
-    };
-    let ok = hex::decode(&mac)
-        .ok()
-        .is_some_and(|m| ex.check_confirm(&m).is_ok());
     if !ok {
         let peer = link.peer.clone();
         let refusal = ask_actor(ctx, |reply| Internal::PakeFailed { token, peer, reply })
@@ -598,37 +585,17 @@ pub async fn accept_pake(
         })
         .await
         .map_err(pair_conn_err)?;
-        let theirs = match link.recv().await.map_err(pair_conn_err)? {
-            WireMsg::Pake { msg } => msg,
-            other => {
-                return Err(PairError::Protocol(format!(
-                    "expected pake, got {}",
-                    msg_name(&other)
-                )))
-            }
-        };
-        let mac = hex::decode(&theirs)
-            .map_err(|e| PakeError::Malformed(e.to_string()))
-            .and_then(|m| ex.on_peer_msg(&m))
+        let theirs = recv_pake(&mut link, PakeStep::Msg).await?;
+        let mac = ex
+            .on_peer_msg(&theirs)
             .map_err(|e| PairError::Protocol(e.to_string()))?;
         link.send(&WireMsg::PakeConfirm {
             mac: hex::encode(mac),
         })
         .await
         .map_err(pair_conn_err)?;
-        let node_mac = match link.recv().await.map_err(pair_conn_err)? {
-            WireMsg::PakeConfirm { mac } => mac,
-            other => {
-                return Err(PairError::Protocol(format!(
-                    "expected pake_confirm, got {}",
-                    msg_name(&other)
-                )))
-            }
-        };
-        hex::decode(&node_mac)
-            .ok()
-            .filter(|m| ex.check_confirm(m).is_ok())
-            .ok_or_else(|| {
+        let node_mac = recv_pake(&mut link, PakeStep::Confirm).await?;
+        ex.check_confirm(&node_mac).map_err(|_| {
                 PairError::CodeMismatch(
                     "the node did not prove that it knows the code: possible man-in-the-middle; nothing was stored"
                         .into(),
@@ -662,6 +629,33 @@ pub async fn accept_pake(
         cancel,
     )
     .await;
+}
+
+/// The two PAKE messages, in the order they arrive.
+#[derive(Clone, Copy)]
+enum PakeStep {
+    /// `pake`: a SPAKE2 message.
+    Msg,
+    /// `pake_confirm`: a key confirmation MAC.
+    Confirm,
+}
+
+/// The next message, which must be the PAKE step `want`: its bytes.
+async fn recv_pake<S>(link: &mut Link<S>, want: PakeStep) -> Result<Vec<u8>, PairError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (name, hex) = match (want, link.recv().await.map_err(pair_conn_err)?) {
+        (PakeStep::Msg, WireMsg::Pake { msg }) => ("pake", msg),
+        (PakeStep::Confirm, WireMsg::PakeConfirm { mac }) => ("pake_confirm", mac),
+        (_, other) => {
+            return Err(PairError::Protocol(format!(
+                "expected the next PAKE message, got {}",
+                msg_name(&other)
+            )))
+        }
+    };
+    hex::decode(&hex).map_err(|e| PairError::Protocol(format!("{name} is not hex: {e}")))
 }
 
 fn pair_conn_err(e: ConnError) -> PairError {

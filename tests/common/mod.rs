@@ -264,3 +264,34 @@ pub fn run_fail(role: &str, dir: &Path, extra: &[&str], env: &[(&str, &str)]) ->
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A small deterministic generator (xorshift64*) for seeded fault and crash schedules.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+    }
+}
+
+/// The seed in `var`, or a fresh one; printed so that a failing run can be replayed.
+pub fn seed_from_env(var: &str) -> u64 {
+    let seed = std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("seed: {seed} (replay with {var}={seed})");
+    seed
+}
