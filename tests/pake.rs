@@ -60,6 +60,28 @@ fn short_code_pairs_then_chats_and_the_code_is_spent() {
     assert!(parts[0].parse::<u16>().is_ok(), "{code}");
     assert!(sc["expires_at"].as_u64().unwrap() > 0);
 
+    // Strangers that ask for the code's number and then say nothing cost it no guess.
+    let slot: u16 = parts[0].parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for i in 0..5u8 {
+        let stranger = common::ident(100 + i, "idle@lama.local");
+        let extras = lama_tui::net::handshake::HelloExtras {
+            pake: Some(lama_tui::net::pake::PakeRequest::Code { slot }),
+            ..Default::default()
+        };
+        let link = rt
+            .block_on(lama_tui::net::conn::dial(
+                &node.endpoint(),
+                &stranger,
+                None,
+                extras,
+            ))
+            .expect("admitted to try the code");
+        drop(link);
+    }
     // Typed the way people type: capitals, spaces instead of dashes.
     let typed = code.replace('-', " ").to_uppercase();
     let r = accept_short(&mut client, &typed, &node.endpoint(), 2);

@@ -6,9 +6,7 @@ mod common;
 
 use lama_tui::identity::LocalIdentity;
 use lama_tui::net::handshake::{Handshake, Session};
-use lama_tui::net::pairing::{
-    check_short_code, code_attempt_started, code_failed, Admission, PairError,
-};
+use lama_tui::net::pairing::{check_short_code, code_guess_counted, Admission, PairError};
 use lama_tui::net::pake::{
     code_entropy_bits, stretch_secret, wordlist, PakeError, PakeExchange, ShortCode,
     ShortCodeError, Side, MAX_ATTEMPTS,
@@ -293,27 +291,34 @@ fn attempts_are_bounded_and_states_are_named() {
         check_short_code(Some(&open_code(0)), 7, "p", 400),
         Err(PairError::CodeExpired(Some(400)))
     );
-    // Each exchange is counted when it starts; after MAX_ATTEMPTS failures the code is gone.
+    // Each confirmation is counted before it is checked; after MAX_ATTEMPTS the code takes
+    // no more guesses, whether they failed or are still being checked elsewhere.
     let mut rec = open_code(0);
     for i in 1..=MAX_ATTEMPTS {
         assert!(
             check_short_code(Some(&rec), 7, "p", 200).is_ok(),
             "attempt {i}"
         );
-        rec = code_failed(code_attempt_started(rec), 200);
+        rec = code_guess_counted(Some(rec), 7, "p", 200).unwrap();
     }
-    assert_eq!(rec.status, InviteStatus::Exhausted { at: 200 });
+    assert_eq!(rec.attempts, MAX_ATTEMPTS);
+    assert_eq!(rec.status_at(200), "exhausted");
     let e = check_short_code(Some(&rec), 7, "p", 200).unwrap_err();
     assert_eq!(e.kind(), "code_exhausted");
-    // Concurrent exchanges: the limit counts started ones, so a fourth cannot start even
-    // before the first three have failed.
-    let started = (0..MAX_ATTEMPTS).fold(open_code(0), |r, _| code_attempt_started(r));
-    assert_eq!(started.status, InviteStatus::Open);
+    let e = code_guess_counted(Some(rec.clone()), 7, "p", 200).unwrap_err();
     assert_eq!(
-        check_short_code(Some(&started), 7, "p", 200)
-            .unwrap_err()
-            .kind(),
-        "code_exhausted"
+        e.kind(),
+        "code_exhausted",
+        "a fourth confirmation is not checked"
+    );
+    // A connection that never confirms costs nothing: admission does not count.
+    let fresh = open_code(MAX_ATTEMPTS - 1);
+    for _ in 0..10 {
+        assert!(check_short_code(Some(&fresh), 7, "p", 200).is_ok());
+    }
+    assert_eq!(
+        code_guess_counted(None, 7, "p", 200),
+        Err(PairError::CodeUnknown(Some(7)))
     );
     // Used: once by its pairer again (a lost pair_done), never by another.
     let mut used = open_code(1);

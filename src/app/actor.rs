@@ -28,7 +28,6 @@ use crate::net::pake::{self, PakeRequest, ShortCode};
 use crate::net::sync::{Body, Engine, Log, Output, PeerInfo, SyncMsg};
 use crate::net::wire::{CloseCode, WireMsg};
 use crate::store::{Contact, InviteRecord, InviteStatus, PairingCommit, Store, StoreError};
-use zeroize::Zeroizing;
 
 /// `via` of a contact paired by short code.
 pub const VIA_SHORT_CODE: &str = "short_code";
@@ -67,7 +66,7 @@ pub enum Verdict {
     /// pairing exchange.
     Pake {
         /// The PAKE password: the short code's text or the stretched trust secret.
-        password: Zeroizing<Vec<u8>>,
+        password: pake::Password,
         /// The short code's store key; `None` for the trust secret.
         token: Option<String>,
         /// Our profile for `pair_offer`.
@@ -89,6 +88,15 @@ pub enum Internal {
         pake: Option<PakeRequest>,
         /// Answer.
         reply: oneshot::Sender<Verdict>,
+    },
+    /// Node: a PAKE confirmation from `peer` arrived; count it before checking it.
+    PakeGuess {
+        /// The short code's store key; `None` for the trust secret.
+        token: Option<String>,
+        /// Who guesses.
+        peer: PeerIdentity,
+        /// Answer: may the confirmation be checked.
+        reply: oneshot::Sender<Result<(), PairError>>,
     },
     /// Node: a PAKE confirmation from `peer` did not verify.
     PakeFailed {
@@ -212,10 +220,11 @@ pub struct Actor {
     next_conn: u64,
     handshake_slots: tasks::PendingHandshakes,
     /// Node: the trust secret stretched for our own Person id (the salt dialers use).
-    secret_password: Option<Zeroizing<Vec<u8>>>,
+    secret_password: Option<pake::Password>,
     /// Node: start times of trust-secret exchanges not (yet) successful, for the lockout.
     secret_attempts: Vec<u64>,
-    /// A write hit a full disk; sled then refuses every write until the store is reopened.
+    /// The disk is full: sled refuses every write until the store is reopened, and links
+    /// are closed meanwhile (see `enter_disk_full`).
     store_full: bool,
 }
 
@@ -250,7 +259,10 @@ impl Actor {
             }
         };
         let secret_password = match (&cfg.trust_secret, cfg.role) {
-            (Some(s), Role::Node) => Some(pake::stretch_secret(s.0.as_bytes(), &me.person_id())),
+            (Some(s), Role::Node) => Some(pake::Password(pake::stretch_secret(
+                s.0.as_bytes(),
+                &me.person_id(),
+            ))),
             _ => None,
         };
         let (itx, internal_rx) = mpsc::channel(INTERNAL_CAPACITY);
@@ -321,6 +333,10 @@ impl Actor {
         self.auto_pair_by_secret();
         let mut tick = tokio::time::interval(MANAGER_TICK);
         loop {
+            // Checked first on every turn: after a failed store reopen nothing else may run.
+            if self.cancel.is_cancelled() {
+                break;
+            }
             tokio::select! {
                 _ = self.cancel.cancelled() => break,
                 Some(cmd) = self.commands.recv() => self.on_command(cmd),
@@ -328,6 +344,9 @@ impl Actor {
                 Some(msg) = self.inbound_rx.recv() => self.on_inbound(msg),
                 Some(a) = arx.recv() => self.on_announcement(a),
                 _ = tick.tick() => {
+                    if self.store.disk_full_seen() {
+                        self.enter_disk_full();
+                    }
                     self.heal_store();
                     self.poll_manager();
                 }
@@ -356,6 +375,20 @@ impl Actor {
     /// the database is reopened. When a probe file fits again, reopen the store in place and
     /// redial, so peers resend what could not be stored. If the reopen fails, stop rather
     /// than run on without a store.
+    /// The disk is full: close every link and accept none until the store is healed. Nothing
+    /// received could be stored anyway, and an entry whose flush failed must not reach a
+    /// peer (after the reopen its position in the log may be taken by another).
+    fn enter_disk_full(&mut self) {
+        if self.store_full {
+            return;
+        }
+        self.store_full = true;
+        tracing::warn!("the disk is full: links are closed until there is room again");
+        for slot in self.links.values() {
+            slot.cancel.cancel();
+        }
+    }
+
     fn heal_store(&mut self) {
         if !self.store_full {
             return;
@@ -632,7 +665,6 @@ impl Actor {
             .write(&mut log, &self.me, channel, body, now_ms())
             .map_err(|e| match e {
                 crate::net::sync::WriteError::Log(l) if l.disk_full => {
-                    self.store_full = true;
                     CommandError::Store(StoreError::DiskFull(self.cfg.data_dir.clone()))
                 }
                 crate::net::sync::WriteError::Log(l) => CommandError::Store(StoreError::Other(
@@ -739,7 +771,6 @@ impl Actor {
                 Err(e) => {
                     // No ack: the peer resends after the next link-up.
                     tracing::error!("flush before ack failed: {e}");
-                    self.store_full |= matches!(e, StoreError::DiskFull(_));
                     self.emit(Event::Error {
                         kind: "store".into(),
                         message: format!("cannot store received messages: {e}; free disk space, they will be fetched again"),
@@ -801,7 +832,9 @@ impl Actor {
             Err(e) => {
                 // Nothing of the batch was acknowledged: the peer resends it later.
                 tracing::error!("storing synced entries failed: {e}");
-                self.store_full |= e.disk_full;
+                if e.disk_full {
+                    self.enter_disk_full();
+                }
                 self.emit(Event::Error {
                     kind: if e.disk_full { "disk_full" } else { "store" }.into(),
                     message: format!(
@@ -994,24 +1027,19 @@ impl Actor {
         })
     }
 
-    /// A stranger asks to pair by PAKE: check the code or secret may be tried, and count
-    /// the attempt durably before any guess can be checked.
+    /// A stranger asks to pair by PAKE: may the code or the secret be tried at all? Nothing
+    /// is counted yet: a guess is counted when its confirmation arrives ([`Self::pake_guess`]).
     fn admit_pake(&mut self, peer: &PeerIdentity, req: PakeRequest) -> Result<Verdict, PairError> {
         let now = now_secs();
-        let store_err =
-            |e: StoreError| PairError::Protocol(format!("the node's store failed: {e}"));
         let profile = Box::new(self.profile.clone());
         match req {
             PakeRequest::Code { slot } => {
                 let key = pairing::short_code_key(slot);
-                let rec = self.store.invite(&key).map_err(store_err)?;
+                let rec = self.store.invite(&key).map_err(pake_store_err)?;
                 pairing::check_short_code(rec.as_ref(), slot, &peer.person_id, now)?;
-                let rec = pairing::code_attempt_started(
-                    rec.expect("invariant: check_short_code admits only a stored code"),
-                );
-                self.store.put_invite(&rec).map_err(store_err)?;
+                let rec = rec.expect("invariant: check_short_code admits only a stored code");
                 Ok(Verdict::Pake {
-                    password: Zeroizing::new(rec.code.clone().into_bytes()),
+                    password: pake::Password::new(rec.code.clone().into_bytes()),
                     token: Some(key),
                     profile,
                 })
@@ -1020,21 +1048,49 @@ impl Actor {
                 let Some(pw) = &self.secret_password else {
                     return Err(PairError::NoTrustSecret);
                 };
-                self.secret_attempts
-                    .retain(|t| now < t + pake::SECRET_LOCKOUT_SECS);
-                if self.secret_attempts.len() >= pake::MAX_ATTEMPTS as usize {
-                    let until = self.secret_attempts[0] + pake::SECRET_LOCKOUT_SECS;
-                    return Err(PairError::CodeExhausted(format!(
-                        "{} wrong trust secrets in a row: this node tries the secret again from unix time {until}; check that both sides use the same secret",
-                        pake::MAX_ATTEMPTS
-                    )));
-                }
-                self.secret_attempts.push(now);
+                let pw = pw.clone();
+                self.secret_locked(now)?;
                 Ok(Verdict::Pake {
-                    password: pw.clone(),
+                    password: pw,
                     token: None,
                     profile,
                 })
+            }
+        }
+    }
+
+    /// The trust secret is locked after too many wrong guesses in the lockout window.
+    fn secret_locked(&mut self, now: u64) -> Result<(), PairError> {
+        self.secret_attempts
+            .retain(|t| now < t + pake::SECRET_LOCKOUT_SECS);
+        if self.secret_attempts.len() >= pake::MAX_ATTEMPTS as usize {
+            let until = self.secret_attempts[0] + pake::SECRET_LOCKOUT_SECS;
+            return Err(PairError::CodeExhausted(format!(
+                "{} wrong trust secrets in a row: this node tries the secret again from unix time {until}; check that both sides use the same secret",
+                pake::MAX_ATTEMPTS
+            )));
+        }
+        Ok(())
+    }
+
+    /// A confirmation has arrived: count the guess durably before it is checked, or refuse
+    /// to check it when no guess is left.
+    fn pake_guess(&mut self, token: Option<&str>, peer: &PeerIdentity) -> Result<(), PairError> {
+        let now = now_secs();
+        match token {
+            Some(key) => {
+                let slot = key
+                    .trim_start_matches("short:")
+                    .parse()
+                    .map_err(|_| PairError::CodeUnknown(None))?;
+                let rec = self.store.invite(key).map_err(pake_store_err)?;
+                let rec = pairing::code_guess_counted(rec, slot, &peer.person_id, now)?;
+                self.store.put_invite(&rec).map_err(pake_store_err)
+            }
+            None => {
+                self.secret_locked(now)?;
+                self.secret_attempts.push(now);
+                Ok(())
             }
         }
     }
@@ -1044,15 +1100,9 @@ impl Actor {
         let who = format!("{} ({})", peer.person.name, short_id(&peer.person_id));
         let (mine, theirs) = match token {
             Some(key) => {
-                let now = now_secs();
+                // The guess was counted when its confirmation arrived.
                 let left = match self.store.invite(&key) {
-                    Ok(Some(rec)) => {
-                        let rec = pairing::code_failed(rec, now);
-                        if let Err(e) = self.store.put_invite(&rec) {
-                            tracing::error!("could not record a failed short-code attempt: {e}");
-                        }
-                        pake::MAX_ATTEMPTS.saturating_sub(rec.attempts)
-                    }
+                    Ok(Some(rec)) => pake::MAX_ATTEMPTS.saturating_sub(rec.attempts),
                     _ => 0,
                 };
                 let slot = key.trim_start_matches("short:");
@@ -1227,6 +1277,12 @@ impl Actor {
         invite: Option<&str>,
         pake: Option<PakeRequest>,
     ) -> Verdict {
+        if self.store_full {
+            return Verdict::Refuse(
+                CloseCode::Shutdown,
+                "this instance's disk is full; it accepts links again once it has room".into(),
+            );
+        }
         if peer.person_id == self.me.person_id() {
             return Verdict::Accept {
                 known_profile: None,
@@ -1301,6 +1357,9 @@ impl Actor {
             Internal::NodeCommit { commit, reply } => {
                 let r = self.commit_node(commit);
                 let _ = reply.send(r);
+            }
+            Internal::PakeGuess { token, peer, reply } => {
+                let _ = reply.send(self.pake_guess(token.as_deref(), &peer));
             }
             Internal::PakeFailed { token, peer, reply } => {
                 let _ = reply.send(self.pake_failed(token, &peer));
@@ -1386,7 +1445,6 @@ impl Actor {
                 return Err(match status {
                     Some(InviteStatus::Revoked { .. }) => PairError::Revoked,
                     Some(InviteStatus::Used { .. }) => PairError::Used,
-                    Some(InviteStatus::Exhausted { .. }) => pairing::exhausted(),
                     Some(InviteStatus::Open) if short => PairError::CodeExpired(None),
                     Some(InviteStatus::Open) => PairError::Expired(None),
                     None if short => PairError::CodeUnknown(None),
@@ -1458,6 +1516,10 @@ impl Actor {
         dialer_instance: String,
         peer_known_profile: Option<u64>,
     ) {
+        if self.store_full {
+            cancel.cancel();
+            return;
+        }
         let now = now_ms();
         let meta = LinkMeta {
             dialer_instance,
@@ -1622,6 +1684,9 @@ impl Actor {
     }
 
     fn poll_manager(&mut self) {
+        if self.store_full {
+            return;
+        }
         for req in self.manager.poll(now_ms()) {
             if self.links.contains_key(&req.person_id) {
                 self.manager.link_up(&req.person_id);
@@ -1680,4 +1745,8 @@ async fn accept(
         Some(l) => l.accept().await,
         None => std::future::pending().await,
     }
+}
+
+fn pake_store_err(e: StoreError) -> PairError {
+    PairError::Protocol(format!("the node's store failed: {e}"))
 }

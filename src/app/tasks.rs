@@ -19,7 +19,7 @@ use crate::identity::{short_id, Profile};
 use crate::net::conn::{self, ConnError, Link, HANDSHAKE_TIMEOUT, OUTBOX_CAPACITY};
 use crate::net::handshake::{msg_name, HelloExtras, PeerIdentity};
 use crate::net::manager::DialRequest;
-use crate::net::pairing::{node_on_confirm, ClientPairing, PairError};
+use crate::net::pairing::{node_on_confirm, ClientPairing, NodeCommit, PairError};
 use crate::net::pake::{stretch_secret, PakeExchange, PakeRequest, ShortCode, Side};
 use crate::net::wire::{CloseCode, WireMsg};
 
@@ -126,7 +126,7 @@ pub async fn serve_incoming(
         match verdict {
             Some(Verdict::Accept { known_profile }) => {
                 link.send_hello(&ctx.me, known_profile).await?;
-                Ok(Some(link))
+                Ok(Some((link, None)))
             }
             Some(Verdict::Pair { token, profile, .. }) => {
                 link.send_hello(&ctx.me, None).await?;
@@ -166,7 +166,7 @@ pub async fn serve_incoming(
         }
         o = timeout(HANDSHAKE_TIMEOUT, setup) => o,
     };
-    let link = match outcome {
+    let (link, commit) = match outcome {
         Err(_) => {
             tracing::info!(%addr, "handshake timed out after {HANDSHAKE_TIMEOUT:?}: slot freed");
             return;
@@ -179,19 +179,31 @@ pub async fn serve_incoming(
         Ok(Ok(Some(l))) => l,
     };
     drop(slot);
+    // The commit and its `pair_done` run outside the eviction and the handshake timeout:
+    // once the node commits, the client must hear of it.
+    let link = match commit {
+        None => link,
+        Some(c) => match node_pair_finish(&ctx, link, c).await {
+            Some(l) => l,
+            None => return,
+        },
+    };
     let dialer = link.peer.instance_id.clone();
     run_registered(ctx, link, conn_id, dialer, cancel).await;
 }
 
-/// Node side of the pairing exchange, once the peer is admitted: offer our profile, take
-/// its confirmation, commit atomically, answer `pair_done`.
+/// A link ready to run, with the pairing commit still to make (when pairing).
+type SetupDone<S> = (Link<S>, Option<NodeCommit>);
+
+/// Node side of the pairing exchange, once the peer is admitted: offer our profile and take
+/// its confirmation; the commit itself is [`node_pair_finish`].
 async fn node_pair<S>(
     ctx: &TaskCtx,
     mut link: Link<S>,
     token: Option<String>,
     via: &str,
     profile: Profile,
-) -> Result<Option<Link<S>>, ConnError>
+) -> Result<Option<SetupDone<S>>, ConnError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -211,19 +223,35 @@ where
             return Ok(None);
         }
     };
+    Ok(Some((link, Some(commit))))
+}
+
+/// Commit a pairing atomically and answer `pair_done`.
+async fn node_pair_finish<S>(
+    ctx: &TaskCtx,
+    mut link: Link<S>,
+    commit: NodeCommit,
+) -> Option<Link<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let verification = commit.verification.clone();
     match ask_actor(ctx, |reply| Internal::NodeCommit { commit, reply }).await {
         Some(Ok(())) => {
-            link.send(&WireMsg::PairDone { verification }).await?;
-            Ok(Some(link))
+            let done = WireMsg::PairDone { verification };
+            // A client that stopped reading retries with the same code (admitted again).
+            match timeout(HANDSHAKE_TIMEOUT, link.send(&done)).await {
+                Ok(Ok(())) => Some(link),
+                _ => None,
+            }
         }
         Some(Err(e)) => {
             link.refuse(e.close_code(), &e.to_string()).await;
-            Ok(None)
+            None
         }
         None => {
             link.refuse(CloseCode::Shutdown, "shutting down").await;
-            Ok(None)
+            None
         }
     }
 }
@@ -257,6 +285,12 @@ where
             .on_peer_msg(&theirs)
             .map_err(|e| PairError::Protocol(e.to_string()))?;
         let mac = recv_pake(&mut link, PakeStep::Confirm).await?;
+        // The guess is counted (durably) before it is checked; none left: not checked.
+        let peer = link.peer.clone();
+        let token = token.clone();
+        ask_actor(ctx, |reply| Internal::PakeGuess { token, peer, reply })
+            .await
+            .unwrap_or_else(|| Err(PairError::Protocol("the node is shutting down".into())))?;
         Ok::<_, PairError>((my_mac, ex.check_confirm(&mac).is_ok()))
     };
     let (my_mac, ok) = match step.await {

@@ -142,7 +142,6 @@ pub fn check_invite(
         InviteStatus::Used { by, .. } if by == person_id => Ok(Admission::Repeat),
         InviteStatus::Used { .. } => Err(PairError::Used),
         InviteStatus::Revoked { .. } => Err(PairError::Revoked),
-        InviteStatus::Exhausted { .. } => Err(exhausted()),
         InviteStatus::Open if now >= rec.expires_at => {
             Err(PairError::Expired(Some(rec.expires_at)))
         }
@@ -164,8 +163,8 @@ pub fn short_code_key(slot: u16) -> String {
 }
 
 /// Node side: may a pairing exchange start with short code number `slot` for `person_id`
-/// at `now`? On `Ok` the caller records the attempt (durably) before the exchange runs, so
-/// at most [`crate::net::pake::MAX_ATTEMPTS`] guesses are ever checked per code.
+/// at `now`? Read-only. Guesses are counted later, one per confirmation received
+/// ([`code_guess_counted`]), so a connection that never confirms costs the code nothing.
 pub fn check_short_code(
     rec: Option<&InviteRecord>,
     slot: u16,
@@ -179,28 +178,29 @@ pub fn check_short_code(
         InviteStatus::Used { by, .. } if by == person_id => Ok(Admission::Repeat),
         InviteStatus::Used { .. } => Err(PairError::Used),
         InviteStatus::Revoked { .. } => Err(PairError::Revoked),
-        InviteStatus::Exhausted { .. } => Err(exhausted()),
+        InviteStatus::Open if rec.attempts >= crate::net::pake::MAX_ATTEMPTS => Err(exhausted()),
         InviteStatus::Open if now >= rec.expires_at => {
             Err(PairError::CodeExpired(Some(rec.expires_at)))
         }
-        InviteStatus::Open if rec.attempts >= crate::net::pake::MAX_ATTEMPTS => Err(exhausted()),
         InviteStatus::Open => Ok(Admission::Fresh),
     }
 }
 
-/// The record after one more attempt has started: destroyed once the limit is reached and
-/// the attempt has failed (see [`code_failed`]).
-pub fn code_attempt_started(mut rec: InviteRecord) -> InviteRecord {
+/// Node side, a confirmation has arrived and is about to be checked: count the guess, or
+/// refuse to check it when the code has no guesses left (or is no longer usable). The
+/// caller stores the returned record durably before checking, so at most
+/// [`crate::net::pake::MAX_ATTEMPTS`] confirmations are ever checked per code, however many
+/// exchanges run at once and across restarts.
+pub fn code_guess_counted(
+    rec: Option<InviteRecord>,
+    slot: u16,
+    person_id: &str,
+    now: u64,
+) -> Result<InviteRecord, PairError> {
+    check_short_code(rec.as_ref(), slot, person_id, now)?;
+    let mut rec = rec.expect("invariant: check_short_code admits only a stored code");
     rec.attempts = rec.attempts.saturating_add(1);
-    rec
-}
-
-/// The record after an attempt failed: destroyed when no attempt is left.
-pub fn code_failed(mut rec: InviteRecord, now: u64) -> InviteRecord {
-    if rec.status == InviteStatus::Open && rec.attempts >= crate::net::pake::MAX_ATTEMPTS {
-        rec.status = InviteStatus::Exhausted { at: now };
-    }
-    rec
+    Ok(rec)
 }
 
 /// A new invitation record for `token`.

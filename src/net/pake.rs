@@ -10,7 +10,7 @@
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use spake2::{Ed25519Group, Identity, Password, Spake2};
+use spake2::{Ed25519Group, Identity, Password as SpakePassword, Spake2};
 use zeroize::Zeroizing;
 
 /// Words in a short code after its number.
@@ -213,6 +213,31 @@ pub fn stretch_secret(secret: &[u8], node_person_id: &str) -> Zeroizing<Vec<u8>>
     out
 }
 
+/// A PAKE password (a short code's text or a stretched trust secret): zeroed on drop, never
+/// printed.
+#[derive(Clone)]
+pub struct Password(pub Zeroizing<Vec<u8>>);
+
+impl Password {
+    /// Wrap password bytes.
+    pub fn new(bytes: Vec<u8>) -> Password {
+        Password(Zeroizing::new(bytes))
+    }
+}
+
+impl std::ops::Deref for Password {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
 /// What the dialer asks for in its Hello.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]
@@ -288,7 +313,7 @@ impl PakeExchange {
         listener_instance: &str,
         handshake_hash: &[u8],
     ) -> (PakeExchange, Vec<u8>) {
-        let pw = Password::new(password);
+        let pw = SpakePassword::new(password);
         let (a, b) = spake_identities(dialer_instance, listener_instance);
         let (id_a, id_b) = (Identity::new(a.as_bytes()), Identity::new(b.as_bytes()));
         let (spake, msg) = match side {

@@ -102,15 +102,10 @@ pub enum InviteStatus {
         /// Unix seconds.
         at: u64,
     },
-    /// A short code destroyed after too many failed attempts.
-    Exhausted {
-        /// Unix seconds.
-        at: u64,
-    },
 }
 
 /// A stored invitation (node side).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InviteRecord {
     /// The token, hex: the key of the record.
     pub token: String,
@@ -122,7 +117,7 @@ pub struct InviteRecord {
     pub expires_at: u64,
     /// Current status.
     pub status: InviteStatus,
-    /// Short codes: pairing exchanges started with this code (each one a guess).
+    /// Short codes: guesses checked against this code (confirmations received).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub attempts: u32,
 }
@@ -131,15 +126,29 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+impl std::fmt::Debug for InviteRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token and the code are bearer secrets (a short code's words are a password):
+        // Debug output, and so any log line, never holds them.
+        f.debug_struct("InviteRecord")
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .field("status", &self.status)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
 impl InviteRecord {
-    /// `open`, `used`, `revoked` or `expired` at unix time `now`.
+    /// `open`, `used`, `revoked`, `expired` or (a short code out of guesses) `exhausted` at
+    /// unix time `now`.
     pub fn status_at(&self, now: u64) -> &'static str {
         match self.status {
+            InviteStatus::Open if self.attempts >= crate::net::pake::MAX_ATTEMPTS => "exhausted",
             InviteStatus::Open if now >= self.expires_at => "expired",
             InviteStatus::Open => "open",
             InviteStatus::Used { .. } => "used",
             InviteStatus::Revoked { .. } => "revoked",
-            InviteStatus::Exhausted { .. } => "exhausted",
         }
     }
 }
@@ -182,6 +191,8 @@ pub struct Store {
     pub(crate) members_idx: sled::Tree,
     /// Channel records in memory: read on every sync step, written rarely.
     channel_cache: std::sync::Arc<std::sync::Mutex<Option<Vec<Channel>>>>,
+    /// Set when any operation hit a full disk (see [`Store::disk_full_seen`]).
+    disk_full: std::sync::Arc<std::sync::atomic::AtomicBool>,
     dir: PathBuf,
 }
 
@@ -265,6 +276,7 @@ impl Store {
             unread,
             members_idx,
             channel_cache: Default::default(),
+            disk_full: Default::default(),
             dir,
         })
     }
@@ -275,7 +287,18 @@ impl Store {
     }
 
     pub(crate) fn sled_err(&self, e: sled::Error) -> StoreError {
-        map_sled(&self.dir, e)
+        let err = map_sled(&self.dir, e);
+        if matches!(err, StoreError::DiskFull(_)) {
+            self.disk_full
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        err
+    }
+
+    /// Some write hit a full disk since this store was opened: sled refuses every write
+    /// from then on until the store is reopened.
+    pub fn disk_full_seen(&self) -> bool {
+        self.disk_full.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub(crate) fn channels_tree(&self) -> sled::Tree {
@@ -292,7 +315,7 @@ impl Store {
         tree: &sled::Tree,
         key: &[u8],
     ) -> Result<Option<T>, StoreError> {
-        match tree.get(key).map_err(|e| map_sled(&self.dir, e))? {
+        match tree.get(key).map_err(|e| self.sled_err(e))? {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v)
                 .map(Some)
@@ -313,14 +336,13 @@ impl Store {
         v: &T,
     ) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(v).expect("invariant: store records serialise");
-        tree.insert(key, bytes)
-            .map_err(|e| map_sled(&self.dir, e))?;
+        tree.insert(key, bytes).map_err(|e| self.sled_err(e))?;
         Ok(())
     }
 
     /// Flush everything written so far to disk.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(|e| map_sled(&self.dir, e))?;
+        self.db.flush().map_err(|e| self.sled_err(e))?;
         Ok(())
     }
 
@@ -356,7 +378,7 @@ impl Store {
         let old = self
             .contacts
             .remove(person_id.as_bytes())
-            .map_err(|e| map_sled(&self.dir, e))?;
+            .map_err(|e| self.sled_err(e))?;
         self.flush()?;
         Ok(old.is_some())
     }
@@ -364,7 +386,7 @@ impl Store {
     fn list<T: DeserializeOwned>(&self, tree: &sled::Tree) -> Result<Vec<T>, StoreError> {
         let mut out = Vec::new();
         for kv in tree.iter() {
-            let (k, _) = kv.map_err(|e| map_sled(&self.dir, e))?;
+            let (k, _) = kv.map_err(|e| self.sled_err(e))?;
             if let Some(v) = self.get_json(tree, &k)? {
                 out.push(v);
             }
@@ -427,7 +449,7 @@ impl Store {
         let _ = self
             .channels
             .compare_and_swap(c.id.as_bytes(), None as Option<&[u8]>, Some(bytes))
-            .map_err(|e| map_sled(&self.dir, e))?;
+            .map_err(|e| self.sled_err(e))?;
         self.invalidate_channels();
         self.flush()
     }
@@ -480,7 +502,7 @@ impl Store {
                 Ok(PairingCommit::Committed)
             }
             Err(TransactionError::Abort(status)) => Ok(PairingCommit::InviteGone(status)),
-            Err(TransactionError::Storage(e)) => Err(map_sled(&self.dir, e)),
+            Err(TransactionError::Storage(e)) => Err(self.sled_err(e)),
         }
     }
 
