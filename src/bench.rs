@@ -136,6 +136,20 @@ pub struct Row {
     pub ratio: String,
 }
 
+impl Row {
+    /// The row with its target.
+    fn with_target(mut self, target: impl Into<String>) -> Row {
+        self.target = target.into();
+        self
+    }
+
+    /// The row with its ratio to a raw limit.
+    fn with_ratio(mut self, ratio: impl Into<String>) -> Row {
+        self.ratio = ratio.into();
+        self
+    }
+}
+
 fn row(group: &'static str, name: impl Into<String>, unit: &'static str, v: Vec<f64>) -> Row {
     Row {
         group,
@@ -780,38 +794,39 @@ pub async fn run_some(
         for i in 0..r {
             p.push(bench_pairing(tmp, i).await);
         }
-        let mut x = row("app", "pairing: accept to both connected", "ms", p);
-        x.target = "median < 10 ms".into();
-        x.ratio = format!("{:.1}x RTT", x.stat.median / rtt);
-        rows.push(x);
+        let x = row("app", "pairing: accept to both connected", "ms", p);
+        let ratio = format!("{:.1}x RTT", x.stat.median / rtt);
+        rows.push(x.with_target("median < 10 ms").with_ratio(ratio));
     }
 
     if on("live") {
         progress("live latency");
         let live = bench_live(tmp, sizes.live_n).await;
         let (l50, l99) = (pct(&live, 0.5), pct(&live, 0.99));
-        let mut x = row(
-            "app",
-            "live latency client→node→client p50",
-            "ms",
-            vec![l50],
+        rows.push(
+            row(
+                "app",
+                "live latency client→node→client p50",
+                "ms",
+                vec![l50],
+            )
+            .with_target("< 1 ms")
+            .with_ratio(format!(
+                "{:.1}x RTT; {:.2}x the floor 2 durable writes + 2 RTT",
+                l50 / rtt,
+                l50 / (2.0 * durable + 2.0 * rtt)
+            )),
         );
-        x.target = "< 1 ms".into();
-        x.ratio = format!(
-            "{:.1}x RTT; {:.2}x the floor 2 durable writes + 2 RTT",
-            l50 / rtt,
-            l50 / (2.0 * durable + 2.0 * rtt)
+        rows.push(
+            row(
+                "app",
+                "live latency client→node→client p99",
+                "ms",
+                vec![l99],
+            )
+            .with_target("< 5 ms")
+            .with_ratio(format!("{:.1}x RTT", l99 / rtt)),
         );
-        rows.push(x);
-        let mut x = row(
-            "app",
-            "live latency client→node→client p99",
-            "ms",
-            vec![l99],
-        );
-        x.target = "< 5 ms".into();
-        x.ratio = format!("{:.1}x RTT", l99 / rtt);
-        rows.push(x);
     }
 
     if on("catchup") {
@@ -821,46 +836,57 @@ pub async fn run_some(
             c.push(bench_catchup(tmp, sizes.catchup_n, i).await);
         }
         let limit = verify.min(insert);
-        let mut x = row(
+        let x = row(
             "app",
             format!("catch-up of {} entries", sizes.catchup_n),
             "1/s",
             c,
         );
-        x.target = format!(">= {:.0}/s (half the lower raw limit)", limit / 2.0);
-        x.ratio = format!("{:.2}x of min(verify, insert)", x.stat.median / limit);
-        rows.push(x);
+        let ratio = format!("{:.2}x of min(verify, insert)", x.stat.median / limit);
+        rows.push(
+            x.with_target(format!(
+                ">= {:.0}/s (half the lower raw limit)",
+                limit / 2.0
+            ))
+            .with_ratio(ratio),
+        );
     }
 
     if on("reconnect") {
         progress("reconnect cost");
         for &held in &sizes.reconnect_sizes {
             let res = bench_reconnect(tmp, held, 10).await;
-            let mut x = row(
-                "app",
-                format!("reconnect, nothing new, {held} held"),
-                "bytes",
-                vec![res[0].0 as f64],
+            rows.push(
+                row(
+                    "app",
+                    format!("reconnect, nothing new, {held} held"),
+                    "bytes",
+                    vec![res[0].0 as f64],
+                )
+                .with_target("< 2048 B, flat"),
             );
-            x.target = "< 2048 B, flat".into();
-            rows.push(x);
-            let mut x = row(
-                "app",
-                format!("reconnect to synced, nothing new, {held} held"),
-                "ms",
-                vec![res[0].1],
+            rows.push(
+                row(
+                    "app",
+                    format!("reconnect to synced, nothing new, {held} held"),
+                    "ms",
+                    vec![res[0].1],
+                )
+                .with_target("< 10 ms")
+                .with_ratio(format!("{:.1}x RTT", res[0].1 / rtt)),
             );
-            x.target = "< 10 ms".into();
-            x.ratio = format!("{:.1}x RTT", res[0].1 / rtt);
-            rows.push(x);
-            let mut x = row(
-                "app",
-                format!("restart and catch up 10 new, {held} held"),
-                "bytes",
-                vec![res[1].0 as f64],
+            rows.push(
+                row(
+                    "app",
+                    format!("restart and catch up 10 new, {held} held"),
+                    "bytes",
+                    vec![res[1].0 as f64],
+                )
+                .with_ratio(format!(
+                    "+{} B over nothing new",
+                    res[1].0 as i64 - res[0].0 as i64
+                )),
             );
-            x.ratio = format!("+{} B over nothing new", res[1].0 as i64 - res[0].0 as i64);
-            rows.push(x);
             rows.push(row(
                 "app",
                 format!("client restart to synced, 10 new, {held} held"),
@@ -873,15 +899,16 @@ pub async fn run_some(
     if on("fanout") {
         progress("fan-out");
         let fan = bench_fanout(tmp, sizes.fanout_clients, sizes.fanout_msgs).await;
-        let mut x = row(
-            "app",
-            format!("fan-out to {} clients p99", sizes.fanout_clients),
-            "ms",
-            vec![pct(&fan, 0.99)],
+        rows.push(
+            row(
+                "app",
+                format!("fan-out to {} clients p99", sizes.fanout_clients),
+                "ms",
+                vec![pct(&fan, 0.99)],
+            )
+            .with_target("p99 < 20 ms")
+            .with_ratio(format!("{:.1}x RTT", pct(&fan, 0.99) / rtt)),
         );
-        x.target = "p99 < 20 ms".into();
-        x.ratio = format!("{:.1}x RTT", pct(&fan, 0.99) / rtt);
-        rows.push(x);
         rows.push(row(
             "app",
             format!("fan-out to {} clients p50", sizes.fanout_clients),
@@ -893,30 +920,33 @@ pub async fn run_some(
     if let (Some(bin), true) = (bin, on("memory")) {
         progress("memory and start-up");
         let (ready, rss0, rss1) = bench_memory(tmp, bin, sizes.memory_n).await;
-        let mut x = row(
-            "app",
-            format!("start to ready, {} entries", sizes.memory_n),
-            "ms",
-            vec![ready],
+        rows.push(
+            row(
+                "app",
+                format!("start to ready, {} entries", sizes.memory_n),
+                "ms",
+                vec![ready],
+            )
+            .with_target("< 300 ms"),
         );
-        x.target = "< 300 ms".into();
-        rows.push(x);
-        let mut x = row(
-            "app",
-            format!("node RSS after start, {} entries", sizes.memory_n),
-            "MiB",
-            vec![rss0],
+        rows.push(
+            row(
+                "app",
+                format!("node RSS after start, {} entries", sizes.memory_n),
+                "MiB",
+                vec![rss0],
+            )
+            .with_target("< 150 MB"),
         );
-        x.target = "< 150 MB".into();
-        rows.push(x);
-        let mut x = row(
-            "app",
-            format!("node RSS after a catch-up, {} entries", sizes.memory_n),
-            "MiB",
-            vec![rss1],
+        rows.push(
+            row(
+                "app",
+                format!("node RSS after a catch-up, {} entries", sizes.memory_n),
+                "MiB",
+                vec![rss1],
+            )
+            .with_target("< 150 MB"),
         );
-        x.target = "< 150 MB".into();
-        rows.push(x);
     }
 
     if on("render") {
@@ -927,14 +957,15 @@ pub async fn run_some(
             fr.push(f);
             bu.push(b);
         }
-        let mut x = row(
-            "app",
-            format!("render one frame, channel of {} messages", sizes.render_n),
-            "ms",
-            fr,
+        rows.push(
+            row(
+                "app",
+                format!("render one frame, channel of {} messages", sizes.render_n),
+                "ms",
+                fr,
+            )
+            .with_target("< 1 ms"),
         );
-        x.target = "< 1 ms".into();
-        rows.push(x);
         rows.push(row(
             "app",
             format!("apply and draw a burst of {} messages", sizes.render_n),
