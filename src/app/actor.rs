@@ -76,6 +76,22 @@ pub enum Verdict {
     Refuse(CloseCode, String),
 }
 
+/// A link whose handshake and authorisation are done, handed to the actor.
+pub struct LinkUp {
+    /// Who.
+    pub peer: PeerIdentity,
+    /// Link id.
+    pub conn_id: u64,
+    /// Send into the link.
+    pub outbox: mpsc::Sender<WireMsg>,
+    /// Stop the link.
+    pub cancel: CancellationToken,
+    /// Instance that dialed, and the handshake hash (orders duplicate links).
+    pub dialer_instance: String,
+    /// The version of our profile the peer holds.
+    pub peer_known_profile: Option<u64>,
+}
+
 /// Messages from connection tasks into the actor.
 pub enum Internal {
     /// Responder: may this peer connect?
@@ -127,18 +143,8 @@ pub enum Internal {
     },
     /// A link is up.
     LinkUp {
-        /// Who.
-        peer: PeerIdentity,
-        /// Link id.
-        conn_id: u64,
-        /// Send into the link.
-        outbox: mpsc::Sender<WireMsg>,
-        /// Stop the link.
-        cancel: CancellationToken,
-        /// Instance that dialed.
-        dialer_instance: String,
-        /// The version of our profile the peer holds.
-        peer_known_profile: Option<u64>,
+        /// The link.
+        up: LinkUp,
         /// Answered once the link is registered (or refused as a duplicate). Its messages
         /// travel on another queue than this one; they wait for this answer, or one could
         /// overtake the registration and be dropped as coming from an unknown link.
@@ -1373,23 +1379,8 @@ impl Actor {
                 let r = self.commit_client(commit, via, replica);
                 let _ = reply.send(r);
             }
-            Internal::LinkUp {
-                peer,
-                conn_id,
-                outbox,
-                cancel,
-                dialer_instance,
-                peer_known_profile,
-                registered,
-            } => {
-                self.on_link_up(
-                    peer,
-                    conn_id,
-                    outbox,
-                    cancel,
-                    dialer_instance,
-                    peer_known_profile,
-                );
+            Internal::LinkUp { up, registered } => {
+                self.on_link_up(up);
                 let _ = registered.send(());
             }
             Internal::LinkDown {
@@ -1507,15 +1498,15 @@ impl Actor {
         Ok(())
     }
 
-    fn on_link_up(
-        &mut self,
-        peer: PeerIdentity,
-        conn_id: u64,
-        outbox: mpsc::Sender<WireMsg>,
-        cancel: CancellationToken,
-        dialer_instance: String,
-        peer_known_profile: Option<u64>,
-    ) {
+    fn on_link_up(&mut self, up: LinkUp) {
+        let LinkUp {
+            peer,
+            conn_id,
+            outbox,
+            cancel,
+            dialer_instance,
+            peer_known_profile,
+        } = up;
         if self.store_full {
             cancel.cancel();
             return;

@@ -13,7 +13,7 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
-use crate::app::actor::{Inbound, Internal, TaskCtx, Verdict, VIA_SECRET, VIA_SHORT_CODE};
+use crate::app::actor::{Inbound, Internal, LinkUp, TaskCtx, Verdict, VIA_SECRET, VIA_SHORT_CODE};
 use crate::app::runtime::{now_secs, CommandError, Paired, Reply, TrustSecret};
 use crate::identity::{short_id, Profile};
 use crate::net::conn::{self, ConnError, Link, HANDSHAKE_TIMEOUT, OUTBOX_CAPACITY};
@@ -494,16 +494,11 @@ async fn client_finish<S>(
         let done = link.recv().await.map_err(pair_conn_err)?;
         pairing.on_done(done, &ctx.me.person, now_secs())
     };
-    let commit = match timeout(HANDSHAKE_TIMEOUT, exchange).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => {
-            link.refuse(e.close_code(), &e.to_string()).await;
-            let _ = reply.send(Err(e.into()));
-            return;
-        }
-        Err(_) => {
-            link.refuse(CloseCode::Timeout, "pairing timed out").await;
-            let _ = reply.send(Err(ConnError::Timeout.into()));
+    let outcome = timeout(HANDSHAKE_TIMEOUT, exchange).await;
+    let (link, commit) = match settle(link, outcome).await {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = reply.send(Err(e));
             return;
         }
     };
@@ -637,19 +632,14 @@ pub async fn accept_pake(
             })?;
         Ok::<(), PairError>(())
     };
-    match timeout(HANDSHAKE_TIMEOUT, exchange).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            link.refuse(e.close_code(), &e.to_string()).await;
-            let _ = reply.send(Err(e.into()));
+    let outcome = timeout(HANDSHAKE_TIMEOUT, exchange).await;
+    let (link, ()) = match settle(link, outcome).await {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = reply.send(Err(e));
             return;
         }
-        Err(_) => {
-            link.refuse(CloseCode::Timeout, "pairing timed out").await;
-            let _ = reply.send(Err(ConnError::Timeout.into()));
-            return;
-        }
-    }
+    };
     let pairing = ClientPairing::confirmed_by_pake(link.peer.clone());
     client_finish(
         ctx,
@@ -663,6 +653,28 @@ pub async fn accept_pake(
         cancel,
     )
     .await;
+}
+
+/// The outcome of a client pairing step run under the handshake timeout: on failure the
+/// link is closed with the reason, and the error is what the command answers.
+async fn settle<S, T>(
+    link: Link<S>,
+    outcome: Result<Result<T, PairError>, tokio::time::error::Elapsed>,
+) -> Result<(Link<S>, T), CommandError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match outcome {
+        Ok(Ok(t)) => Ok((link, t)),
+        Ok(Err(e)) => {
+            link.refuse(e.close_code(), &e.to_string()).await;
+            Err(e.into())
+        }
+        Err(_) => {
+            link.refuse(CloseCode::Timeout, "pairing timed out").await;
+            Err(ConnError::Timeout.into())
+        }
+    }
 }
 
 /// The two PAKE messages, in the order they arrive.
@@ -725,12 +737,14 @@ pub async fn run_registered<S>(
     let _ = ctx
         .itx
         .send(Internal::LinkUp {
-            peer: peer.clone(),
-            conn_id,
-            outbox: otx,
-            cancel: cancel.clone(),
-            dialer_instance: link_key,
-            peer_known_profile: link.peer_known_profile,
+            up: LinkUp {
+                peer: peer.clone(),
+                conn_id,
+                outbox: otx,
+                cancel: cancel.clone(),
+                dialer_instance: link_key,
+                peer_known_profile: link.peer_known_profile,
+            },
             registered: reg_tx,
         })
         .await;
