@@ -104,15 +104,7 @@ impl Pair {
     fn history(&mut self, node: bool) -> Vec<String> {
         let ch = self.ch.clone();
         let id = self.id();
-        let h = self
-            .peer(node)
-            .ask(json!({"cmd":"history","channel":ch,"limit":1_000_000}), id);
-        h["messages"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{h}"))
-            .iter()
-            .map(|m| m["entry"].as_str().unwrap().to_string())
-            .collect()
+        common::history_ids(self.peer(node), &ch, id)
     }
 
     /// After a restart: everything this side reported sent is in its own store.

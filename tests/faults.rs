@@ -165,16 +165,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn history_ids(p: &mut Peer, ch: &str, id: u64) -> Vec<String> {
-    let h = p.ask(json!({"cmd":"history","channel":ch,"limit":100_000}), id);
-    h["messages"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{h}"))
-        .iter()
-        .map(|m| m["entry"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[test]
 fn instances_writing_through_a_cutting_proxy_converge_without_loss_or_duplicates() {
     let seed = common::seed_from_env("LAMA_FAULT_SEED");
@@ -287,7 +277,7 @@ fn instances_writing_through_a_cutting_proxy_converge_without_loss_or_duplicates
     let reference = loop {
         let views: Vec<Vec<String>> = std::iter::once(&mut node)
             .chain(clients.iter_mut())
-            .map(|p| history_ids(p, &ch, 1_000_000 + u64::from(rand_id())))
+            .map(|p| common::history_ids(p, &ch, 1_000_000 + u64::from(rand_id())))
             .collect();
         let complete = views.iter().all(|v| v.len() == sent.len());
         if complete && views.windows(2).all(|w| w[0] == w[1]) {

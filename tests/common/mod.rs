@@ -295,3 +295,14 @@ pub fn seed_from_env(var: &str) -> u64 {
     eprintln!("seed: {seed} (replay with {var}={seed})");
     seed
 }
+
+/// The entry ids of a channel's whole history on `p`, in view order.
+pub fn history_ids(p: &mut Peer, ch: &str, id: u64) -> Vec<String> {
+    let h = p.ask(json!({"cmd":"history","channel":ch,"limit":1_000_000}), id);
+    h["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{h}"))
+        .iter()
+        .map(|m| m["entry"].as_str().unwrap().to_string())
+        .collect()
+}
