@@ -213,7 +213,7 @@ fn a_message_from_another_session_does_not_confirm() {
 fn codes_read_back_and_typos_are_named() {
     let list = wordlist();
     assert_eq!(list.len(), 256);
-    let mut sorted = list.clone();
+    let mut sorted = list.to_vec();
     sorted.dedup();
     assert_eq!(sorted.len(), 256, "no word twice");
     assert!(list

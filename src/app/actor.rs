@@ -795,6 +795,12 @@ impl Actor {
     }
 
     fn send_sync(&mut self, sends: Vec<(u64, SyncMsg)>) {
+        // Every sync message leaves through here: once any write has hit a full disk,
+        // nothing more is sent (an entry whose flush failed must not reach a peer).
+        if self.store.disk_full_seen() {
+            self.enter_disk_full();
+            return;
+        }
         for (link, msg) in sends {
             if let Some(slot) = self.links.values().find(|s| s.conn_id == link) {
                 if slot.outbox.try_send(WireMsg::Sync { msg }).is_err() {
@@ -838,9 +844,6 @@ impl Actor {
             Err(e) => {
                 // Nothing of the batch was acknowledged: the peer resends it later.
                 tracing::error!("storing synced entries failed: {e}");
-                if e.disk_full {
-                    self.enter_disk_full();
-                }
                 self.emit(Event::Error {
                     kind: if e.disk_full { "disk_full" } else { "store" }.into(),
                     message: format!(

@@ -37,8 +37,9 @@ const CONTEXT: &str = "lama-tui/pake/1";
 static WORDLIST: &str = include_str!("../../assets/wordlist.txt");
 
 /// The 256 code words, in file order (a word's index is its value).
-pub fn wordlist() -> Vec<&'static str> {
-    WORDLIST.lines().filter(|l| !l.is_empty()).collect()
+pub fn wordlist() -> &'static [&'static str] {
+    static WORDS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    WORDS.get_or_init(|| WORDLIST.lines().filter(|l| !l.is_empty()).collect())
 }
 
 /// Bits of secret in a short code: the words only (the number names the code and is not
@@ -125,7 +126,7 @@ impl ShortCode {
                 None => {
                     return Err(ShortCodeError::UnknownWord {
                         word: w.to_string(),
-                        hint: closest(&list, w),
+                        hint: closest(list, w),
                     })
                 }
             }
