@@ -12,14 +12,16 @@
 //! - [`app`]: roles and wiring. `cli` (flags), `headless` (the JSON-lines control protocol,
 //!   pure parsing), `runtime` (types and the handle), `actor` (the task that owns an
 //!   instance's state), `tasks` (connection tasks), `provision` (local trust), `logging`.
-//! - [`fuzzing`]: untrusted bytes into every decoder, shared by `fuzz/` and `tests/props.rs`.
-//! - [`bench`]: benchmarks against the raw limits of the same machine (`lama-bench`).
+//! - `fuzzing` (feature `fuzzing`): untrusted bytes into every decoder, shared by `fuzz/` and `tests/props.rs`.
+//! - `bench` (feature `bench`): benchmarks against the raw limits of the same machine (`lama-bench`).
 //! - [`ui`]: the ratatui interface: `state` (update: actions in, effects out) and `view`
 //!   (render) are pure; the module root is the terminal shell.
 #![forbid(unsafe_code)]
 
 pub mod app;
+#[cfg(feature = "bench")]
 pub mod bench;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod identity;
 pub mod net;
