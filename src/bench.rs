@@ -202,7 +202,7 @@ async fn pair(node: &mut Running, client: &mut Running) -> String {
     let inv = node.handle.invite(600).await.expect("invite");
     client
         .handle
-        .accept(inv.code, "invite", false)
+        .accept(inv.code, crate::domain::Via::Invite, false)
         .await
         .expect("accept");
     wait_event(&mut client.events, |e| matches!(e, Event::Connected { .. })).await;
@@ -395,7 +395,7 @@ async fn bench_pairing(tmp: &Path, run: usize) -> f64 {
     let t = Instant::now();
     client
         .handle
-        .accept(inv.code, "invite", false)
+        .accept(inv.code, crate::domain::Via::Invite, false)
         .await
         .expect("accept");
     wait_event(&mut client.events, |e| matches!(e, Event::Connected { .. })).await;

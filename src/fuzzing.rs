@@ -125,5 +125,5 @@ pub fn sync(data: &[u8]) {
 
 /// A line on the headless control channel.
 pub fn headless(data: &[u8]) {
-    let _ = crate::app::headless::parse_line(&String::from_utf8_lossy(data));
+    let _ = crate::app::control::parse_line(&String::from_utf8_lossy(data));
 }

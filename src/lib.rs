@@ -1,6 +1,8 @@
 //! lama-tui: a terminal peer-to-peer chat whose instances pair, find each other and sync.
 //!
 //! Map of the crate (pure core first, I/O shell around it):
+//! - [`domain`]: the shared vocabularies at the bottom (error kinds, `Via`, invitation
+//!   states); it imports nothing else of the crate.
 //! - [`identity`]: Person and Instance objects, their canonical encoding and ids, key material.
 //! - [`net`]: the wire protocol. Pure: `wire` (messages, limits), `handshake` (Noise XX and
 //!   the identity proof), `invite` (codes, QR), `pairing`, `pake` (short codes and the trust
@@ -21,6 +23,7 @@
 pub mod app;
 #[cfg(feature = "bench")]
 pub mod bench;
+pub mod domain;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod identity;

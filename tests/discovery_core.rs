@@ -21,7 +21,7 @@ fn contact_of(i: &LocalIdentity) -> Contact {
         profile: None,
         replica: false,
         replica_for: false,
-        via: "invite".into(),
+        via: lama_tui::domain::Via::Invite,
         added_at: 0,
     }
 }

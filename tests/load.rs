@@ -91,7 +91,10 @@ fn a_hundred_clients_send_a_hundred_messages_each_through_one_node() {
             )))
             .unwrap();
         rt.block_on(async {
-            c.handle.accept(code, "invite", false).await.unwrap();
+            c.handle
+                .accept(code, lama_tui::domain::Via::Invite, false)
+                .await
+                .unwrap();
             wait_connected(&mut c).await;
         });
         clients.push(c);

@@ -3,6 +3,7 @@
 
 mod common;
 
+use lama_tui::domain::Via;
 use lama_tui::identity::{verification_string, LocalIdentity, Profile};
 use lama_tui::net::handshake::{Handshake, HandshakeError, PeerIdentity};
 use lama_tui::net::invite::Invite;
@@ -67,7 +68,7 @@ fn success_on_both_sides_gives_matching_contacts_and_verification() {
         &node.person,
         &peer(&client),
         Some(&rec.token),
-        "invite",
+        Via::Invite,
         confirm,
         NOW,
     )
@@ -129,7 +130,7 @@ fn wrong_expired_reused_and_revoked_tokens_are_refused_with_their_reason() {
     // The client refuses an expired code without dialing.
     let node = ident(1, "n@x");
     let err = ClientPairing::start(invite_for(&node, [1; 16], NOW), NOW).unwrap_err();
-    assert_eq!(err.kind(), "invite_expired");
+    assert_eq!(err.kind().as_str(), "invite_expired");
 }
 
 #[test]
@@ -147,7 +148,7 @@ fn key_mismatch_and_wrong_person_are_caught() {
     // A node with the right key but another Person (key reuse) is refused too.
     let mut cp = cp;
     let err = cp.on_node_hello(peer(&impostor)).unwrap_err();
-    assert_eq!(err.kind(), "key_mismatch");
+    assert_eq!(err.kind().as_str(), "key_mismatch");
 }
 
 #[test]
@@ -205,12 +206,20 @@ fn an_abort_at_any_step_commits_nothing() {
         profile: Profile::signed(&mallory, vec![], 1),
         replica: false,
     };
-    assert!(node_on_confirm(&node.person, &peer(&client), Some("t"), "invite", bad, NOW).is_err());
     assert!(node_on_confirm(
         &node.person,
         &peer(&client),
         Some("t"),
-        "invite",
+        Via::Invite,
+        bad,
+        NOW
+    )
+    .is_err());
+    assert!(node_on_confirm(
+        &node.person,
+        &peer(&client),
+        Some("t"),
+        Via::Invite,
         WireMsg::Ping { n: 1 },
         NOW
     )
@@ -226,7 +235,7 @@ fn an_abort_at_any_step_commits_nothing() {
         &node.person,
         &peer(&client),
         Some(&rec.token),
-        "invite",
+        Via::Invite,
         WireMsg::PairConfirm {
             profile: client_profile.clone(),
             replica: false,

@@ -302,12 +302,12 @@ fn attempts_are_bounded_and_states_are_named() {
         rec = code_guess_counted(Some(rec), 7, "p", 200).unwrap();
     }
     assert_eq!(rec.attempts, MAX_ATTEMPTS);
-    assert_eq!(rec.status_at(200), "exhausted");
+    assert_eq!(rec.status_at(200).as_str(), "exhausted");
     let e = check_short_code(Some(&rec), 7, "p", 200).unwrap_err();
-    assert_eq!(e.kind(), "code_exhausted");
+    assert_eq!(e.kind().as_str(), "code_exhausted");
     let e = code_guess_counted(Some(rec.clone()), 7, "p", 200).unwrap_err();
     assert_eq!(
-        e.kind(),
+        e.kind().as_str(),
         "code_exhausted",
         "a fourth confirmation is not checked"
     );

@@ -33,7 +33,7 @@ fn make_contacts(a_dir: &std::path::Path, b_dir: &std::path::Path, b_url: Option
             profile: None,
             replica: false,
             replica_for: false,
-            via: "manual".into(),
+            via: lama_tui::domain::Via::Manual,
             added_at: 0,
         })
         .unwrap();
@@ -47,7 +47,7 @@ fn make_contacts(a_dir: &std::path::Path, b_dir: &std::path::Path, b_url: Option
             profile: None,
             replica: false,
             replica_for: false,
-            via: "manual".into(),
+            via: lama_tui::domain::Via::Manual,
             added_at: 0,
         })
         .unwrap();
@@ -307,6 +307,17 @@ fn headless_errors_echo_the_id_and_end_of_stdin_quits() {
     c.send_raw("not json");
     let e = c.event("error");
     assert_eq!(e["kind"], "malformed_json");
+    // Not UTF-8: answered, and the control channel carries on.
+    c.send_bytes(b"{\"cmd\":\"set_display_name\",\"name\":\"Jos\xe9\"}");
+    let e = c.event("error");
+    assert_eq!(e["kind"], "malformed_json", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("UTF-8"), "{e}");
+    // A line over the limit is refused without holding it in memory, then lines go on.
+    c.send_bytes(&vec![b'x'; (1 << 20) + 10]);
+    let e = c.event("error");
+    assert_eq!(e["kind"], "line_too_long", "{e}");
+    let e = c.ask(json!({"cmd":"identity"}), 8);
+    assert_eq!(e["event"], "identity", "{e}");
     let e = c.ask(json!({"cmd":"fly"}), 9);
     assert_eq!(e["kind"], "unknown_command");
     let e = c.ask(json!({"cmd":"connect"}), 10);

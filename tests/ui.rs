@@ -58,7 +58,7 @@ fn chat_state() -> State {
         profile: None,
         replica: false,
         replica_for: false,
-        via: "invite".into(),
+        via: lama_tui::domain::Via::Invite,
         added_at: NOW,
     };
     update(

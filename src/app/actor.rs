@@ -14,6 +14,7 @@ use crate::app::runtime::{
     NewInvite, Paired, PeerState, Reply, Role, StartError,
 };
 use crate::app::tasks;
+use crate::domain::{ErrorKind, InviteState, Via};
 use crate::identity::{short_id, verification_string, Endpoint, LocalIdentity, Person, Profile};
 use crate::net::conn::LinkEnd;
 use crate::net::discovery::{self, Announcement, DISCOVERY_CAPACITY};
@@ -28,11 +29,6 @@ use crate::net::pake::{self, PakeRequest, ShortCode};
 use crate::net::sync::{Body, Engine, Log, Output, PeerInfo, SyncMsg};
 use crate::net::wire::{CloseCode, WireMsg};
 use crate::store::{Contact, InviteRecord, InviteStatus, PairingCommit, Store, StoreError};
-
-/// `via` of a contact paired by short code.
-pub const VIA_SHORT_CODE: &str = "short_code";
-/// `via` of a contact paired by the trust secret.
-pub const VIA_SECRET: &str = "trust_secret";
 
 /// Capacity of the internal queue from connection tasks into the actor.
 pub const INTERNAL_CAPACITY: usize = 256;
@@ -134,8 +130,8 @@ pub enum Internal {
     ClientCommit {
         /// What to write.
         commit: ClientCommit,
-        /// Contact flags.
-        via: String,
+        /// How the contact was made.
+        via: Via,
         /// Replica flag.
         replica: bool,
         /// Answer.
@@ -431,7 +427,7 @@ impl Actor {
             Err(e) => {
                 tracing::error!("reopening the store failed: {e}");
                 self.emit(Event::Error {
-                    kind: "store".into(),
+                    kind: ErrorKind::Store,
                     message: format!("the store could not be reopened after the disk was full ({e}); restart lama-tui"),
                 });
                 self.cancel.cancel();
@@ -778,7 +774,7 @@ impl Actor {
                     // No ack: the peer resends after the next link-up.
                     tracing::error!("flush before ack failed: {e}");
                     self.emit(Event::Error {
-                        kind: "store".into(),
+                        kind: ErrorKind::Store,
                         message: format!("cannot store received messages: {e}; free disk space, they will be fetched again"),
                     });
                     for (link, _) in &out.after_flush {
@@ -845,7 +841,11 @@ impl Actor {
                 // Nothing of the batch was acknowledged: the peer resends it later.
                 tracing::error!("storing synced entries failed: {e}");
                 self.emit(Event::Error {
-                    kind: if e.disk_full { "disk_full" } else { "store" }.into(),
+                    kind: if e.disk_full {
+                        ErrorKind::DiskFull
+                    } else {
+                        ErrorKind::Store
+                    },
                     message: format!(
                         "cannot store received messages: {e}; they will be fetched again"
                     ),
@@ -955,7 +955,7 @@ impl Actor {
             .ok_or(CommandError::UnknownInvite)
     }
 
-    fn start_accept(&mut self, code: String, replica: bool, via: String, reply: Reply<Paired>) {
+    fn start_accept(&mut self, code: String, replica: bool, via: Via, reply: Reply<Paired>) {
         let invite = match Code::decode(&code) {
             Ok(Code::Invite(i)) => i,
             Ok(Code::Card(_)) => {
@@ -998,7 +998,7 @@ impl Actor {
             .store
             .invites()?
             .into_iter()
-            .filter(|r| r.token.starts_with("short:") && r.status_at(now) == "open")
+            .filter(|r| r.token.starts_with("short:") && r.status_at(now) == InviteState::Open)
             .map(|r| r.token)
             .collect();
         let rnd = crate::identity::random32();
@@ -1132,7 +1132,7 @@ impl Actor {
         };
         tracing::warn!("{mine}");
         self.emit(Event::Error {
-            kind: "code_mismatch".into(),
+            kind: ErrorKind::CodeMismatch,
             message: mine,
         });
         PairError::CodeMismatch(theirs)
@@ -1194,11 +1194,11 @@ impl Actor {
                 Ok(Ok(p)) => Event::ContactAdded {
                     person_id: p.person_id,
                     name: p.name,
-                    via: VIA_SECRET.into(),
+                    via: Via::TrustSecret,
                     verification: p.verification,
                 },
                 Ok(Err(e)) => Event::Error {
-                    kind: e.kind().into(),
+                    kind: e.kind(),
                     message: format!("pairing with the node by trust secret failed: {e}"),
                 },
                 Err(_) => return,
@@ -1263,7 +1263,7 @@ impl Actor {
             profile: None,
             replica: false,
             replica_for: false,
-            via: "card".into(),
+            via: Via::Card,
             added_at: now,
         });
         contact.endpoints = endpoints;
@@ -1448,7 +1448,7 @@ impl Actor {
             Err(e) => {
                 tracing::error!("pairing commit failed: {e}");
                 self.emit(Event::Error {
-                    kind: "store".into(),
+                    kind: ErrorKind::Store,
                     message: e.to_string(),
                 });
                 return Err(PairError::Protocol(format!(
@@ -1461,7 +1461,7 @@ impl Actor {
         if contact.replica_for {
             self.refresh_replicated();
         }
-        if contact.via == VIA_SECRET {
+        if contact.via == Via::TrustSecret {
             // A successful exchange is not a guess against the lockout.
             self.secret_attempts.pop();
         }
@@ -1469,7 +1469,7 @@ impl Actor {
         self.emit(Event::ContactAdded {
             person_id: pid,
             name,
-            via: contact.via.clone(),
+            via: contact.via,
             verification: c.verification,
         });
         Ok(())
@@ -1485,11 +1485,11 @@ impl Actor {
     fn commit_client(
         &mut self,
         c: ClientCommit,
-        via: String,
+        via: Via,
         replica: bool,
     ) -> Result<(), CommandError> {
         let mut contact = c.contact;
-        contact.via = via.clone();
+        contact.via = via;
         contact.replica = replica;
         let pid = contact.person_id();
         self.store

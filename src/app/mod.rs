@@ -3,6 +3,7 @@
 
 pub mod actor;
 pub mod cli;
+pub mod control;
 pub mod headless;
 pub mod logging;
 pub mod provision;

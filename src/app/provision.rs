@@ -12,6 +12,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::oneshot;
 
 use crate::app::runtime::{CommandError, Handle};
+use crate::domain::Via;
 
 /// Time allowed for the child to print `ready` and answer `invite`.
 pub const CHILD_TIMEOUT: Duration = Duration::from_secs(15);
@@ -167,7 +168,7 @@ pub async fn provision(
             .and_then(|v| v["code"].as_str())
             .ok_or_else(|| ProvisionError::ChildFailed("the node gave no invitation".into()))?
             .to_string();
-        let paired = handle.accept(code, "provision", true).await?;
+        let paired = handle.accept(code, Via::Provision, true).await?;
         verification = Some(paired.verification);
     }
     let (tx, rx) = oneshot::channel();
@@ -194,7 +195,7 @@ async fn reuse(handle: &Handle, dir: &Path) -> Result<Provisioned, ProvisionErro
         .contacts()
         .await?
         .into_iter()
-        .find(|c| c.contact.via == "provision")
+        .find(|c| c.contact.via == Via::Provision)
         .ok_or_else(|| ProvisionError::ForeignNode(dir.to_path_buf()))?;
     Ok(Provisioned {
         person_id: contact.contact.person_id(),

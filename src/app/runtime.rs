@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::actor::Actor;
+use crate::domain::{ErrorKind, Via};
 use crate::identity::{check_name, LocalIdentity, Secrets};
 use crate::net::conn::ConnError;
 use crate::net::discovery::Scope;
@@ -164,36 +165,50 @@ pub enum CommandError {
     /// A referenced invitation does not exist.
     #[error("no invitation with this code exists on this node")]
     UnknownInvite,
+    /// A referenced contact does not exist.
+    #[error("no contact with this person id")]
+    UnknownContact,
+    /// A QR screenshot could not be read as a code.
+    #[error(transparent)]
+    Scan(#[from] crate::net::invite::ScanError),
     /// The runtime is shutting down.
     #[error("the instance is shutting down")]
     ShuttingDown,
 }
 
 impl CommandError {
-    /// snake_case kind for the headless `error` event.
-    pub fn kind(&self) -> &'static str {
+    /// The kind of the headless `error` event.
+    pub fn kind(&self) -> ErrorKind {
         use crate::net::handshake::HandshakeError;
         match self {
-            CommandError::Store(StoreError::DiskFull(_)) => "disk_full",
-            CommandError::Store(_) => "store",
-            CommandError::Conn(ConnError::Unreachable { .. }) => "unreachable",
-            CommandError::Conn(ConnError::Timeout) => "timeout",
+            CommandError::Store(StoreError::DiskFull(_)) => ErrorKind::DiskFull,
+            CommandError::Store(_) => ErrorKind::Store,
+            CommandError::Conn(ConnError::Unreachable { .. }) => ErrorKind::Unreachable,
+            CommandError::Conn(ConnError::Timeout) => ErrorKind::Timeout,
             CommandError::Conn(ConnError::Closed {
                 code: Some(CloseCode::NotAContact),
                 ..
-            }) => "not_a_contact",
-            CommandError::Conn(ConnError::Closed { .. }) => "refused",
+            }) => ErrorKind::NotAContact,
+            CommandError::Conn(ConnError::Closed { .. }) => ErrorKind::Refused,
             CommandError::Conn(ConnError::Handshake(HandshakeError::KeyMismatch { .. })) => {
-                "key_mismatch"
+                ErrorKind::KeyMismatch
             }
-            CommandError::Conn(_) => "connection_failed",
-            CommandError::Refused { .. } => "peer_not_a_contact",
-            CommandError::Code(_) | CommandError::ShortCode(_) => "invalid_code",
+            CommandError::Conn(_) => ErrorKind::ConnectionFailed,
+            CommandError::Refused { .. } => ErrorKind::PeerNotAContact,
+            CommandError::Code(_) | CommandError::ShortCode(_) => ErrorKind::InvalidCode,
             CommandError::Pair(p) => p.kind(),
-            CommandError::NotANode => "not_a_node",
-            CommandError::BadArgument(_) => "bad_argument",
-            CommandError::UnknownInvite => "unknown_invite",
-            CommandError::ShuttingDown => "shutting_down",
+            CommandError::NotANode => ErrorKind::NotANode,
+            CommandError::BadArgument(_) => ErrorKind::BadArgument,
+            CommandError::UnknownInvite => ErrorKind::UnknownInvite,
+            CommandError::UnknownContact => ErrorKind::UnknownContact,
+            CommandError::Scan(crate::net::invite::ScanError::Unreadable(_)) => {
+                ErrorKind::QrUnreadable
+            }
+            CommandError::Scan(crate::net::invite::ScanError::NoQr) => ErrorKind::QrNotFound,
+            CommandError::Scan(crate::net::invite::ScanError::NotACode(_)) => {
+                ErrorKind::InvalidCode
+            }
+            CommandError::ShuttingDown => ErrorKind::ShuttingDown,
         }
     }
 }
@@ -275,8 +290,8 @@ pub enum Event {
         person_id: String,
         /// Name.
         name: String,
-        /// `invite`, `card`, `provision`, `short_code`, `trust_secret`.
-        via: String,
+        /// How the contact was made.
+        via: Via,
         /// Verification string (both sides show the same).
         verification: String,
     },
@@ -301,8 +316,8 @@ pub enum Event {
     },
     /// Something went wrong outside any command.
     Error {
-        /// snake_case kind.
-        kind: String,
+        /// What went wrong, for scripts.
+        kind: ErrorKind,
         /// Human sentence.
         message: String,
     },
@@ -422,8 +437,8 @@ pub enum Command {
         code: String,
         /// Mark the node as our replica (home node).
         replica: bool,
-        /// `invite` or `provision`.
-        via: String,
+        /// `Invite` or `Provision`.
+        via: Via,
         /// Answer.
         reply: Reply<Paired>,
     },
@@ -581,10 +596,9 @@ impl Handle {
     pub async fn accept(
         &self,
         code: String,
-        via: &str,
+        via: Via,
         replica: bool,
     ) -> Result<Paired, CommandError> {
-        let via = via.to_string();
         self.call(|reply| Command::Accept {
             code,
             replica,

@@ -13,8 +13,9 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
-use crate::app::actor::{Inbound, Internal, LinkUp, TaskCtx, Verdict, VIA_SECRET, VIA_SHORT_CODE};
+use crate::app::actor::{Inbound, Internal, LinkUp, TaskCtx, Verdict};
 use crate::app::runtime::{now_secs, CommandError, Paired, Reply, TrustSecret};
+use crate::domain::Via;
 use crate::identity::{short_id, Profile};
 use crate::net::conn::{self, ConnError, Link, HANDSHAKE_TIMEOUT, OUTBOX_CAPACITY};
 use crate::net::handshake::{msg_name, HelloExtras, PeerIdentity};
@@ -130,7 +131,7 @@ pub async fn serve_incoming(
             }
             Some(Verdict::Pair { token, profile, .. }) => {
                 link.send_hello(&ctx.me, None).await?;
-                node_pair(&ctx, link, Some(token), "invite", *profile).await
+                node_pair(&ctx, link, Some(token), Via::Invite, *profile).await
             }
             Some(Verdict::Pake {
                 password,
@@ -142,9 +143,9 @@ pub async fn serve_incoming(
                     return Ok(None);
                 };
                 let via = if token.is_some() {
-                    VIA_SHORT_CODE
+                    Via::ShortCode
                 } else {
-                    VIA_SECRET
+                    Via::TrustSecret
                 };
                 node_pair(&ctx, link, token, via, *profile).await
             }
@@ -201,7 +202,7 @@ async fn node_pair<S>(
     ctx: &TaskCtx,
     mut link: Link<S>,
     token: Option<String>,
-    via: &str,
+    via: Via,
     profile: Profile,
 ) -> Result<Option<SetupDone<S>>, ConnError>
 where
@@ -409,7 +410,7 @@ pub async fn accept_invite(
     ctx: TaskCtx,
     mut pairing: ClientPairing,
     my_profile: Profile,
-    via: String,
+    via: Via,
     replica: bool,
     reply: Reply<Paired>,
     conn_id: u64,
@@ -479,7 +480,7 @@ async fn client_finish<S>(
     mut link: Link<S>,
     mut pairing: ClientPairing,
     my_profile: Profile,
-    via: String,
+    via: Via,
     replica: bool,
     reply: Reply<Paired>,
     conn_id: u64,
@@ -558,8 +559,8 @@ pub async fn accept_pake(
     cancel: CancellationToken,
 ) {
     let (req, via) = match &secret {
-        PakeSecret::Code(c) => (PakeRequest::Code { slot: c.slot }, VIA_SHORT_CODE),
-        PakeSecret::Trust(_) => (PakeRequest::Secret, VIA_SECRET),
+        PakeSecret::Code(c) => (PakeRequest::Code { slot: c.slot }, Via::ShortCode),
+        PakeSecret::Trust(_) => (PakeRequest::Secret, Via::TrustSecret),
     };
     let extras = HelloExtras {
         pake: Some(req),
@@ -642,15 +643,7 @@ pub async fn accept_pake(
     };
     let pairing = ClientPairing::confirmed_by_pake(link.peer.clone());
     client_finish(
-        ctx,
-        link,
-        pairing,
-        my_profile,
-        via.to_string(),
-        replica,
-        reply,
-        conn_id,
-        cancel,
+        ctx, link, pairing, my_profile, via, replica, reply, conn_id, cancel,
     )
     .await;
 }

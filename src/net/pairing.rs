@@ -7,6 +7,7 @@
 //! leaves no half-made contact. A client whose final `pair_done` was lost may present the
 //! same code again: the node recognises its own consumer and answers success once more.
 
+use crate::domain::{ErrorKind, Via};
 use crate::identity::{short_id, verification_string, Id, Profile};
 use crate::net::handshake::PeerIdentity;
 use crate::net::invite::{Invite, TOKEN_LEN};
@@ -67,19 +68,19 @@ fn at_text(at: Option<u64>) -> String {
 
 impl PairError {
     /// snake_case kind for the headless `error` event.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            PairError::Expired(_) => "invite_expired",
-            PairError::Used => "invite_used",
-            PairError::Revoked => "invite_revoked",
-            PairError::Unknown => "invite_unknown",
-            PairError::WrongPerson { .. } => "key_mismatch",
-            PairError::Protocol(_) => "pairing_failed",
-            PairError::CodeMismatch(_) => "code_mismatch",
-            PairError::CodeExpired(_) => "code_expired",
-            PairError::CodeExhausted(_) => "code_exhausted",
-            PairError::CodeUnknown(_) => "code_unknown",
-            PairError::NoTrustSecret => "no_trust_secret",
+            PairError::Expired(_) => ErrorKind::InviteExpired,
+            PairError::Used => ErrorKind::InviteUsed,
+            PairError::Revoked => ErrorKind::InviteRevoked,
+            PairError::Unknown => ErrorKind::InviteUnknown,
+            PairError::WrongPerson { .. } => ErrorKind::KeyMismatch,
+            PairError::Protocol(_) => ErrorKind::PairingFailed,
+            PairError::CodeMismatch(_) => ErrorKind::CodeMismatch,
+            PairError::CodeExpired(_) => ErrorKind::CodeExpired,
+            PairError::CodeExhausted(_) => ErrorKind::CodeExhausted,
+            PairError::CodeUnknown(_) => ErrorKind::CodeUnknown,
+            PairError::NoTrustSecret => ErrorKind::NoTrustSecret,
         }
     }
 
@@ -245,7 +246,7 @@ pub fn direct_channel(me: &str, peer_id: &str, peer_name: &str, now: u64) -> Cha
 pub fn contact_from(
     peer: &PeerIdentity,
     profile: Option<&Profile>,
-    via: &str,
+    via: Via,
     replica: bool,
     now: u64,
 ) -> Contact {
@@ -256,7 +257,7 @@ pub fn contact_from(
         profile: profile.cloned(),
         replica,
         replica_for: false,
-        via: via.into(),
+        via,
         added_at: now,
     }
 }
@@ -388,7 +389,7 @@ impl ClientPairing {
             ));
         }
         let commit = ClientCommit {
-            contact: contact_from(peer, Some(profile), "invite", false, now),
+            contact: contact_from(peer, Some(profile), Via::Invite, false, now),
             channel: direct_channel(&me.id(), &peer.person_id, &peer.person.name, now),
             verification: ours,
         };
@@ -415,7 +416,7 @@ pub fn node_on_confirm(
     me: &crate::identity::Person,
     peer: &PeerIdentity,
     token: Option<&str>,
-    via: &str,
+    via: Via,
     msg: WireMsg,
     now: u64,
 ) -> Result<NodeCommit, PairError> {

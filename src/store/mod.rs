@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use crate::domain::{InviteState, Via};
 pub use crate::identity::Endpoint;
 use crate::identity::{Id, Instance, Person, Profile};
 
@@ -71,8 +72,8 @@ pub struct Contact {
     /// We store and forward this contact's channels (we are its home node).
     #[serde(default)]
     pub replica_for: bool,
-    /// How the contact was made: `invite`, `card`, `provision`, `manual`.
-    pub via: String,
+    /// How the contact was made.
+    pub via: Via,
     /// Unix seconds when added.
     pub added_at: u64,
 }
@@ -140,15 +141,17 @@ impl std::fmt::Debug for InviteRecord {
 }
 
 impl InviteRecord {
-    /// `open`, `used`, `revoked`, `expired` or (a short code out of guesses) `exhausted` at
-    /// unix time `now`.
-    pub fn status_at(&self, now: u64) -> &'static str {
+    /// Where the invitation stands at unix time `now` (a short code out of guesses is
+    /// `Exhausted`).
+    pub fn status_at(&self, now: u64) -> InviteState {
         match self.status {
-            InviteStatus::Open if self.attempts >= crate::net::pake::MAX_ATTEMPTS => "exhausted",
-            InviteStatus::Open if now >= self.expires_at => "expired",
-            InviteStatus::Open => "open",
-            InviteStatus::Used { .. } => "used",
-            InviteStatus::Revoked { .. } => "revoked",
+            InviteStatus::Open if self.attempts >= crate::net::pake::MAX_ATTEMPTS => {
+                InviteState::Exhausted
+            }
+            InviteStatus::Open if now >= self.expires_at => InviteState::Expired,
+            InviteStatus::Open => InviteState::Open,
+            InviteStatus::Used { .. } => InviteState::Used,
+            InviteStatus::Revoked { .. } => InviteState::Revoked,
         }
     }
 }

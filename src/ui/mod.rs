@@ -113,7 +113,7 @@ async fn run_effect(handle: Handle, me: String, effect: Effect, tx: mpsc::Sender
         }
         Effect::Accept(code) => Action::Accepted(
             handle
-                .accept(code, "invite", false)
+                .accept(code, crate::domain::Via::Invite, false)
                 .await
                 .map_err(|e| e.to_string()),
         ),
@@ -134,7 +134,7 @@ async fn run_effect(handle: Handle, me: String, effect: Effect, tx: mpsc::Sender
                 Action::Invites(
                     list.into_iter()
                         .map(|r| state::InviteRow {
-                            status: r.status_at(now).into(),
+                            status: r.status_at(now).as_str().into(),
                             code: r.code,
                             expires_at: r.expires_at,
                         })

@@ -160,8 +160,14 @@ impl Peer {
     }
 
     pub fn send_raw(&mut self, line: &str) {
+        self.send_bytes(line.as_bytes());
+    }
+
+    /// Write raw bytes and a newline to the child's stdin (not necessarily UTF-8).
+    pub fn send_bytes(&mut self, line: &[u8]) {
         let s = self.stdin.as_mut().expect("stdin open");
-        writeln!(s, "{line}").expect("write to child stdin");
+        s.write_all(line).expect("write to child stdin");
+        s.write_all(b"\n").expect("write to child stdin");
         s.flush().unwrap();
     }
 
