@@ -10,9 +10,10 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use crate::app::runtime::{self, Config, Event, Role, Running};
-use crate::identity::LocalIdentity;
+use crate::domain::identity::LocalIdentity;
+use crate::domain::log::Log;
+use crate::domain::{sign_entry, Body, Hlc};
 use crate::net::discovery::Scope;
-use crate::net::sync::{sign_entry, Body, Hlc, Log};
 use crate::store::Store;
 
 /// Sizes of one benchmark run.
@@ -683,7 +684,7 @@ fn bench_render(n: usize) -> (f64, f64) {
     update(
         &mut s,
         Action::Channels(vec![(
-            crate::store::Channel {
+            crate::domain::Channel {
                 id: ch.clone(),
                 name: "bench".into(),
                 members: vec!["a".repeat(64), "c".repeat(64)],

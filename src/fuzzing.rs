@@ -5,11 +5,12 @@
 
 use std::cell::RefCell;
 
-use crate::identity::{LocalIdentity, Secrets};
+use crate::domain::identity::{LocalIdentity, Secrets};
+use crate::domain::ChannelInfo;
+use crate::domain::Code;
+use crate::domain::ShortCode;
 use crate::net::handshake::{Handshake, Session};
-use crate::net::invite::Code;
-use crate::net::pake::ShortCode;
-use crate::net::sync::{ChannelInfo, Engine, MemLog, PeerInfo, SyncMsg};
+use crate::net::sync::{Engine, MemLog, PeerInfo, SyncMsg};
 use crate::net::wire::WireMsg;
 
 fn identity(seed: u8, name: &str) -> LocalIdentity {

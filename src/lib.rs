@@ -1,9 +1,9 @@
 //! lama-tui: a terminal peer-to-peer chat whose instances pair, find each other and sync.
 //!
 //! Map of the crate (pure core first, I/O shell around it):
-//! - [`domain`]: the shared vocabularies at the bottom (error kinds, `Via`, invitation
-//!   states); it imports nothing else of the crate.
-//! - [`identity`]: Person and Instance objects, their canonical encoding and ids, key material.
+//! - [`domain`]: at the bottom, importing nothing else of the crate: identities (Person,
+//!   Instance, Profile, ids, key material), contacts, channels, invitations and their codes,
+//!   entries and the HLC, and the closed vocabularies (error kinds, `Via`, invite states).
 //! - [`net`]: the wire protocol. Pure: `wire` (messages, limits), `handshake` (Noise XX and
 //!   the identity proof), `invite` (codes, QR), `pairing`, `pake` (short codes and the trust
 //!   secret: SPAKE2 bound to the Noise session), `manager` (dial schedule, duplicate
@@ -26,7 +26,6 @@ pub mod bench;
 pub mod domain;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
-pub mod identity;
 pub mod net;
 pub mod store;
 pub mod ui;

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 
 use common::{ident, Peer};
 use futures_util::{SinkExt, StreamExt};
-use lama_tui::identity::{hello_signed_bytes, LocalIdentity};
+use lama_tui::domain::identity::{hello_signed_bytes, LocalIdentity};
+use lama_tui::domain::{sign_entry, Body, Hlc};
+use lama_tui::domain::{Card, Code};
 use lama_tui::net::conn::{self, ConnError, Link};
 use lama_tui::net::handshake::{Handshake, HelloExtras};
-use lama_tui::net::invite::{Card, Code};
 use lama_tui::net::pairing::direct_channel_id;
-use lama_tui::net::sync::{sign_entry, Body, Hlc, Invalid, SyncMsg};
+use lama_tui::net::sync::{Invalid, SyncMsg};
 use lama_tui::net::wire::{CloseCode, WireMsg, PROTOCOL_VERSION};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -46,7 +47,7 @@ fn card_of(who: &LocalIdentity) -> String {
     Code::Card(Card {
         name: who.person.name.clone(),
         person_key: who.person.verifying_key().unwrap().to_bytes(),
-        instance_id: lama_tui::identity::parse_hex::<32>(&who.instance_id(), "i").unwrap(),
+        instance_id: lama_tui::domain::identity::parse_hex::<32>(&who.instance_id(), "i").unwrap(),
         transport_key: who.instance.transport_key_bytes().unwrap(),
         urls: vec![],
     })

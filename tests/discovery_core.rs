@@ -3,9 +3,9 @@
 
 mod common;
 
-use lama_tui::identity::LocalIdentity;
+use lama_tui::domain::identity::LocalIdentity;
+use lama_tui::domain::Contact;
 use lama_tui::net::discovery::{Announcement, Ignored, MAX_SKEW_MS};
-use lama_tui::store::Contact;
 
 const NOW: u64 = 1_800_000_000_000;
 

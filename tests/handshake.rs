@@ -4,7 +4,7 @@
 
 mod common;
 
-use lama_tui::identity::LocalIdentity;
+use lama_tui::domain::identity::LocalIdentity;
 use lama_tui::net::handshake::{Handshake, HandshakeError, Session};
 use lama_tui::net::wire::WireMsg;
 

@@ -1,7 +1,11 @@
 //! The invite and card codecs: round trips, every error kind, exhaustive typo and
 //! truncation checks, and QR codes that decode back to the same text.
 
-use lama_tui::net::invite::{qr_half_blocks, qr_modules, Card, Code, CodeError, Invite, PREFIX};
+use lama_tui::ui::qr::{qr_half_blocks, qr_modules};
+
+use lama_tui::domain::{Card, Code, CodeError, Invite};
+
+use lama_tui::domain::codes::PREFIX;
 
 fn invite() -> Code {
     Code::Invite(Invite {

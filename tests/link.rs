@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use lama_tui::identity::LocalIdentity;
+use lama_tui::domain::identity::LocalIdentity;
 use lama_tui::net::conn::{self, IDLE_TIMEOUT};
 use lama_tui::net::wire::CloseCode;
 use tokio::sync::mpsc;

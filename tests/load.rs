@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use common::{ident, Peer};
 use lama_tui::app::runtime::{self, Config, Event, Role, Running};
+use lama_tui::domain::{Card, Code};
 use lama_tui::net::conn;
 use lama_tui::net::handshake::HelloExtras;
-use lama_tui::net::invite::{Card, Code};
 use serde_json::json;
 
 fn scale(var: &str, default: usize) -> usize {
@@ -104,7 +104,7 @@ fn a_hundred_clients_send_a_hundred_messages_each_through_one_node() {
     let card = Code::Card(Card {
         name: slow.person.name.clone(),
         person_key: slow.person.verifying_key().unwrap().to_bytes(),
-        instance_id: lama_tui::identity::parse_hex::<32>(&slow.instance_id(), "i").unwrap(),
+        instance_id: lama_tui::domain::identity::parse_hex::<32>(&slow.instance_id(), "i").unwrap(),
         transport_key: slow.instance.transport_key_bytes().unwrap(),
         urls: vec![],
     })

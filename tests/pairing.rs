@@ -266,10 +266,10 @@ fn node_on_a_new_port_is_found_by_discovery_and_forgeries_are_ignored() {
     let ninst = node.ready["instance_id"].as_str().unwrap().to_string();
 
     // A forged announcement: the node's ids, a bogus URL, signed by another key.
-    let fake = lama_tui::identity::LocalIdentity::from_secrets(
+    let fake = lama_tui::domain::identity::LocalIdentity::from_secrets(
         "node@lama.local",
         "node@lama.local/node",
-        lama_tui::identity::Secrets::generate(),
+        lama_tui::domain::identity::Secrets::generate(),
     );
     let mut forged = lama_tui::net::discovery::Announcement::signed(
         &fake,
@@ -339,7 +339,7 @@ fn accept_reads_the_code_from_a_screenshot_of_the_qr() {
     let mut client = Peer::start("client", &tmp.path().join("c"), &[]);
     let code = invite(&mut node, 1, 600);
     // A "screenshot": the QR drawn 6 pixels per module with a quiet zone, as PNG.
-    let (w, m) = lama_tui::net::invite::qr_modules(&code).unwrap();
+    let (w, m) = lama_tui::ui::qr::qr_modules(&code).unwrap();
     let (scale, quiet) = (6u32, 4u32);
     let size = (w as u32 + 2 * quiet) * scale;
     let img = image::GrayImage::from_fn(size, size, |x, y| {

@@ -3,16 +3,18 @@
 
 mod common;
 
+use lama_tui::domain::identity::{verification_string, LocalIdentity, Profile};
+use lama_tui::domain::Invite;
+use lama_tui::domain::InviteStatus;
+use lama_tui::domain::PeerIdentity;
 use lama_tui::domain::Via;
-use lama_tui::identity::{verification_string, LocalIdentity, Profile};
-use lama_tui::net::handshake::{Handshake, HandshakeError, PeerIdentity};
-use lama_tui::net::invite::Invite;
+use lama_tui::net::handshake::{Handshake, HandshakeError};
 use lama_tui::net::manager::{backoff_delay, keep_new_link, LinkMeta, Manager, BACKOFF_CAP_MS};
 use lama_tui::net::pairing::{
     check_invite, new_invite_record, node_on_confirm, Admission, ClientPairing, PairError,
 };
 use lama_tui::net::wire::WireMsg;
-use lama_tui::store::{InviteStatus, PairingCommit, Store};
+use lama_tui::store::{PairingCommit, Store};
 
 const NOW: u64 = 1_800_000_000;
 
@@ -29,7 +31,7 @@ fn peer(i: &LocalIdentity) -> PeerIdentity {
 
 fn invite_for(node: &LocalIdentity, token: [u8; 16], expires_at: u64) -> Invite {
     Invite {
-        person_id: lama_tui::identity::parse_hex::<32>(&node.person_id(), "p").unwrap(),
+        person_id: lama_tui::domain::identity::parse_hex::<32>(&node.person_id(), "p").unwrap(),
         transport_key: node.instance.transport_key_bytes().unwrap(),
         token,
         expires_at,

@@ -4,14 +4,13 @@
 
 mod common;
 
-use lama_tui::identity::LocalIdentity;
+use lama_tui::domain::identity::LocalIdentity;
+use lama_tui::domain::short_code::{code_entropy_bits, wordlist};
+use lama_tui::domain::{InviteRecord, InviteStatus};
+use lama_tui::domain::{ShortCode, ShortCodeError};
 use lama_tui::net::handshake::{Handshake, Session};
 use lama_tui::net::pairing::{check_short_code, code_guess_counted, Admission, PairError};
-use lama_tui::net::pake::{
-    code_entropy_bits, stretch_secret, wordlist, PakeError, PakeExchange, ShortCode,
-    ShortCodeError, Side, MAX_ATTEMPTS,
-};
-use lama_tui::store::{InviteRecord, InviteStatus};
+use lama_tui::net::pake::{stretch_secret, PakeError, PakeExchange, Side, MAX_ATTEMPTS};
 
 use common::ident;
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use common::{run_fail, Peer};
 use futures_util::{SinkExt, StreamExt};
-use lama_tui::store::{Contact, Endpoint, Store};
+use lama_tui::domain::{Contact, Endpoint};
+use lama_tui::store::Store;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 

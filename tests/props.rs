@@ -2,9 +2,9 @@
 //! regression a fuzzer once found shows up in CI: random and mutated bytes never panic, and
 //! every code and message survives its own encoding.
 
+use lama_tui::domain::ShortCode;
+use lama_tui::domain::{Card, Code, Invite};
 use lama_tui::fuzzing;
-use lama_tui::net::invite::{Card, Code, Invite};
-use lama_tui::net::pake::ShortCode;
 use lama_tui::net::wire::{CloseCode, WireMsg};
 use proptest::prelude::*;
 

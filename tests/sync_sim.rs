@@ -4,10 +4,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use lama_tui::identity::{LocalIdentity, Secrets};
-use lama_tui::net::sync::{
-    sign_entry, Body, ChannelInfo, Engine, Entry, Hlc, Invalid, Log, MemLog, PeerInfo, SyncMsg,
-};
+use lama_tui::domain::identity::{LocalIdentity, Secrets};
+use lama_tui::domain::log::Log;
+use lama_tui::domain::ChannelInfo;
+use lama_tui::domain::{sign_entry, Body, Entry, Hlc};
+use lama_tui::net::sync::{Engine, Invalid, MemLog, PeerInfo, SyncMsg};
 
 struct Rng(u64);
 impl Rng {

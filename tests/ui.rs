@@ -8,8 +8,8 @@ use crossterm::event::{KeyCode, KeyModifiers};
 use lama_tui::app::runtime::{
     ContactView, Event, IdentityInfo, MessageView, NewInvite, Paired, PeerState, Role,
 };
-use lama_tui::identity::LocalIdentity;
-use lama_tui::store::{Channel, Contact};
+use lama_tui::domain::identity::LocalIdentity;
+use lama_tui::domain::{Channel, Contact};
 use lama_tui::ui::state::{update, Action, State};
 use lama_tui::ui::view::render;
 use ratatui::backend::TestBackend;
@@ -160,8 +160,8 @@ fn contact_details() {
 
 fn invite_code() -> String {
     let node = ident(1, "node-demo@lama.local");
-    lama_tui::net::invite::Code::Invite(lama_tui::net::invite::Invite {
-        person_id: lama_tui::identity::parse_hex::<32>(&node.person_id(), "p").unwrap(),
+    lama_tui::domain::Code::Invite(lama_tui::domain::Invite {
+        person_id: lama_tui::domain::identity::parse_hex::<32>(&node.person_id(), "p").unwrap(),
         transport_key: node.instance.transport_key_bytes().unwrap(),
         token: [9; 16],
         expires_at: NOW + 600,

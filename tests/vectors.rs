@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use lama_tui::identity::{hello_signed_bytes, LocalIdentity, Secrets};
+use lama_tui::domain::identity::{hello_signed_bytes, LocalIdentity, Secrets};
 use lama_tui::net::handshake::Handshake;
 use lama_tui::net::wire::WireMsg;
 
@@ -75,12 +75,12 @@ fn compute() -> Vec<(String, String)> {
     let plain = hello.encode().unwrap();
     put(
         "a.hello_plaintext_sha256",
-        lama_tui::identity::sha256_hex(&plain),
+        lama_tui::domain::identity::sha256_hex(&plain),
     );
     let frame = si.seal(&hello).unwrap();
     put(
         "a.hello_frame_sha256",
-        lama_tui::identity::sha256_hex(&frame),
+        lama_tui::domain::identity::sha256_hex(&frame),
     );
     put("a.hello_frame_len", frame.len().to_string());
     // The responder can open and verify it: the vector is a real, valid frame.
@@ -90,16 +90,16 @@ fn compute() -> Vec<(String, String)> {
     put("a.second_frame_ping1", hex::encode(&ping));
     // A first entry of a's log in the 1:1 channel with b.
     let ch = lama_tui::net::pairing::direct_channel_id(&a.person_id(), &b.person_id());
-    let e = lama_tui::net::sync::sign_entry(
+    let e = lama_tui::domain::sign_entry(
         &a,
         &ch,
         1,
         None,
-        lama_tui::net::sync::Hlc {
+        lama_tui::domain::Hlc {
             ms: 1_800_000_000_000,
             c: 0,
         },
-        lama_tui::net::sync::Body::Text {
+        lama_tui::domain::Body::Text {
             text: "hello".into(),
         },
     );
@@ -108,7 +108,8 @@ fn compute() -> Vec<(String, String)> {
     put("entry.id", e.id());
     // Short-code pairing: a dials b. The SPAKE2 messages are random; everything around
     // them is fixed.
-    use lama_tui::net::pake::{self, ShortCode, Side};
+    use lama_tui::domain::ShortCode;
+    use lama_tui::net::pake::{self, Side};
     let code = ShortCode::new(7, [0x00, 0x80, 0xff]);
     put("pake.short_code", code.reveal());
     put("pake.short_code_password", hex::encode(code.reveal()));

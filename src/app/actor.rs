@@ -14,21 +14,28 @@ use crate::app::runtime::{
     NewInvite, Paired, PeerState, Reply, Role, StartError,
 };
 use crate::app::tasks;
-use crate::domain::{ErrorKind, InviteState, Via};
-use crate::identity::{short_id, verification_string, Endpoint, LocalIdentity, Person, Profile};
+use crate::domain::codes::TOKEN_LEN;
+use crate::domain::identity::{
+    short_id, verification_string, Endpoint, LocalIdentity, Person, Profile,
+};
+use crate::domain::log::Log;
+use crate::domain::Body;
+use crate::domain::PeerIdentity;
+use crate::domain::ShortCode;
+use crate::domain::{short_code, ErrorKind, InviteState, Via};
+use crate::domain::{Card, Code, Invite};
+use crate::domain::{Contact, InviteRecord, InviteStatus};
 use crate::net::conn::LinkEnd;
 use crate::net::discovery::{self, Announcement, DISCOVERY_CAPACITY};
-use crate::net::handshake::PeerIdentity;
-use crate::net::invite::{Card, Code, Invite, TOKEN_LEN};
 use crate::net::manager::{keep_new_link, LinkMeta, Manager};
 use crate::net::pairing::{
     self, check_invite, direct_channel, Admission, ClientCommit, ClientPairing, NodeCommit,
     PairError,
 };
-use crate::net::pake::{self, PakeRequest, ShortCode};
-use crate::net::sync::{Body, Engine, Log, Output, PeerInfo, SyncMsg};
+use crate::net::pake::{self, PakeRequest};
+use crate::net::sync::{Engine, Output, PeerInfo, SyncMsg};
 use crate::net::wire::{CloseCode, WireMsg};
-use crate::store::{Contact, InviteRecord, InviteStatus, PairingCommit, Store, StoreError};
+use crate::store::{PairingCommit, Store, StoreError};
 
 /// Capacity of the internal queue from connection tasks into the actor.
 pub const INTERNAL_CAPACITY: usize = 256;
@@ -270,7 +277,7 @@ impl Actor {
         let (itx, internal_rx) = mpsc::channel(INTERNAL_CAPACITY);
         let (inbound, inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
         let mut manager = Manager::new(u64::from_le_bytes(
-            crate::identity::random32()[..8]
+            crate::domain::identity::random32()[..8]
                 .try_into()
                 .expect("invariant: 8 bytes"),
         ));
@@ -600,17 +607,21 @@ impl Actor {
         name: String,
         members: Vec<String>,
     ) -> Result<String, CommandError> {
-        crate::identity::check_name(&name).map_err(|e| CommandError::BadArgument(e.to_string()))?;
+        crate::domain::identity::check_name(&name)
+            .map_err(|e| CommandError::BadArgument(e.to_string()))?;
         let mut set: std::collections::BTreeSet<String> = members.into_iter().collect();
         for m in &set {
-            if crate::identity::parse_hex::<32>(m, "member").is_err() {
+            if crate::domain::identity::parse_hex::<32>(m, "member").is_err() {
                 return Err(CommandError::BadArgument(format!(
                     "member `{m}` is not a person id (64 hex characters)"
                 )));
             }
         }
         set.insert(self.me.person_id());
-        let id = format!("g-{}", hex::encode(&crate::identity::random32()[..16]));
+        let id = format!(
+            "g-{}",
+            hex::encode(&crate::domain::identity::random32()[..16])
+        );
         self.write(
             &id,
             Body::Create {
@@ -627,12 +638,12 @@ impl Actor {
         person_id: String,
         add: bool,
     ) -> Result<Vec<String>, CommandError> {
-        if crate::net::sync::direct_members(channel).is_some() {
+        if crate::domain::channel::direct_members(channel).is_some() {
             return Err(CommandError::BadArgument(
                 "a 1:1 channel has fixed members; create a group channel instead".into(),
             ));
         }
-        if crate::identity::parse_hex::<32>(&person_id, "person_id").is_err() {
+        if crate::domain::identity::parse_hex::<32>(&person_id, "person_id").is_err() {
             return Err(CommandError::BadArgument(format!(
                 "`{person_id}` is not a person id (64 hex characters)"
             )));
@@ -656,11 +667,7 @@ impl Actor {
             .unwrap_or_default())
     }
 
-    fn write(
-        &mut self,
-        channel: &str,
-        body: Body,
-    ) -> Result<crate::net::sync::Entry, CommandError> {
+    fn write(&mut self, channel: &str, body: Body) -> Result<crate::domain::Entry, CommandError> {
         let mut log = self.store.clone();
         let (e, out) = self
             .engine
@@ -694,7 +701,7 @@ impl Actor {
             .unwrap_or_else(|| short_id(author).to_string())
     }
 
-    fn message_view(&self, e: &crate::net::sync::Entry) -> MessageView {
+    fn message_view(&self, e: &crate::domain::Entry) -> MessageView {
         MessageView {
             channel: e.channel.clone(),
             entry: e.id(),
@@ -858,7 +865,8 @@ impl Actor {
     }
 
     fn set_display_name(&mut self, name: String) -> Result<u64, CommandError> {
-        crate::identity::check_name(&name).map_err(|e| CommandError::BadArgument(e.to_string()))?;
+        crate::domain::identity::check_name(&name)
+            .map_err(|e| CommandError::BadArgument(e.to_string()))?;
         let version = now_ms().max(self.profile.version + 1);
         let mut p = self.profile.clone();
         p.name = name;
@@ -913,11 +921,11 @@ impl Actor {
             .clone()
             .expect("invariant: a node has an endpoint");
         let mut token = [0u8; TOKEN_LEN];
-        token.copy_from_slice(&crate::identity::random32()[..TOKEN_LEN]);
+        token.copy_from_slice(&crate::domain::identity::random32()[..TOKEN_LEN]);
         let now = now_secs();
         let mut rec = pairing::new_invite_record(token, String::new(), now, ttl_secs);
         let invite = Invite {
-            person_id: crate::identity::parse_hex::<32>(&self.me.person_id(), "person_id")
+            person_id: crate::domain::identity::parse_hex::<32>(&self.me.person_id(), "person_id")
                 .expect("invariant: our id is 32 bytes of hex"),
             transport_key: self
                 .me
@@ -937,7 +945,7 @@ impl Actor {
         })
     }
 
-    fn revoke(&mut self, code: &str) -> Result<crate::store::InviteRecord, CommandError> {
+    fn revoke(&mut self, code: &str) -> Result<crate::domain::InviteRecord, CommandError> {
         if ShortCode::looks_like(code) {
             let sc = ShortCode::parse(code)?;
             return self
@@ -1001,10 +1009,10 @@ impl Actor {
             .filter(|r| r.token.starts_with("short:") && r.status_at(now) == InviteState::Open)
             .map(|r| r.token)
             .collect();
-        let rnd = crate::identity::random32();
+        let rnd = crate::domain::identity::random32();
         // A short number first (quick to read out); longer ones only when many are open.
         let start = u16::from_le_bytes([rnd[0], rnd[1]]);
-        let slot = [(1u16, 99u16), (100, pake::MAX_SLOT)]
+        let slot = [(1u16, 99u16), (100, short_code::MAX_SLOT)]
             .into_iter()
             .find_map(|(lo, hi)| {
                 let span = hi - lo + 1;
@@ -1023,7 +1031,7 @@ impl Actor {
             token: pairing::short_code_key(slot),
             code: code.reveal(),
             created_at: now,
-            expires_at: now + ttl_secs.clamp(1, pake::MAX_CODE_TTL_SECS),
+            expires_at: now + ttl_secs.clamp(1, short_code::MAX_CODE_TTL_SECS),
             status: InviteStatus::Open,
             attempts: 0,
         };
@@ -1216,8 +1224,11 @@ impl Actor {
                 .verifying_key()
                 .expect("invariant: our own key is valid")
                 .to_bytes(),
-            instance_id: crate::identity::parse_hex::<32>(&self.me.instance_id(), "instance_id")
-                .expect("invariant: our id is 32 bytes of hex"),
+            instance_id: crate::domain::identity::parse_hex::<32>(
+                &self.me.instance_id(),
+                "instance_id",
+            )
+            .expect("invariant: our id is 32 bytes of hex"),
             transport_key: self
                 .me
                 .instance
@@ -1236,7 +1247,7 @@ impl Actor {
         };
         let key = ed25519_dalek::VerifyingKey::from_bytes(&c.person_key)
             .map_err(|_| CommandError::BadArgument("the card's key is invalid".into()))?;
-        crate::identity::check_name(&c.name)
+        crate::domain::identity::check_name(&c.name)
             .map_err(|e| CommandError::BadArgument(e.to_string()))?;
         let person = Person::new(&c.name, &key);
         let pid = person.id();
@@ -1725,7 +1736,7 @@ pub fn dial_targets(c: &Contact) -> Vec<(String, [u8; 32])> {
     c.endpoints
         .iter()
         .filter_map(|e| {
-            crate::identity::parse_hex::<32>(&e.transport_key, "transport_key")
+            crate::domain::identity::parse_hex::<32>(&e.transport_key, "transport_key")
                 .ok()
                 .map(|k| (e.url.clone(), k))
         })

@@ -6,8 +6,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::app::runtime::{ContactView, Event as RuntimeEvent, IdentityInfo, MessageView};
+use crate::domain::{invitation, short_code};
 use crate::domain::{ErrorKind, InviteState, Via};
-use crate::net::{pairing, pake};
 
 /// Default `limit` of `history`.
 pub const DEFAULT_HISTORY_LIMIT: usize = 50;
@@ -47,7 +47,7 @@ pub enum Request {
     },
     /// Make an invitation (node only).
     Invite {
-        /// Lifetime; default [`pairing::DEFAULT_INVITE_TTL_SECS`].
+        /// Lifetime; default [`invitation::DEFAULT_INVITE_TTL_SECS`].
         ttl_secs: Option<u64>,
     },
     /// List invitations and short codes.
@@ -69,7 +69,7 @@ pub enum Request {
     },
     /// Make a short code (node only).
     ShortCode {
-        /// Lifetime; default [`pake::DEFAULT_CODE_TTL_SECS`].
+        /// Lifetime; default [`short_code::DEFAULT_CODE_TTL_SECS`].
         ttl_secs: Option<u64>,
     },
     /// Pair by a short code.
@@ -199,8 +199,8 @@ impl Request {
             _ => Ok(()),
         };
         match self {
-            Request::Invite { ttl_secs } => ttl(ttl_secs, pairing::MAX_INVITE_TTL_SECS),
-            Request::ShortCode { ttl_secs } => ttl(ttl_secs, pake::MAX_CODE_TTL_SECS),
+            Request::Invite { ttl_secs } => ttl(ttl_secs, invitation::MAX_INVITE_TTL_SECS),
+            Request::ShortCode { ttl_secs } => ttl(ttl_secs, short_code::MAX_CODE_TTL_SECS),
             Request::History { limit: Some(n), .. } if *n > MAX_HISTORY_LIMIT as u64 => Err(
                 format!("`limit` must be a whole number up to {MAX_HISTORY_LIMIT}"),
             ),

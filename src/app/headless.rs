@@ -13,8 +13,8 @@ use crate::app::control::{
 };
 use crate::app::provision;
 use crate::app::runtime::{now_secs, CommandError, Handle, Running};
+use crate::domain::{invitation, short_code};
 use crate::domain::{ErrorKind, Via};
-use crate::net::{pairing, pake};
 
 /// Capacity of the stdout line queue.
 pub const OUTPUT_CAPACITY: usize = 1024;
@@ -30,43 +30,61 @@ pub enum Line {
     TooLong,
 }
 
-/// Read the next line, holding at most `max` bytes of it: the rest of a longer line is
-/// read and discarded, so memory stays bounded whatever arrives. `None` at end of input.
-pub async fn read_line<R: AsyncBufRead + Unpin>(
-    r: &mut R,
+/// Reads lines as bytes, holding at most `max` bytes of one: the rest of a longer line is
+/// read and discarded, so memory stays bounded whatever arrives.
+///
+/// Cancellation-safe (it runs inside `select!`): a partly read line is kept in the reader,
+/// not in the future, so a branch that wins in the middle of a line loses nothing.
+pub struct LineReader<R> {
+    inner: R,
     max: usize,
-) -> std::io::Result<Option<Line>> {
-    let mut buf = Vec::new();
-    let mut too_long = false;
-    let mut any = false;
-    loop {
-        let chunk = r.fill_buf().await?;
-        if chunk.is_empty() {
-            return Ok(any.then(|| done(buf, too_long)));
-        }
-        any = true;
-        let (take, end) = match chunk.iter().position(|b| *b == b'\n') {
-            Some(i) => (i, true),
-            None => (chunk.len(), false),
-        };
-        if !too_long && buf.len() + take <= max {
-            buf.extend_from_slice(&chunk[..take]);
-        } else {
-            too_long = true;
-            buf = Vec::new();
-        }
-        r.consume(take + usize::from(end));
-        if end {
-            return Ok(Some(done(buf, too_long)));
-        }
-    }
+    buf: Vec<u8>,
+    too_long: bool,
 }
 
-fn done(buf: Vec<u8>, too_long: bool) -> Line {
-    if too_long {
-        Line::TooLong
-    } else {
-        Line::Bytes(buf)
+impl<R: AsyncBufRead + Unpin> LineReader<R> {
+    /// A reader of lines of at most `max` bytes.
+    pub fn new(inner: R, max: usize) -> Self {
+        LineReader {
+            inner,
+            max,
+            buf: Vec::new(),
+            too_long: false,
+        }
+    }
+
+    /// The next line; `None` at end of input.
+    pub async fn next(&mut self) -> std::io::Result<Option<Line>> {
+        loop {
+            let chunk = self.inner.fill_buf().await?;
+            if chunk.is_empty() {
+                let pending = !self.buf.is_empty() || self.too_long;
+                return Ok(pending.then(|| self.take()));
+            }
+            let (take, end) = match chunk.iter().position(|b| *b == b'\n') {
+                Some(i) => (i, true),
+                None => (chunk.len(), false),
+            };
+            if !self.too_long && self.buf.len() + take <= self.max {
+                self.buf.extend_from_slice(&chunk[..take]);
+            } else {
+                self.too_long = true;
+                self.buf = Vec::new();
+            }
+            self.inner.consume(take + usize::from(end));
+            if end {
+                return Ok(Some(self.take()));
+            }
+        }
+    }
+
+    fn take(&mut self) -> Line {
+        let buf = std::mem::take(&mut self.buf);
+        if std::mem::take(&mut self.too_long) {
+            Line::TooLong
+        } else {
+            Line::Bytes(buf)
+        }
     }
 }
 
@@ -140,7 +158,7 @@ async fn execute(handle: &Handle, req: Request) -> Result<Event, CommandError> {
             }
         }
         Request::Invite { ttl_secs } => {
-            let ttl = ttl_secs.unwrap_or(pairing::DEFAULT_INVITE_TTL_SECS);
+            let ttl = ttl_secs.unwrap_or(invitation::DEFAULT_INVITE_TTL_SECS);
             let i = handle.invite(ttl).await?;
             Event::Invite {
                 code: i.code,
@@ -183,7 +201,7 @@ async fn execute(handle: &Handle, req: Request) -> Result<Event, CommandError> {
             )
         }
         Request::ShortCode { ttl_secs } => {
-            let ttl = ttl_secs.unwrap_or(pake::DEFAULT_CODE_TTL_SECS);
+            let ttl = ttl_secs.unwrap_or(short_code::DEFAULT_CODE_TTL_SECS);
             let c = handle.short_code(ttl).await?;
             Event::ShortCode {
                 code: c.code,
@@ -280,7 +298,7 @@ async fn members(
 
 /// A screenshot of a QR code, read as the code it holds.
 fn scan_qr(path: &str) -> Result<String, CommandError> {
-    crate::net::invite::scan_file(std::path::Path::new(path)).map_err(CommandError::Scan)
+    crate::app::scan::scan_file(std::path::Path::new(path)).map_err(CommandError::Scan)
 }
 
 /// Answer one command on `out`.
@@ -383,7 +401,7 @@ pub async fn run(
         }
         guard = g;
     }
-    let mut stdin = BufReader::new(tokio::io::stdin());
+    let mut stdin = LineReader::new(BufReader::new(tokio::io::stdin()), MAX_LINE);
     let mut stdin_open = true;
     #[cfg(unix)]
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -402,7 +420,7 @@ pub async fn run(
                 let e = Event::error(ErrorKind::NodeExited, msg);
                 let _ = out_tx.send(Reply::unsolicited(e).to_line()).await;
             }
-            line = read_line(&mut stdin, MAX_LINE), if stdin_open => match line {
+            line = stdin.next(), if stdin_open => match line {
                 Ok(Some(line)) => match classify(line) {
                     Input::Blank => {}
                     Input::Answer(r) => { let _ = out_tx.send(r.to_line()).await; }
@@ -437,15 +455,26 @@ mod tests {
     use super::*;
 
     async fn lines(input: &[u8], max: usize) -> Vec<Line> {
-        let mut r = BufReader::with_capacity(4, input);
+        let mut r = LineReader::new(BufReader::with_capacity(4, input), max);
         let mut out = Vec::new();
-        while let Some(l) = read_line(&mut r, max)
-            .await
-            .expect("reading a slice cannot fail")
-        {
+        while let Some(l) = r.next().await.expect("reading a slice cannot fail") {
             out.push(l);
         }
         out
+    }
+
+    #[tokio::test]
+    async fn a_line_survives_a_read_cancelled_half_way() {
+        let (mut tx, rx) = tokio::io::duplex(64);
+        let mut r = LineReader::new(BufReader::new(rx), 100);
+        tx.write_all(b"{\"cmd\":").await.expect("write");
+        // The read is cancelled after the first half arrived, as select! does when another
+        // branch wins; the second half completes the same line.
+        let cancelled = tokio::time::timeout(std::time::Duration::from_millis(50), r.next()).await;
+        assert!(cancelled.is_err());
+        tx.write_all(b"\"identity\"}\n").await.expect("write");
+        let line = r.next().await.expect("read");
+        assert_eq!(line, Some(Line::Bytes(br#"{"cmd":"identity"}"#.to_vec())));
     }
 
     #[tokio::test]

@@ -8,4 +8,5 @@ pub mod headless;
 pub mod logging;
 pub mod provision;
 pub mod runtime;
+pub mod scan;
 pub mod tasks;

@@ -12,15 +12,16 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::actor::Actor;
+use crate::domain::identity::{check_name, LocalIdentity, Secrets};
+use crate::domain::CodeError;
+use crate::domain::PeerIdentity;
+use crate::domain::{Channel, Contact, InviteRecord};
 use crate::domain::{ErrorKind, Via};
-use crate::identity::{check_name, LocalIdentity, Secrets};
 use crate::net::conn::ConnError;
 use crate::net::discovery::Scope;
-use crate::net::handshake::PeerIdentity;
-use crate::net::invite::CodeError;
 use crate::net::pairing::PairError;
 use crate::net::wire::CloseCode;
-use crate::store::{keyfile, Channel, Contact, InviteRecord, Store, StoreError};
+use crate::store::{keyfile, Store, StoreError};
 
 /// Capacity of the command queue into the actor.
 pub const COMMAND_CAPACITY: usize = 64;
@@ -152,7 +153,7 @@ pub enum CommandError {
     Code(#[from] CodeError),
     /// A short code could not be read.
     #[error("invalid short code: {0}")]
-    ShortCode(#[from] crate::net::pake::ShortCodeError),
+    ShortCode(#[from] crate::domain::ShortCodeError),
     /// Pairing was refused or broke.
     #[error(transparent)]
     Pair(#[from] PairError),
@@ -170,7 +171,7 @@ pub enum CommandError {
     UnknownContact,
     /// A QR screenshot could not be read as a code.
     #[error(transparent)]
-    Scan(#[from] crate::net::invite::ScanError),
+    Scan(#[from] crate::app::scan::ScanError),
     /// The runtime is shutting down.
     #[error("the instance is shutting down")]
     ShuttingDown,
@@ -201,13 +202,11 @@ impl CommandError {
             CommandError::BadArgument(_) => ErrorKind::BadArgument,
             CommandError::UnknownInvite => ErrorKind::UnknownInvite,
             CommandError::UnknownContact => ErrorKind::UnknownContact,
-            CommandError::Scan(crate::net::invite::ScanError::Unreadable(_)) => {
+            CommandError::Scan(crate::app::scan::ScanError::Unreadable(_)) => {
                 ErrorKind::QrUnreadable
             }
-            CommandError::Scan(crate::net::invite::ScanError::NoQr) => ErrorKind::QrNotFound,
-            CommandError::Scan(crate::net::invite::ScanError::NotACode(_)) => {
-                ErrorKind::InvalidCode
-            }
+            CommandError::Scan(crate::app::scan::ScanError::NoQr) => ErrorKind::QrNotFound,
+            CommandError::Scan(crate::app::scan::ScanError::NotACode(_)) => ErrorKind::InvalidCode,
             CommandError::ShuttingDown => ErrorKind::ShuttingDown,
         }
     }

@@ -15,13 +15,15 @@ use zeroize::Zeroizing;
 
 use crate::app::actor::{Inbound, Internal, LinkUp, TaskCtx, Verdict};
 use crate::app::runtime::{now_secs, CommandError, Paired, Reply, TrustSecret};
+use crate::domain::identity::{short_id, Profile};
+use crate::domain::PeerIdentity;
+use crate::domain::ShortCode;
 use crate::domain::Via;
-use crate::identity::{short_id, Profile};
 use crate::net::conn::{self, ConnError, Link, HANDSHAKE_TIMEOUT, OUTBOX_CAPACITY};
-use crate::net::handshake::{msg_name, HelloExtras, PeerIdentity};
+use crate::net::handshake::{msg_name, HelloExtras};
 use crate::net::manager::DialRequest;
 use crate::net::pairing::{node_on_confirm, ClientPairing, NodeCommit, PairError};
-use crate::net::pake::{stretch_secret, PakeExchange, PakeRequest, ShortCode, Side};
+use crate::net::pake::{stretch_secret, PakeExchange, PakeRequest, Side};
 use crate::net::wire::{CloseCode, WireMsg};
 
 async fn ask_actor<T>(

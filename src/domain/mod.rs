@@ -1,7 +1,23 @@
-//! The domain at the bottom of the crate: the vocabularies (error kinds, how a contact was
-//! made, invitation states) that `net`, `store`, `app` and `ui` share. It depends on nothing
-//! else in the crate and on no I/O, runtime or terminal crate (checked by `tests/layers.rs`).
+//! The domain at the bottom of the crate: identities and ids, contacts, channels,
+//! invitations and their codes, entries, and the closed vocabularies (error kinds, `Via`,
+//! invitation states) that `net`, `store`, `app` and `ui` share. Pure: it imports nothing
+//! else of the crate and no I/O, runtime or terminal crate (checked by `tests/layers.rs`).
 
+pub mod channel;
+pub mod codes;
+pub mod contact;
+pub mod entry;
+pub mod identity;
+pub mod invitation;
 pub mod kinds;
+pub mod log;
+pub mod short_code;
 
+pub use channel::{Channel, ChannelInfo};
+pub use codes::{Card, Code, CodeError, Invite};
+pub use contact::Contact;
+pub use entry::{sign_entry, Body, Entry, Hlc, ViewKey};
+pub use identity::{Endpoint, Id, Instance, LocalIdentity, PeerIdentity, Person, Profile};
+pub use invitation::{InviteRecord, InviteStatus};
 pub use kinds::{ErrorKind, InviteState, Via};
+pub use short_code::{ShortCode, ShortCodeError};

@@ -14,10 +14,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::identity::LocalIdentity;
-use crate::net::handshake::{
-    msg_name, Handshake, HandshakeError, HelloExtras, PeerIdentity, Session,
-};
+use crate::domain::identity::LocalIdentity;
+use crate::domain::PeerIdentity;
+use crate::net::handshake::{msg_name, Handshake, HandshakeError, HelloExtras, Session};
 use crate::net::pake::PakeRequest;
 use crate::net::wire::{CloseCode, WireMsg, MAX_FRAME};
 

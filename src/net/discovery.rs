@@ -15,8 +15,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::identity::{parse_hex, verify_hex_sig, Id, LocalIdentity};
-use crate::store::Contact;
+use crate::domain::identity::{parse_hex, verify_hex_sig, Id, LocalIdentity};
+use crate::domain::Contact;
 
 /// First port of the loopback discovery range (override with `LAMA_DISCOVERY_PORT`).
 pub const DEFAULT_DISCOVERY_PORT: u16 = 48770;
@@ -241,11 +241,18 @@ pub async fn announce(
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {
-                let d = Announcement::signed(&me, &url, crate::app::runtime::now_ms()).encode();
+                let d = Announcement::signed(&me, &url, unix_ms()).encode();
                 for t in &targets {
                     let _ = sock.send_to(&d, t).await;
                 }
             }
         }
     }
+}
+
+/// The wall clock in unix milliseconds, for the announcements this shell signs.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

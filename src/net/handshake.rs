@@ -3,9 +3,8 @@
 //! No sockets here: the caller moves the bytes. That keeps every failure mode (wrong key,
 //! truncation, replay) testable in memory and deterministic with fixed ephemeral keys.
 
-use crate::identity::{
-    hello_signed_bytes, verify_hex_sig, IdentityError, Instance, LocalIdentity, Person,
-};
+use crate::domain::identity::{hello_signed_bytes, verify_hex_sig, IdentityError, LocalIdentity};
+use crate::domain::PeerIdentity;
 use crate::net::wire::{WireError, WireMsg, MAX_FRAME, NOISE_PARAMS, PROLOGUE, PROTOCOL_VERSION};
 
 /// Errors of the handshake boundary.
@@ -200,19 +199,6 @@ pub struct HelloExtras {
     pub pake: Option<crate::net::pake::PakeRequest>,
     /// The version of the receiver's profile the sender holds.
     pub known_profile: Option<u64>,
-}
-
-/// A peer whose identity proof verified.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerIdentity {
-    /// The peer's Person.
-    pub person: Person,
-    /// The peer's Instance.
-    pub instance: Instance,
-    /// `person.id()`.
-    pub person_id: String,
-    /// `instance.id()`.
-    pub instance_id: String,
 }
 
 impl Session {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::identity::Id;
+use crate::domain::identity::Id;
 
 /// First retry delay.
 pub const BACKOFF_BASE_MS: u64 = 500;

@@ -4,7 +4,6 @@
 pub mod conn;
 pub mod discovery;
 pub mod handshake;
-pub mod invite;
 pub mod manager;
 pub mod pairing;
 pub mod pake;

@@ -7,17 +7,13 @@
 //! leaves no half-made contact. A client whose final `pair_done` was lost may present the
 //! same code again: the node recognises its own consumer and answers success once more.
 
+use crate::domain::codes::TOKEN_LEN;
+use crate::domain::identity::{short_id, verification_string, Id, Profile};
+use crate::domain::Invite;
+use crate::domain::PeerIdentity;
+use crate::domain::{Channel, Contact, InviteRecord, InviteStatus};
 use crate::domain::{ErrorKind, Via};
-use crate::identity::{short_id, verification_string, Id, Profile};
-use crate::net::handshake::PeerIdentity;
-use crate::net::invite::{Invite, TOKEN_LEN};
 use crate::net::wire::{CloseCode, WireMsg};
-use crate::store::{Channel, Contact, InviteRecord, InviteStatus};
-
-/// Default invitation lifetime.
-pub const DEFAULT_INVITE_TTL_SECS: u64 = 600;
-/// Longest invitation lifetime accepted from `ttl_secs`.
-pub const MAX_INVITE_TTL_SECS: u64 = 7 * 24 * 3600;
 
 /// Why pairing failed; each maps to a headless error kind.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -215,7 +211,7 @@ pub fn new_invite_record(
         token: hex::encode(token),
         code,
         created_at: now,
-        expires_at: now + ttl_secs.clamp(1, MAX_INVITE_TTL_SECS),
+        expires_at: now + ttl_secs.clamp(1, crate::domain::invitation::MAX_INVITE_TTL_SECS),
         status: InviteStatus::Open,
         attempts: 0,
     }
@@ -373,7 +369,7 @@ impl ClientPairing {
     pub fn on_done(
         &mut self,
         msg: WireMsg,
-        me: &crate::identity::Person,
+        me: &crate::domain::identity::Person,
         now: u64,
     ) -> Result<ClientCommit, PairError> {
         let ClientStep::AwaitDone(peer, profile) = &self.step else {
@@ -413,7 +409,7 @@ pub struct NodeCommit {
 
 /// Node side, after admitting a token: the `pair_confirm` turns into one atomic commit.
 pub fn node_on_confirm(
-    me: &crate::identity::Person,
+    me: &crate::domain::identity::Person,
     peer: &PeerIdentity,
     token: Option<&str>,
     via: Via,

@@ -9,7 +9,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::identity::{sha256_hex, verify_hex_sig, Id, LocalIdentity, Person};
+use crate::domain::channel::direct_members;
+use crate::domain::identity::{verify_hex_sig, Id, LocalIdentity, Person};
+use crate::domain::log::{Log, LogError};
+use crate::domain::{sign_entry, Body, ChannelInfo, Entry, Hlc, ViewKey};
 
 /// Most entries in one `entries` message.
 pub const BATCH_MAX_ENTRIES: usize = 128;
@@ -29,130 +32,6 @@ pub const CURSOR_MIN_CHUNK: usize = 4;
 pub const MAX_TEXT: usize = 16 * 1024;
 /// Most members of a channel.
 pub const MAX_MEMBERS: usize = 1024;
-
-/// Domain separator for entry signatures.
-pub const ENTRY_CONTEXT: &[u8] = b"lama-tui/1 entry\0";
-
-/// A hybrid logical clock timestamp: wall milliseconds and a counter.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-pub struct Hlc {
-    /// Milliseconds (wall clock, or the largest seen).
-    pub ms: u64,
-    /// Counter within the same millisecond.
-    pub c: u32,
-}
-
-impl Hlc {
-    /// The next timestamp for a local event at wall time `now_ms`.
-    pub fn tick(&mut self, now_ms: u64) -> Hlc {
-        if now_ms > self.ms {
-            self.ms = now_ms;
-            self.c = 0;
-        } else {
-            self.c = self.c.saturating_add(1);
-        }
-        *self
-    }
-
-    /// Merge a received timestamp, so later local events order after it.
-    pub fn observe(&mut self, other: Hlc) {
-        if other > *self {
-            *self = other;
-        }
-    }
-}
-
-/// What an entry says.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Body {
-    /// A chat message.
-    Text {
-        /// The text.
-        text: String,
-    },
-    /// Creates a group channel (first entry of the creator's log).
-    Create {
-        /// Display name.
-        name: String,
-        /// Member Person ids, creator included.
-        members: Vec<Id>,
-    },
-    /// Changes the member list of a group channel.
-    Members {
-        /// Ids added.
-        #[serde(default)]
-        add: Vec<Id>,
-        /// Ids removed.
-        #[serde(default)]
-        remove: Vec<Id>,
-    },
-}
-
-/// One signed log entry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    /// Channel id.
-    pub channel: String,
-    /// Author Person id.
-    pub author: Id,
-    /// 1-based position in the author's log for this channel.
-    pub seq: u64,
-    /// Id of the author's previous entry in this channel (`None` for seq 1).
-    pub prev: Option<Id>,
-    /// HLC timestamp.
-    pub hlc: Hlc,
-    /// Content.
-    pub body: Body,
-    /// The author's Person object, on seq 1 only: makes every log self-certifying.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub person: Option<Person>,
-    /// Author's ed25519 signature over context + canonical JSON with `sig` empty, hex.
-    pub sig: String,
-}
-
-/// The order of a channel's view: HLC, then author, then sequence.
-pub type ViewKey = (Hlc, Id, u64);
-
-impl Entry {
-    /// The canonical encoding (JSON, fields in declaration order).
-    pub fn canonical(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("invariant: entries serialise")
-    }
-
-    /// The entry id: SHA-256 of the canonical encoding (signature included).
-    pub fn id(&self) -> Id {
-        sha256_hex(&self.canonical())
-    }
-
-    fn signed_bytes(&self) -> Vec<u8> {
-        let mut u = self.clone();
-        u.sig.clear();
-        let mut m = ENTRY_CONTEXT.to_vec();
-        m.extend(u.canonical());
-        m
-    }
-
-    /// The view order key.
-    pub fn view_key(&self) -> ViewKey {
-        (self.hlc, self.author.clone(), self.seq)
-    }
-
-    /// Encoded size, for batching.
-    pub fn encoded_len(&self) -> usize {
-        self.canonical().len()
-    }
-
-    /// The text, for text entries.
-    pub fn text(&self) -> Option<&str> {
-        match &self.body {
-            Body::Text { text } => Some(text),
-            _ => None,
-        }
-    }
-}
 
 /// Why an entry was refused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -179,77 +58,6 @@ pub enum Invalid {
     /// Fields out of bounds.
     #[error("malformed entry")]
     Malformed,
-}
-
-/// What a channel is, as far as sync is concerned.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChannelInfo {
-    /// Id.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// Current member ids.
-    pub members: Vec<Id>,
-}
-
-/// Errors of the storage behind a [`Log`].
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct LogError {
-    /// What failed, for a person.
-    pub message: String,
-    /// The disk is full: the fix is free space, and nothing was lost.
-    pub disk_full: bool,
-}
-
-impl LogError {
-    /// A storage failure other than a full disk.
-    pub fn new(message: impl Into<String>) -> LogError {
-        LogError {
-            message: message.into(),
-            disk_full: false,
-        }
-    }
-}
-
-/// Storage of logs, channels and known persons.
-pub trait Log {
-    /// Highest (seq, id) of an author's log in a channel.
-    fn head(&self, ch: &str, author: &str) -> Option<(u64, Id)>;
-    /// All author heads of a channel.
-    fn heads(&self, ch: &str) -> Vec<(Id, u64)>;
-    /// All channels.
-    fn channels(&self) -> Vec<ChannelInfo>;
-    /// One channel.
-    fn channel(&self, ch: &str) -> Option<ChannelInfo>;
-    /// Up to `limit` entries of an author's log from `from_seq` on.
-    fn range(&self, ch: &str, author: &str, from_seq: u64, limit: usize) -> Vec<Entry>;
-    /// One entry.
-    fn get(&self, ch: &str, author: &str, seq: u64) -> Option<Entry>;
-    /// A known Person.
-    fn person(&self, id: &str) -> Option<Person>;
-    /// The channel's membership entries (create, members), in view order.
-    fn membership(&self, ch: &str) -> Vec<Entry>;
-    /// Store an entry (and the channel record it changes) atomically.
-    fn insert(&mut self, e: &Entry, channel: Option<&ChannelInfo>) -> Result<(), LogError>;
-    /// Store several entries (each with the channel record it changes) in one go; the
-    /// default stores them one by one.
-    fn insert_many(&mut self, items: &[(Entry, Option<ChannelInfo>)]) -> Result<(), LogError> {
-        for (e, c) in items {
-            self.insert(e, c.as_ref())?;
-        }
-        Ok(())
-    }
-    /// Remember a Person.
-    fn put_person(&mut self, p: &Person) -> Result<(), LogError>;
-    /// Make everything stored so far durable.
-    fn flush(&mut self) -> Result<(), LogError>;
-}
-
-/// Members of the 1:1 channel `a<->b`, if `ch` is one.
-pub fn direct_members(ch: &str) -> Option<Vec<Id>> {
-    let (a, b) = ch.split_once("<->")?;
-    (a.len() == 64 && b.len() == 64).then(|| vec![a.to_string(), b.to_string()])
 }
 
 /// Members of a group channel just before view position `at`: the create entry's list,
@@ -284,29 +92,6 @@ pub fn members_at<L: Log + ?Sized>(log: &L, ch: &str, at: &ViewKey) -> Option<Ve
 /// Current members of a channel.
 pub fn members_of<L: Log + ?Sized>(log: &L, ch: &str) -> Option<Vec<Id>> {
     direct_members(ch).or_else(|| log.channel(ch).map(|c| c.members))
-}
-
-/// Sign a new entry for `me`.
-pub fn sign_entry(
-    me: &LocalIdentity,
-    channel: &str,
-    seq: u64,
-    prev: Option<Id>,
-    hlc: Hlc,
-    body: Body,
-) -> Entry {
-    let mut e = Entry {
-        channel: channel.into(),
-        author: me.person_id(),
-        seq,
-        prev,
-        hlc,
-        body,
-        person: (seq == 1).then(|| me.person.clone()),
-        sig: String::new(),
-    };
-    e.sig = hex::encode(me.sign_as_person(&e.signed_bytes()).to_bytes());
-    e
 }
 
 /// What storing an entry changes about its channel.
@@ -449,7 +234,7 @@ pub fn verify_signatures<L: Log + ?Sized>(log: &L, entries: &[Entry]) -> Vec<boo
                 .or_insert_with(|| log.person(&e.author).and_then(|p| p.verifying_key().ok())),
             _ => None,
         };
-        let sig = crate::identity::parse_hex::<64>(&e.sig, "sig")
+        let sig = crate::domain::identity::parse_hex::<64>(&e.sig, "sig")
             .ok()
             .map(|b| ed25519_dalek::Signature::from_bytes(&b));
         if let (Some(k), Some(sig)) = (key, sig) {

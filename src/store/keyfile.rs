@@ -13,7 +13,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
-use crate::identity::{parse_hex, random32, Secrets};
+use crate::domain::identity::{parse_hex, random32, Secrets};
 
 /// File name of the key file inside the data dir.
 pub const KEYFILE_NAME: &str = "identity.key";

@@ -11,9 +11,13 @@
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use crate::identity::{Id, Person};
-use crate::net::sync::{direct_members, ChannelInfo, Entry, Log, LogError};
-use crate::store::{Channel, Store};
+use crate::domain::channel::direct_members;
+use crate::domain::identity::{Id, Person};
+use crate::domain::log::{Log, LogError};
+use crate::domain::Channel;
+use crate::domain::ChannelInfo;
+use crate::domain::Entry;
+use crate::store::Store;
 
 fn entry_key(ch: &str, author: &str, seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(ch.len() + 1 + author.len() + 8);
@@ -84,7 +88,7 @@ impl Store {
             let ev = e.canonical();
             let mut hv = e.seq.to_be_bytes().to_vec();
             // The id is the hash of this very encoding: one serialisation, not two.
-            hv.extend_from_slice(crate::identity::sha256_hex(&ev).as_bytes());
+            hv.extend_from_slice(crate::domain::identity::sha256_hex(&ev).as_bytes());
             // A 1:1 channel seen first through a relay gets its record here.
             let record = match channel {
                 Some(c) => Some(Channel {
@@ -110,7 +114,7 @@ impl Store {
             prepared.push(Prepared {
                 hk: head_key(&e.channel, &e.author),
                 vk: view_key(e),
-                membership: !matches!(e.body, crate::net::sync::Body::Text { .. }),
+                membership: !matches!(e.body, crate::domain::Body::Text { .. }),
                 record: record.map(|c| {
                     let v = serde_json::to_vec(&c).expect("invariant: channels serialise");
                     (c.id, v)

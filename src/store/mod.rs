@@ -8,11 +8,10 @@ pub mod log;
 
 use std::path::{Path, PathBuf};
 
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Serialize};
 
-use crate::domain::{InviteState, Via};
-pub use crate::identity::Endpoint;
-use crate::identity::{Id, Instance, Person, Profile};
+use crate::domain::identity::{Instance, Person, Profile};
+use crate::domain::{Channel, Contact, InviteRecord, InviteStatus};
 
 /// Sub-directory of the data dir that holds the sled database.
 pub const DB_DIR: &str = "store";
@@ -50,123 +49,6 @@ pub enum StoreError {
     /// The store belongs to a different identity than the key file.
     #[error("the store in {0} belongs to a different identity than identity.key beside it; restore the matching key file or use another --data-dir")]
     IdentityMismatch(PathBuf),
-}
-
-/// A contact: a Person we trust, with what we know of how to reach it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Contact {
-    /// The Person object (its id is derived from it).
-    pub person: Person,
-    /// Known instances of that Person.
-    #[serde(default)]
-    pub instances: Vec<Instance>,
-    /// Known endpoints.
-    #[serde(default)]
-    pub endpoints: Vec<Endpoint>,
-    /// The newest verified Profile received from this contact.
-    #[serde(default)]
-    pub profile: Option<Profile>,
-    /// This contact stores and forwards our channels (our home node).
-    #[serde(default)]
-    pub replica: bool,
-    /// We store and forward this contact's channels (we are its home node).
-    #[serde(default)]
-    pub replica_for: bool,
-    /// How the contact was made.
-    pub via: Via,
-    /// Unix seconds when added.
-    pub added_at: u64,
-}
-
-impl Contact {
-    /// The contact's Person id.
-    pub fn person_id(&self) -> Id {
-        self.person.id()
-    }
-}
-
-/// Where an invitation stands.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum InviteStatus {
-    /// Usable until it expires.
-    Open,
-    /// Consumed by a successful pairing.
-    Used {
-        /// Person id that paired with it.
-        by: Id,
-        /// Unix seconds.
-        at: u64,
-    },
-    /// Revoked by the owner.
-    Revoked {
-        /// Unix seconds.
-        at: u64,
-    },
-}
-
-/// A stored invitation (node side).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InviteRecord {
-    /// The token, hex: the key of the record.
-    pub token: String,
-    /// The text code handed out.
-    pub code: String,
-    /// Unix seconds.
-    pub created_at: u64,
-    /// Unix seconds.
-    pub expires_at: u64,
-    /// Current status.
-    pub status: InviteStatus,
-    /// Short codes: guesses checked against this code (confirmations received).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub attempts: u32,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
-}
-
-impl std::fmt::Debug for InviteRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The token and the code are bearer secrets (a short code's words are a password):
-        // Debug output, and so any log line, never holds them.
-        f.debug_struct("InviteRecord")
-            .field("created_at", &self.created_at)
-            .field("expires_at", &self.expires_at)
-            .field("status", &self.status)
-            .field("attempts", &self.attempts)
-            .finish_non_exhaustive()
-    }
-}
-
-impl InviteRecord {
-    /// Where the invitation stands at unix time `now` (a short code out of guesses is
-    /// `Exhausted`).
-    pub fn status_at(&self, now: u64) -> InviteState {
-        match self.status {
-            InviteStatus::Open if self.attempts >= crate::net::pake::MAX_ATTEMPTS => {
-                InviteState::Exhausted
-            }
-            InviteStatus::Open if now >= self.expires_at => InviteState::Expired,
-            InviteStatus::Open => InviteState::Open,
-            InviteStatus::Used { .. } => InviteState::Used,
-            InviteStatus::Revoked { .. } => InviteState::Revoked,
-        }
-    }
-}
-
-/// A chat channel's record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Channel {
-    /// Channel id (for 1:1: both person ids, sorted, joined by `<->`).
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// Member person ids.
-    pub members: Vec<Id>,
-    /// Unix seconds.
-    pub created_at: u64,
 }
 
 /// Result of [`Store::commit_pairing`].

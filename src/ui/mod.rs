@@ -4,6 +4,7 @@
 //!
 //! `state` (update) and `view` (render) are pure; this module is the only I/O.
 
+pub mod qr;
 pub mod state;
 pub mod view;
 
@@ -50,7 +51,7 @@ fn read_clipboard() -> Result<String, String> {
         return Ok(t);
     }
     match cb.get_image() {
-        Ok(img) => crate::net::invite::scan_rgba(img.width, img.height, &img.bytes)
+        Ok(img) => crate::app::scan::scan_rgba(img.width, img.height, &img.bytes)
             .map_err(|e| e.to_string()),
         Err(_) => Err("the clipboard holds neither text nor an image".into()),
     }
@@ -89,20 +90,20 @@ async fn run_effect(handle: Handle, me: String, effect: Effect, tx: mpsc::Sender
             Err(e) => Action::Failed(e.to_string()),
         },
         Effect::CreateInvite => match handle
-            .invite(crate::net::pairing::DEFAULT_INVITE_TTL_SECS)
+            .invite(crate::domain::invitation::DEFAULT_INVITE_TTL_SECS)
             .await
         {
             Ok(i) => Action::Invite(i),
             Err(e) => Action::Failed(e.to_string()),
         },
         Effect::CreateShortCode => match handle
-            .short_code(crate::net::pake::DEFAULT_CODE_TTL_SECS)
+            .short_code(crate::domain::short_code::DEFAULT_CODE_TTL_SECS)
             .await
         {
             Ok(c) => Action::ShortCode(c),
             Err(e) => Action::Failed(e.to_string()),
         },
-        Effect::Accept(code) if crate::net::pake::ShortCode::looks_like(&code) => {
+        Effect::Accept(code) if crate::domain::ShortCode::looks_like(&code) => {
             let (code, url) = state::split_short(&code);
             Action::Accepted(
                 handle
@@ -175,7 +176,7 @@ async fn run_effect(handle: Handle, me: String, effect: Effect, tx: mpsc::Sender
                 None => path.clone(),
             };
             match tokio::task::spawn_blocking(move || {
-                crate::net::invite::scan_file(std::path::Path::new(&expanded))
+                crate::app::scan::scan_file(std::path::Path::new(&expanded))
             })
             .await
             {

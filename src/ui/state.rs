@@ -4,10 +4,10 @@
 use crossterm::event::{KeyCode, KeyModifiers, MouseEventKind};
 
 use crate::app::runtime::{ContactView, Event, IdentityInfo, MessageView, NewInvite, Paired};
-use crate::identity::short_id;
-use crate::net::invite::{Code, CodeError};
-use crate::net::pake::ShortCode;
-use crate::store::Channel;
+use crate::domain::identity::short_id;
+use crate::domain::Channel;
+use crate::domain::ShortCode;
+use crate::domain::{Code, CodeError};
 
 /// Messages kept in memory for the open channel (older ones are loaded on scroll).
 pub const WINDOW_MESSAGES: usize = 500;

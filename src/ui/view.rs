@@ -7,8 +7,8 @@ use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragra
 use ratatui::Frame;
 
 use crate::app::runtime::PeerState;
-use crate::identity::short_id;
-use crate::net::invite::{qr_half_blocks, qr_modules};
+use crate::domain::identity::short_id;
+use crate::ui::qr::{qr_half_blocks, qr_modules};
 use crate::ui::state::{key_hints, AcceptStatus, Focus, InputCheck, Popup, State};
 
 /// Smallest usable terminal.

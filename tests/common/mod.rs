@@ -7,7 +7,7 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use lama_tui::identity::{LocalIdentity, Secrets};
+use lama_tui::domain::identity::{LocalIdentity, Secrets};
 use serde_json::{json, Value};
 
 /// The text code printed beneath a QR: the screen rows from the one starting with `LAMA1`

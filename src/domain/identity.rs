@@ -366,3 +366,16 @@ pub fn verification_string(a: &Person, b: &Person) -> String {
     let s = format!("{n:012}");
     format!("{} {} {}", &s[..4], &s[4..8], &s[8..])
 }
+
+/// A peer whose identity proof verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerIdentity {
+    /// The peer's Person.
+    pub person: Person,
+    /// The peer's Instance.
+    pub instance: Instance,
+    /// `person.id()`.
+    pub person_id: String,
+    /// `instance.id()`.
+    pub instance_id: String,
+}

@@ -1,0 +1,154 @@
+//! Channel entries: the signed unit of every log, its body, its hybrid logical clock and
+//! its canonical encoding (what is hashed for the id and signed by the author).
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::identity::{sha256_hex, Id, LocalIdentity, Person};
+
+/// Domain separator for entry signatures.
+pub const ENTRY_CONTEXT: &[u8] = b"lama-tui/1 entry\0";
+
+/// A hybrid logical clock timestamp: wall milliseconds and a counter.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Hlc {
+    /// Milliseconds (wall clock, or the largest seen).
+    pub ms: u64,
+    /// Counter within the same millisecond.
+    pub c: u32,
+}
+
+impl Hlc {
+    /// The next timestamp for a local event at wall time `now_ms`.
+    pub fn tick(&mut self, now_ms: u64) -> Hlc {
+        if now_ms > self.ms {
+            self.ms = now_ms;
+            self.c = 0;
+        } else {
+            self.c = self.c.saturating_add(1);
+        }
+        *self
+    }
+
+    /// Merge a received timestamp, so later local events order after it.
+    pub fn observe(&mut self, other: Hlc) {
+        if other > *self {
+            *self = other;
+        }
+    }
+}
+
+/// What an entry says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Body {
+    /// A chat message.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// Creates a group channel (first entry of the creator's log).
+    Create {
+        /// Display name.
+        name: String,
+        /// Member Person ids, creator included.
+        members: Vec<Id>,
+    },
+    /// Changes the member list of a group channel.
+    Members {
+        /// Ids added.
+        #[serde(default)]
+        add: Vec<Id>,
+        /// Ids removed.
+        #[serde(default)]
+        remove: Vec<Id>,
+    },
+}
+
+/// One signed log entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Channel id.
+    pub channel: String,
+    /// Author Person id.
+    pub author: Id,
+    /// 1-based position in the author's log for this channel.
+    pub seq: u64,
+    /// Id of the author's previous entry in this channel (`None` for seq 1).
+    pub prev: Option<Id>,
+    /// HLC timestamp.
+    pub hlc: Hlc,
+    /// Content.
+    pub body: Body,
+    /// The author's Person object, on seq 1 only: makes every log self-certifying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<Person>,
+    /// Author's ed25519 signature over context + canonical JSON with `sig` empty, hex.
+    pub sig: String,
+}
+
+/// The order of a channel's view: HLC, then author, then sequence.
+pub type ViewKey = (Hlc, Id, u64);
+
+impl Entry {
+    /// The canonical encoding (JSON, fields in declaration order).
+    pub fn canonical(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("invariant: entries serialise")
+    }
+
+    /// The entry id: SHA-256 of the canonical encoding (signature included).
+    pub fn id(&self) -> Id {
+        sha256_hex(&self.canonical())
+    }
+
+    /// What the author signs: the context, then the canonical encoding with `sig` empty.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let mut u = self.clone();
+        u.sig.clear();
+        let mut m = ENTRY_CONTEXT.to_vec();
+        m.extend(u.canonical());
+        m
+    }
+
+    /// The view order key.
+    pub fn view_key(&self) -> ViewKey {
+        (self.hlc, self.author.clone(), self.seq)
+    }
+
+    /// Encoded size, for batching.
+    pub fn encoded_len(&self) -> usize {
+        self.canonical().len()
+    }
+
+    /// The text, for text entries.
+    pub fn text(&self) -> Option<&str> {
+        match &self.body {
+            Body::Text { text } => Some(text),
+            _ => None,
+        }
+    }
+}
+
+/// Sign a new entry for `me`.
+pub fn sign_entry(
+    me: &LocalIdentity,
+    channel: &str,
+    seq: u64,
+    prev: Option<Id>,
+    hlc: Hlc,
+    body: Body,
+) -> Entry {
+    let mut e = Entry {
+        channel: channel.into(),
+        author: me.person_id(),
+        seq,
+        prev,
+        hlc,
+        body,
+        person: (seq == 1).then(|| me.person.clone()),
+        sig: String::new(),
+    };
+    e.sig = hex::encode(me.sign_as_person(&e.signed_bytes()).to_bytes());
+    e
+}

@@ -1,0 +1,82 @@
+//! Invitations as a node stores them: the code handed out, its lifetime and its state.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::identity::Id;
+use crate::domain::InviteState;
+
+/// Default invitation lifetime.
+pub const DEFAULT_INVITE_TTL_SECS: u64 = 600;
+/// Longest invitation lifetime accepted from `ttl_secs`.
+pub const MAX_INVITE_TTL_SECS: u64 = 7 * 24 * 3600;
+/// Checked guesses a short code allows before it is destroyed.
+pub const MAX_CODE_ATTEMPTS: u32 = 3;
+
+/// Where an invitation stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum InviteStatus {
+    /// Usable until it expires.
+    Open,
+    /// Consumed by a successful pairing.
+    Used {
+        /// Person id that paired with it.
+        by: Id,
+        /// Unix seconds.
+        at: u64,
+    },
+    /// Revoked by the owner.
+    Revoked {
+        /// Unix seconds.
+        at: u64,
+    },
+}
+
+/// A stored invitation (node side).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InviteRecord {
+    /// The token, hex: the key of the record.
+    pub token: String,
+    /// The text code handed out.
+    pub code: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds.
+    pub expires_at: u64,
+    /// Current status.
+    pub status: InviteStatus,
+    /// Short codes: guesses checked against this code (confirmations received).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl std::fmt::Debug for InviteRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token and the code are bearer secrets (a short code's words are a password):
+        // Debug output, and so any log line, never holds them.
+        f.debug_struct("InviteRecord")
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .field("status", &self.status)
+            .field("attempts", &self.attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InviteRecord {
+    /// Where the invitation stands at unix time `now` (a short code out of guesses is
+    /// `Exhausted`).
+    pub fn status_at(&self, now: u64) -> InviteState {
+        match self.status {
+            InviteStatus::Open if self.attempts >= MAX_CODE_ATTEMPTS => InviteState::Exhausted,
+            InviteStatus::Open if now >= self.expires_at => InviteState::Expired,
+            InviteStatus::Open => InviteState::Open,
+            InviteStatus::Used { .. } => InviteState::Used,
+            InviteStatus::Revoked { .. } => InviteState::Revoked,
+        }
+    }
+}

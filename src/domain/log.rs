@@ -1,0 +1,59 @@
+//! The storage port of sync: what the sync engine reads and writes, implemented by the
+//! store (sled) and by an in-memory log in the simulations.
+
+use crate::domain::identity::{Id, Person};
+use crate::domain::{ChannelInfo, Entry};
+
+/// Errors of the storage behind a [`Log`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct LogError {
+    /// What failed, for a person.
+    pub message: String,
+    /// The disk is full: the fix is free space, and nothing was lost.
+    pub disk_full: bool,
+}
+
+impl LogError {
+    /// A storage failure other than a full disk.
+    pub fn new(message: impl Into<String>) -> LogError {
+        LogError {
+            message: message.into(),
+            disk_full: false,
+        }
+    }
+}
+
+/// Storage of logs, channels and known persons.
+pub trait Log {
+    /// Highest (seq, id) of an author's log in a channel.
+    fn head(&self, ch: &str, author: &str) -> Option<(u64, Id)>;
+    /// All author heads of a channel.
+    fn heads(&self, ch: &str) -> Vec<(Id, u64)>;
+    /// All channels.
+    fn channels(&self) -> Vec<ChannelInfo>;
+    /// One channel.
+    fn channel(&self, ch: &str) -> Option<ChannelInfo>;
+    /// Up to `limit` entries of an author's log from `from_seq` on.
+    fn range(&self, ch: &str, author: &str, from_seq: u64, limit: usize) -> Vec<Entry>;
+    /// One entry.
+    fn get(&self, ch: &str, author: &str, seq: u64) -> Option<Entry>;
+    /// A known Person.
+    fn person(&self, id: &str) -> Option<Person>;
+    /// The channel's membership entries (create, members), in view order.
+    fn membership(&self, ch: &str) -> Vec<Entry>;
+    /// Store an entry (and the channel record it changes) atomically.
+    fn insert(&mut self, e: &Entry, channel: Option<&ChannelInfo>) -> Result<(), LogError>;
+    /// Store several entries (each with the channel record it changes) in one go; the
+    /// default stores them one by one.
+    fn insert_many(&mut self, items: &[(Entry, Option<ChannelInfo>)]) -> Result<(), LogError> {
+        for (e, c) in items {
+            self.insert(e, c.as_ref())?;
+        }
+        Ok(())
+    }
+    /// Remember a Person.
+    fn put_person(&mut self, p: &Person) -> Result<(), LogError>;
+    /// Make everything stored so far durable.
+    fn flush(&mut self) -> Result<(), LogError>;
+}
