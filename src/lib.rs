@@ -23,6 +23,7 @@
 pub mod app;
 #[cfg(feature = "bench")]
 pub mod bench;
+pub mod core;
 pub mod domain;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

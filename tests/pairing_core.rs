@@ -4,6 +4,7 @@
 mod common;
 
 use lama_tui::domain::identity::{verification_string, LocalIdentity, Profile};
+use lama_tui::domain::invitation::PairingCommit;
 use lama_tui::domain::Invite;
 use lama_tui::domain::InviteStatus;
 use lama_tui::domain::PeerIdentity;
@@ -14,7 +15,7 @@ use lama_tui::net::pairing::{
     check_invite, new_invite_record, node_on_confirm, Admission, ClientPairing, PairError,
 };
 use lama_tui::net::wire::WireMsg;
-use lama_tui::store::{PairingCommit, Store};
+use lama_tui::store::Store;
 
 const NOW: u64 = 1_800_000_000;
 

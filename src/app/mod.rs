@@ -3,10 +3,11 @@
 
 pub mod actor;
 pub mod cli;
+pub mod connections;
 pub mod control;
 pub mod headless;
 pub mod logging;
 pub mod provision;
 pub mod runtime;
 pub mod scan;
-pub mod tasks;
+pub mod store_adapter;

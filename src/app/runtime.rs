@@ -1,6 +1,6 @@
-//! The runtime actor: owns an instance's identity, store and connection table, runs one
-//! `select!`, and is driven through a clonable [`Handle`]. Shells (headless, TUI) only send
-//! commands and render the [`Event`]s it emits.
+//! The runtime: starts an instance (data dir, store, identity, sockets), runs its core in
+//! the shell ([`crate::app::actor`]) on a thread of its own, and hands out a clonable
+//! [`Handle`]. Shells (headless, TUI) only send commands and render the events.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,16 +11,16 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::app::actor::Actor;
+use crate::app::actor::{Actor, Request, Sockets};
+use crate::app::store_adapter::SledStore;
+pub use crate::core::{
+    Answer, Command, CommandError, ContactView, Event, IdentityInfo, MessageView, NewInvite,
+    Paired, PeerState, Role, StatsView, TrustSecret,
+};
+use crate::core::{CoreConfig, NodeCore};
 use crate::domain::identity::{check_name, LocalIdentity, Secrets};
-use crate::domain::CodeError;
-use crate::domain::PeerIdentity;
-use crate::domain::{Channel, Contact, InviteRecord};
-use crate::domain::{ErrorKind, Via};
-use crate::net::conn::ConnError;
+use crate::domain::{Channel, InviteRecord, PeerIdentity, Via};
 use crate::net::discovery::Scope;
-use crate::net::pairing::PairError;
-use crate::net::wire::CloseCode;
 use crate::store::{keyfile, Store, StoreError};
 
 /// Capacity of the command queue into the actor.
@@ -30,25 +30,6 @@ pub const EVENT_CAPACITY: usize = 1024;
 
 /// File in the data dir that records that the store was initialised.
 pub const STORE_MARKER: &str = "store.initialised";
-
-/// Which role an instance plays.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// Listens and dials.
-    Node,
-    /// Dials only.
-    Client,
-}
-
-impl Role {
-    /// `node` or `client`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Node => "node",
-            Role::Client => "client",
-        }
-    }
-}
 
 /// What the runtime needs to start.
 #[derive(Clone, Debug)]
@@ -74,16 +55,6 @@ pub struct Config {
     pub node_url: String,
     /// Node: the address given out instead of the bound one (`--public-url`).
     pub public_url: Option<String>,
-}
-
-/// A shared trust secret: zeroed on drop, never printed.
-#[derive(Clone)]
-pub struct TrustSecret(pub zeroize::Zeroizing<String>);
-
-impl std::fmt::Debug for TrustSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TrustSecret(<redacted>)")
-    }
 }
 
 /// Errors that stop an instance from starting.
@@ -129,450 +100,76 @@ pub enum StartError {
     },
 }
 
-/// Expected failures of a command, reported to the shell as an `error` event.
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Dialing failed.
-    #[error(transparent)]
-    Conn(#[from] ConnError),
-    /// The peer was refused by us.
-    #[error("refused {name} ({short}): {reason}")]
-    Refused {
-        /// Peer name.
-        name: String,
-        /// Short person id.
-        short: String,
-        /// Why.
-        reason: String,
-    },
-    /// A code could not be read.
-    #[error("invalid code: {0}")]
-    Code(#[from] CodeError),
-    /// A short code could not be read.
-    #[error("invalid short code: {0}")]
-    ShortCode(#[from] crate::domain::ShortCodeError),
-    /// Pairing was refused or broke.
-    #[error(transparent)]
-    Pair(#[from] PairError),
-    /// The command needs the node role.
-    #[error("only a node can do this (this instance is a client); run it on the node, or start one with --provision-node")]
-    NotANode,
-    /// An argument has the wrong kind of value.
-    #[error("{0}")]
-    BadArgument(String),
-    /// A referenced invitation does not exist.
-    #[error("no invitation with this code exists on this node")]
-    UnknownInvite,
-    /// A referenced contact does not exist.
-    #[error("no contact with this person id")]
-    UnknownContact,
-    /// A QR screenshot could not be read as a code.
-    #[error(transparent)]
-    Scan(#[from] crate::app::scan::ScanError),
-    /// The runtime is shutting down.
-    #[error("the instance is shutting down")]
-    ShuttingDown,
-}
-
-impl CommandError {
-    /// The kind of the headless `error` event.
-    pub fn kind(&self) -> ErrorKind {
-        use crate::net::handshake::HandshakeError;
-        match self {
-            CommandError::Store(StoreError::DiskFull(_)) => ErrorKind::DiskFull,
-            CommandError::Store(_) => ErrorKind::Store,
-            CommandError::Conn(ConnError::Unreachable { .. }) => ErrorKind::Unreachable,
-            CommandError::Conn(ConnError::Timeout) => ErrorKind::Timeout,
-            CommandError::Conn(ConnError::Closed {
-                code: Some(CloseCode::NotAContact),
-                ..
-            }) => ErrorKind::NotAContact,
-            CommandError::Conn(ConnError::Closed { .. }) => ErrorKind::Refused,
-            CommandError::Conn(ConnError::Handshake(HandshakeError::KeyMismatch { .. })) => {
-                ErrorKind::KeyMismatch
-            }
-            CommandError::Conn(_) => ErrorKind::ConnectionFailed,
-            CommandError::Refused { .. } => ErrorKind::PeerNotAContact,
-            CommandError::Code(_) | CommandError::ShortCode(_) => ErrorKind::InvalidCode,
-            CommandError::Pair(p) => p.kind(),
-            CommandError::NotANode => ErrorKind::NotANode,
-            CommandError::BadArgument(_) => ErrorKind::BadArgument,
-            CommandError::UnknownInvite => ErrorKind::UnknownInvite,
-            CommandError::UnknownContact => ErrorKind::UnknownContact,
-            CommandError::Scan(crate::app::scan::ScanError::Unreadable(_)) => {
-                ErrorKind::QrUnreadable
-            }
-            CommandError::Scan(crate::app::scan::ScanError::NoQr) => ErrorKind::QrNotFound,
-            CommandError::Scan(crate::app::scan::ScanError::NotACode(_)) => ErrorKind::InvalidCode,
-            CommandError::ShuttingDown => ErrorKind::ShuttingDown,
-        }
-    }
-}
-
-/// Who this instance is, as reported in `ready` and `identity`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IdentityInfo {
-    /// Role.
-    pub role: Role,
-    /// Person name.
-    pub name: String,
-    /// Person id.
-    pub person_id: String,
-    /// Instance id.
-    pub instance_id: String,
-    /// `ws://host:port` for a node, `None` for a client.
-    pub endpoint: Option<String>,
-}
-
-/// Connection state of a contact.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PeerState {
-    /// A link is up.
-    Connected,
-    /// A dial is in progress.
-    Connecting,
-    /// No link.
-    Offline,
-}
-
-impl PeerState {
-    /// snake_case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PeerState::Connected => "connected",
-            PeerState::Connecting => "connecting",
-            PeerState::Offline => "offline",
-        }
-    }
-}
-
-/// A contact with its live state, for listings.
-#[derive(Clone, Debug)]
-pub struct ContactView {
-    /// Stored contact.
-    pub contact: Contact,
-    /// Live state.
-    pub state: PeerState,
-    /// Last error seen on this contact's connection.
-    pub last_error: Option<String>,
-    /// Unix seconds of the last time a link was up.
-    pub last_seen: Option<u64>,
-    /// The verification string of this pairing (both sides show the same).
-    pub verification: String,
-    /// Entries this contact still lacks from us (`None` when not syncing with it).
-    pub behind: Option<u64>,
-}
-
-/// Something the shell should show.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// A link to a peer came up.
-    Connected {
-        /// Peer person id.
-        person_id: String,
-        /// Peer name.
-        name: String,
-    },
-    /// A link went down.
-    Disconnected {
-        /// Peer person id.
-        person_id: String,
-        /// Why.
-        reason: String,
-    },
-    /// A contact was added (pairing, card, provisioning).
-    ContactAdded {
-        /// Person id.
-        person_id: String,
-        /// Name.
-        name: String,
-        /// How the contact was made.
-        via: Via,
-        /// Verification string (both sides show the same).
-        verification: String,
-    },
-    /// A contact's endpoints changed (profile update or discovery).
-    EndpointsChanged {
-        /// Person id.
-        person_id: String,
-        /// New URLs.
-        urls: Vec<String>,
-    },
-    /// An entry arrived from a peer and is stored.
-    Message(MessageView),
-    /// Our own entries reached a peer's disk (it acknowledged them).
-    Delivered {
-        /// Entry ids.
-        entries: Vec<String>,
-    },
-    /// A peer has sent us everything we lacked when the link came up.
-    Synced {
-        /// The peer.
-        person_id: String,
-    },
-    /// Something went wrong outside any command.
-    Error {
-        /// What went wrong, for scripts.
-        kind: ErrorKind,
-        /// Human sentence.
-        message: String,
-    },
-}
-
-/// A channel entry as shown to users.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MessageView {
-    /// Channel id.
-    pub channel: String,
-    /// Entry id.
-    pub entry: String,
-    /// Author person id.
-    pub author: String,
-    /// Author's display name.
-    pub author_name: String,
-    /// HLC milliseconds (unix ms).
-    pub ts: u64,
-    /// Text, for text entries.
-    pub text: Option<String>,
-    /// `text`, `create`, `members`.
-    pub kind: &'static str,
-}
-
-/// Counters for `stats`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StatsView {
-    /// Wire bytes received (binary WebSocket payloads, handshake included).
-    pub bytes_in: u64,
-    /// Wire bytes sent.
-    pub bytes_out: u64,
-    /// Entries in the store.
-    pub entries: u64,
-    /// Entries received and stored from peers since start.
-    pub received: u64,
-    /// Entries received again (ignored) since start.
-    pub duplicates: u64,
-    /// Entries refused since start.
-    pub invalid: u64,
-    /// Links up.
-    pub links: u64,
-}
-
-/// A successful `accept` or `add_contact`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Paired {
-    /// The contact's person id.
-    pub person_id: String,
-    /// Its name.
-    pub name: String,
-    /// The verification string.
-    pub verification: String,
-}
-
-/// A fresh invitation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewInvite {
-    /// The text code.
-    pub code: String,
-    /// Unix seconds.
-    pub expires_at: u64,
-}
-
-/// Reply channel of a command.
-pub type Reply<T> = oneshot::Sender<Result<T, CommandError>>;
-
-/// Commands into the actor.
-pub enum Command {
-    /// Who am I.
-    Identity(oneshot::Sender<IdentityInfo>),
-    /// List contacts with state.
-    Contacts(Reply<Vec<ContactView>>),
-    /// Dial a URL once.
-    Connect {
-        /// `ws://host:port`.
-        url: String,
-        /// Answer.
-        reply: Reply<PeerIdentity>,
-    },
-    /// Create an invitation (node only).
-    Invite {
-        /// Lifetime.
-        ttl_secs: u64,
-        /// Answer.
-        reply: Reply<NewInvite>,
-    },
-    /// List invitations.
-    Invites(Reply<Vec<InviteRecord>>),
-    /// Revoke an invitation by its code.
-    RevokeInvite {
-        /// The code.
-        code: String,
-        /// Answer: the record after revocation.
-        reply: Reply<InviteRecord>,
-    },
-    /// Create a short code (node only).
-    ShortCode {
-        /// Lifetime.
-        ttl_secs: u64,
-        /// Answer.
-        reply: Reply<NewInvite>,
-    },
-    /// Pair by short code (`code`) or, with `code: None`, by the trust secret.
-    AcceptPake {
-        /// The short code as typed; `None`: use the trust secret.
-        code: Option<String>,
-        /// The node's address; default `node_url`.
-        url: Option<String>,
-        /// Mark the node as our replica (home node).
-        replica: bool,
-        /// Answer.
-        reply: Reply<Paired>,
-    },
-    /// Accept an invitation code.
-    Accept {
-        /// The code.
-        code: String,
-        /// Mark the node as our replica (home node).
-        replica: bool,
-        /// `Invite` or `Provision`.
-        via: Via,
-        /// Answer.
-        reply: Reply<Paired>,
-    },
-    /// Our contact card code.
-    Card(Reply<String>),
-    /// Import a contact card.
-    AddContact {
-        /// The card code.
-        card: String,
-        /// Answer: the new contact.
-        reply: Reply<Paired>,
-    },
-    /// Remove a contact (its channels and history stay).
-    RemoveContact {
-        /// Person id.
-        person_id: String,
-        /// Answer: whether it existed.
-        reply: Reply<bool>,
-    },
-    /// Channels with their unread counts.
-    Channels(Reply<Vec<(Channel, u64)>>),
-    /// Create a group channel.
-    CreateChannel {
-        /// Name.
-        name: String,
-        /// Member person ids (we are added).
-        members: Vec<String>,
-        /// Answer: the channel id.
-        reply: Reply<String>,
-    },
-    /// Add or remove a member of a group channel (a signed members entry).
-    ChangeMembers {
-        /// Channel id.
-        channel: String,
-        /// Person id.
-        person_id: String,
-        /// Add (true) or remove.
-        add: bool,
-        /// Answer: the members afterwards.
-        reply: Reply<Vec<String>>,
-    },
-    /// Write a text message.
-    Send {
-        /// Channel id.
-        channel: String,
-        /// Text.
-        text: String,
-        /// Answer: the entry id, once durable.
-        reply: Reply<String>,
-    },
-    /// The last messages of a channel, in view order (before `before`, if given).
-    History {
-        /// Channel id.
-        channel: String,
-        /// Only messages older than this one.
-        before: Option<Box<MessageView>>,
-        /// How many.
-        limit: usize,
-        /// Answer.
-        reply: Reply<Vec<MessageView>>,
-    },
-    /// Counters.
-    Stats(oneshot::Sender<StatsView>),
-    /// Drop every link and dial the contacts again at once; answers with the number of
-    /// links dropped.
-    Reconnect(oneshot::Sender<usize>),
-    /// Change our display name: a new profile version, pushed to connected contacts.
-    SetDisplayName {
-        /// The new name.
-        name: String,
-        /// Answer: the new profile version.
-        reply: Reply<u64>,
-    },
-    /// A trusted party (the provisioning parent) says where a contact listens now.
-    TrustEndpoint {
-        /// Contact.
-        person_id: String,
-        /// URL.
-        url: String,
-    },
-}
-
 /// A clonable handle to the runtime.
 #[derive(Clone)]
 pub struct Handle {
-    pub(crate) tx: mpsc::Sender<Command>,
+    pub(crate) tx: mpsc::Sender<Request>,
     pub(crate) cancel: CancellationToken,
 }
 
-impl Handle {
-    async fn ask<T>(&self, f: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send(f(tx)).await.ok()?;
-        rx.await.ok()
-    }
+/// Takes the one answer variant a command can have; another is a bug in the core.
+macro_rules! answer {
+    ($r:expr, $variant:ident) => {
+        match $r {
+            Ok(Answer::$variant(v)) => Ok(v),
+            Err(e) => Err(e),
+            Ok(other) => unreachable!(
+                "invariant: the core answers {} with {}, got {other:?}",
+                stringify!($variant),
+                stringify!($variant)
+            ),
+        }
+    };
+}
 
-    async fn call<T>(&self, f: impl FnOnce(Reply<T>) -> Command) -> Result<T, CommandError> {
-        self.ask(f).await.unwrap_or(Err(CommandError::ShuttingDown))
+impl Handle {
+    /// Run one command in the core.
+    pub async fn call(&self, cmd: Command) -> Result<Answer, CommandError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send((cmd, tx))
+            .await
+            .map_err(|_| CommandError::ShuttingDown)?;
+        rx.await.unwrap_or(Err(CommandError::ShuttingDown))
     }
 
     /// Who am I.
     pub async fn identity(&self) -> Option<IdentityInfo> {
-        self.ask(Command::Identity).await
+        let r: Result<IdentityInfo, CommandError> =
+            answer!(self.call(Command::Identity).await, Identity);
+        r.ok()
     }
 
     /// Contacts with live state.
     pub async fn contacts(&self) -> Result<Vec<ContactView>, CommandError> {
-        self.call(Command::Contacts).await
+        answer!(self.call(Command::Contacts).await, Contacts)
     }
 
     /// Dial a URL and bring a link up.
     pub async fn connect(&self, url: String) -> Result<PeerIdentity, CommandError> {
-        self.call(|reply| Command::Connect { url, reply }).await
+        let p: Result<Box<PeerIdentity>, CommandError> =
+            answer!(self.call(Command::Connect { url }).await, Connected);
+        p.map(|b| *b)
     }
 
     /// Create an invitation.
     pub async fn invite(&self, ttl_secs: u64) -> Result<NewInvite, CommandError> {
-        self.call(|reply| Command::Invite { ttl_secs, reply }).await
+        answer!(self.call(Command::Invite { ttl_secs }).await, NewInvite)
     }
 
     /// List invitations.
     pub async fn invites(&self) -> Result<Vec<InviteRecord>, CommandError> {
-        self.call(Command::Invites).await
+        answer!(self.call(Command::Invites).await, Invites)
     }
 
     /// Revoke an invitation.
     pub async fn revoke_invite(&self, code: String) -> Result<InviteRecord, CommandError> {
-        self.call(|reply| Command::RevokeInvite { code, reply })
-            .await
+        answer!(self.call(Command::RevokeInvite { code }).await, Invite)
     }
 
     /// Create a short code.
     pub async fn short_code(&self, ttl_secs: u64) -> Result<NewInvite, CommandError> {
-        self.call(|reply| Command::ShortCode { ttl_secs, reply })
-            .await
+        answer!(self.call(Command::ShortCode { ttl_secs }).await, NewInvite)
     }
 
     /// Pair by short code, or by the trust secret when `code` is `None`.
@@ -582,13 +179,8 @@ impl Handle {
         url: Option<String>,
         replica: bool,
     ) -> Result<Paired, CommandError> {
-        self.call(|reply| Command::AcceptPake {
-            code,
-            url,
-            replica,
-            reply,
-        })
-        .await
+        let cmd = Command::AcceptPake { code, url, replica };
+        answer!(self.call(cmd).await, Paired)
     }
 
     /// Accept an invitation code.
@@ -598,34 +190,31 @@ impl Handle {
         via: Via,
         replica: bool,
     ) -> Result<Paired, CommandError> {
-        self.call(|reply| Command::Accept {
-            code,
-            replica,
-            via,
-            reply,
-        })
-        .await
+        let cmd = Command::Accept { code, replica, via };
+        answer!(self.call(cmd).await, Paired)
     }
 
     /// Our contact card.
     pub async fn card(&self) -> Result<String, CommandError> {
-        self.call(Command::Card).await
+        answer!(self.call(Command::Card).await, Card)
     }
 
     /// Import a contact card.
     pub async fn add_contact(&self, card: String) -> Result<Paired, CommandError> {
-        self.call(|reply| Command::AddContact { card, reply }).await
+        answer!(self.call(Command::AddContact { card }).await, Paired)
     }
 
     /// Remove a contact.
     pub async fn remove_contact(&self, person_id: String) -> Result<bool, CommandError> {
-        self.call(|reply| Command::RemoveContact { person_id, reply })
-            .await
+        answer!(
+            self.call(Command::RemoveContact { person_id }).await,
+            Removed
+        )
     }
 
     /// Channels.
     pub async fn channels(&self) -> Result<Vec<(Channel, u64)>, CommandError> {
-        self.call(Command::Channels).await
+        answer!(self.call(Command::Channels).await, Channels)
     }
 
     /// Create a group channel.
@@ -634,12 +223,8 @@ impl Handle {
         name: String,
         members: Vec<String>,
     ) -> Result<String, CommandError> {
-        self.call(|reply| Command::CreateChannel {
-            name,
-            members,
-            reply,
-        })
-        .await
+        let cmd = Command::CreateChannel { name, members };
+        answer!(self.call(cmd).await, ChannelId)
     }
 
     /// Add (`add`) or remove a member of a group channel.
@@ -649,23 +234,17 @@ impl Handle {
         person_id: String,
         add: bool,
     ) -> Result<Vec<String>, CommandError> {
-        self.call(|reply| Command::ChangeMembers {
+        let cmd = Command::ChangeMembers {
             channel,
             person_id,
             add,
-            reply,
-        })
-        .await
+        };
+        answer!(self.call(cmd).await, Members)
     }
 
     /// Write a text message; answers once it is durable.
     pub async fn send(&self, channel: String, text: String) -> Result<String, CommandError> {
-        self.call(|reply| Command::Send {
-            channel,
-            text,
-            reply,
-        })
-        .await
+        answer!(self.call(Command::Send { channel, text }).await, EntryId)
     }
 
     /// The last `limit` messages of a channel.
@@ -674,13 +253,12 @@ impl Handle {
         channel: String,
         limit: usize,
     ) -> Result<Vec<MessageView>, CommandError> {
-        self.call(|reply| Command::History {
+        let cmd = Command::History {
             channel,
             before: None,
             limit,
-            reply,
-        })
-        .await
+        };
+        answer!(self.call(cmd).await, History)
     }
 
     /// Up to `limit` messages older than `before` (scrollback).
@@ -690,37 +268,40 @@ impl Handle {
         before: MessageView,
         limit: usize,
     ) -> Result<Vec<MessageView>, CommandError> {
-        self.call(|reply| Command::History {
+        let cmd = Command::History {
             channel,
             before: Some(Box::new(before)),
             limit,
-            reply,
-        })
-        .await
+        };
+        answer!(self.call(cmd).await, History)
     }
 
     /// Drop every link and redial at once.
     pub async fn reconnect(&self) -> Option<usize> {
-        self.ask(Command::Reconnect).await
+        let r: Result<usize, CommandError> =
+            answer!(self.call(Command::Reconnect).await, Reconnecting);
+        r.ok()
     }
 
-    /// Counters.
+    /// Counters, with this process's wire bytes.
     pub async fn stats(&self) -> Option<StatsView> {
-        self.ask(Command::Stats).await
+        let r: Result<StatsView, CommandError> = answer!(self.call(Command::Stats).await, Stats);
+        let mut s = r.ok()?;
+        (s.bytes_in, s.bytes_out) = crate::net::conn::wire_bytes();
+        Some(s)
     }
 
     /// Change our display name.
     pub async fn set_display_name(&self, name: String) -> Result<u64, CommandError> {
-        self.call(|reply| Command::SetDisplayName { name, reply })
-            .await
+        answer!(
+            self.call(Command::SetDisplayName { name }).await,
+            ProfileVersion
+        )
     }
 
     /// Tell the runtime where a contact listens now (trusted local source).
     pub async fn trust_endpoint(&self, person_id: String, url: String) {
-        let _ = self
-            .tx
-            .send(Command::TrustEndpoint { person_id, url })
-            .await;
+        let _ = self.call(Command::TrustEndpoint { person_id, url }).await;
     }
 
     /// Ask the runtime to stop (flush, close links).
@@ -876,12 +457,63 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let cancel = CancellationToken::new();
     // Nodes listen too: a node paired with another node finds it the same way.
     let discovery = crate::net::discovery::bind_listener(cfg.discovery).await;
-    let actor = Actor::new(cfg, me, store, info.clone(), rx, etx, cancel.clone())?;
-    let done = tokio::spawn(actor.run(listener, discovery));
+    let sockets = Sockets {
+        listener,
+        discovery,
+        announce: info.endpoint.clone().map(|url| (url, cfg.discovery)),
+    };
+    let core_cfg = CoreConfig {
+        role: cfg.role,
+        accept_unknown: cfg.accept_unknown,
+        trust_secret: cfg.trust_secret.clone(),
+        node_url: cfg.node_url.clone(),
+    };
+    let store = Box::new(SledStore::new(store, cfg.data_dir.clone()));
+    let seed = rand_core::RngCore::next_u64(&mut rand_core::OsRng);
+    let core = NodeCore::new(core_cfg, me, info.clone(), store, now_ms(), seed)
+        .map_err(|e| StartError::Store(StoreError::Other(e.message)))?;
+    let actor = Actor::new(
+        core,
+        rx,
+        etx,
+        cancel.clone(),
+        tokio::runtime::Handle::current(),
+    );
+    let done = spawn_core_thread(actor, sockets)?;
     Ok(Running {
         handle: Handle { tx, cancel },
         events: erx,
         info,
         done,
     })
+}
+
+/// Run the shell on a thread of its own: the store's blocking calls (sled's flushes) then
+/// never hold up the runtime's workers, which carry the connections. `done` completes once
+/// the core has stopped and its store is closed.
+fn spawn_core_thread(
+    actor: Actor,
+    sockets: Sockets,
+) -> Result<tokio::task::JoinHandle<()>, StartError> {
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("lama-core".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(actor.run(sockets)),
+                Err(e) => tracing::error!("cannot start the core's runtime: {e}"),
+            }
+            let _ = done_tx.send(());
+        });
+    thread.map_err(|e| {
+        StartError::Store(StoreError::Other(format!(
+            "cannot start the core thread: {e}"
+        )))
+    })?;
+    Ok(tokio::spawn(async move {
+        let _ = done_rx.await;
+    }))
 }

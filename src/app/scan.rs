@@ -1,21 +1,7 @@
 //! Reading a code back from a picture of its QR symbol (a screenshot file or a clipboard
 //! image): what `accept` with `qr_image` and the accept dialog's Ctrl-V use.
 
-use crate::domain::codes::{Code, CodeError};
-
-/// Why no code could be read from an image.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ScanError {
-    /// The file could not be read or is not a PNG/JPEG image.
-    #[error("cannot read the image {0}: use a PNG or JPEG screenshot of the code")]
-    Unreadable(String),
-    /// No QR code was found.
-    #[error("no QR code found in the image: crop it to the code, or paste the text code instead")]
-    NoQr,
-    /// A QR code was found but holds no lama-tui code.
-    #[error("the QR code does not hold a lama-tui code: {0}")]
-    NotACode(CodeError),
-}
+use crate::domain::codes::{Code, ScanError};
 
 /// Read a lama-tui code from a greyscale image (`luma` row-major, `w`×`h`).
 pub fn scan_luma(w: usize, h: usize, luma: &[u8]) -> Result<String, ScanError> {

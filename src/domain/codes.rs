@@ -248,3 +248,17 @@ fn truncate_utf8(s: &str, max: usize) -> &str {
     }
     &s[..end]
 }
+
+/// Why no code could be read from an image.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ScanError {
+    /// The file could not be read or is not a PNG/JPEG image.
+    #[error("cannot read the image {0}: use a PNG or JPEG screenshot of the code")]
+    Unreadable(String),
+    /// No QR code was found.
+    #[error("no QR code found in the image: crop it to the code, or paste the text code instead")]
+    NoQr,
+    /// A QR code was found but holds no lama-tui code.
+    #[error("the QR code does not hold a lama-tui code: {0}")]
+    NotACode(CodeError),
+}

@@ -80,3 +80,13 @@ impl InviteRecord {
         }
     }
 }
+
+/// The outcome of committing a pairing: an invitation checked before the exchange may have
+/// changed state by the time of the commit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PairingCommit {
+    /// Contact and channel stored, token (if any) consumed.
+    Committed,
+    /// The invitation changed state since it was checked; nothing was written.
+    InviteGone(Option<InviteStatus>),
+}

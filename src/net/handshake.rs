@@ -244,16 +244,7 @@ impl Session {
 
     /// Our Hello with the optional fields set.
     pub fn hello_with(&self, me: &LocalIdentity, extras: HelloExtras) -> WireMsg {
-        let sig = me.sign_as_person(&hello_signed_bytes(&self.hash, &me.instance_id()));
-        WireMsg::Hello {
-            version: PROTOCOL_VERSION,
-            person: me.person.clone(),
-            instance: me.instance.clone(),
-            sig: hex::encode(sig.to_bytes()),
-            invite: extras.invite,
-            known_profile: extras.known_profile,
-            pake: extras.pake,
-        }
+        hello_msg(me, &self.hash, extras)
     }
 
     /// Verify the peer's Hello against this session.
@@ -300,6 +291,21 @@ impl Session {
             person_id,
             instance_id,
         })
+    }
+}
+
+/// Our Hello for the session with handshake hash `hash`: the identity proof (the Person
+/// key's signature over the hash and our instance id) and the optional fields.
+pub fn hello_msg(me: &LocalIdentity, hash: &[u8], extras: HelloExtras) -> WireMsg {
+    let sig = me.sign_as_person(&hello_signed_bytes(hash, &me.instance_id()));
+    WireMsg::Hello {
+        version: PROTOCOL_VERSION,
+        person: me.person.clone(),
+        instance: me.instance.clone(),
+        sig: hex::encode(sig.to_bytes()),
+        invite: extras.invite,
+        known_profile: extras.known_profile,
+        pake: extras.pake,
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod conn;
 pub mod discovery;
 pub mod handshake;
+pub mod link;
 pub mod manager;
 pub mod pairing;
 pub mod pake;

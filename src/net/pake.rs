@@ -139,12 +139,25 @@ impl PakeExchange {
         listener_instance: &str,
         handshake_hash: &[u8],
     ) -> (PakeExchange, Vec<u8>) {
+        let ids = (dialer_instance, listener_instance);
+        Self::start_with_rng(side, password, ids, handshake_hash, rand_core::OsRng)
+    }
+
+    /// As [`PakeExchange::start`] with the SPAKE2 scalar drawn from `rng` (the core passes
+    /// its own, seeded in simulations). `instances`: (dialer, listener).
+    pub fn start_with_rng(
+        side: Side,
+        password: &[u8],
+        instances: (&str, &str),
+        handshake_hash: &[u8],
+        rng: impl rand_core::CryptoRng + rand_core::RngCore,
+    ) -> (PakeExchange, Vec<u8>) {
         let pw = SpakePassword::new(password);
-        let (a, b) = spake_identities(dialer_instance, listener_instance);
+        let (a, b) = spake_identities(instances.0, instances.1);
         let (id_a, id_b) = (Identity::new(a.as_bytes()), Identity::new(b.as_bytes()));
         let (spake, msg) = match side {
-            Side::Dialer => Spake2::<Ed25519Group>::start_a(&pw, &id_a, &id_b),
-            Side::Listener => Spake2::<Ed25519Group>::start_b(&pw, &id_a, &id_b),
+            Side::Dialer => Spake2::<Ed25519Group>::start_a_with_rng(&pw, &id_a, &id_b, rng),
+            Side::Listener => Spake2::<Ed25519Group>::start_b_with_rng(&pw, &id_a, &id_b, rng),
         };
         let ex = PakeExchange {
             side,

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::domain::identity::{Instance, Person, Profile};
+use crate::domain::invitation::PairingCommit;
 use crate::domain::{Channel, Contact, InviteRecord, InviteStatus};
 
 /// Sub-directory of the data dir that holds the sled database.
@@ -49,15 +50,6 @@ pub enum StoreError {
     /// The store belongs to a different identity than the key file.
     #[error("the store in {0} belongs to a different identity than identity.key beside it; restore the matching key file or use another --data-dir")]
     IdentityMismatch(PathBuf),
-}
-
-/// Result of [`Store::commit_pairing`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PairingCommit {
-    /// Contact and channel stored, token (if any) consumed.
-    Committed,
-    /// The invitation changed state since it was checked; nothing was written.
-    InviteGone(Option<InviteStatus>),
 }
 
 /// The typed store. Cheap to clone (sled handles are reference counted).

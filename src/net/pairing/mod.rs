@@ -7,6 +7,8 @@
 //! leaves no half-made contact. A client whose final `pair_done` was lost may present the
 //! same code again: the node recognises its own consumer and answers success once more.
 
+pub mod flow;
+
 use crate::domain::codes::TOKEN_LEN;
 use crate::domain::identity::{short_id, verification_string, Id, Profile};
 use crate::domain::Invite;

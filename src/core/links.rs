@@ -1,0 +1,433 @@
+//! Links: the duplicate rule, link-up and link-down, what flows on a link (sync, profiles),
+//! endpoints learned from profiles and discovery, the dial schedule, and the full disk.
+
+use crate::core::{Conn, ConnId, CoreStore, Event, IdentityInfo, LinkSlot, NodeCore, Output};
+use crate::domain::identity::{parse_hex, short_id, LocalIdentity};
+use crate::domain::log::LogError;
+use crate::domain::{Contact, Endpoint, ErrorKind, PeerIdentity, Profile};
+use crate::net::discovery::Announcement;
+use crate::net::handshake::{msg_name, HelloExtras};
+use crate::net::link::LinkEnd;
+use crate::net::manager::{keep_new_link, LinkMeta};
+use crate::net::sync::{Output as SyncOutput, PeerInfo, SyncMsg};
+use crate::net::wire::{CloseCode, WireMsg};
+
+/// The (url, key) pairs the manager dials for a contact.
+pub fn dial_targets(c: &Contact) -> Vec<(String, [u8; 32])> {
+    c.endpoints
+        .iter()
+        .filter_map(|e| {
+            parse_hex::<32>(&e.transport_key, "transport_key")
+                .ok()
+                .map(|k| (e.url.clone(), k))
+        })
+        .collect()
+}
+
+/// Our profile: the stored one while our endpoint and name are unchanged, else a new
+/// version (stored).
+pub fn current_profile(
+    me: &LocalIdentity,
+    info: &IdentityInfo,
+    store: &mut dyn CoreStore,
+    now: u64,
+) -> Result<Profile, LogError> {
+    let endpoints: Vec<Endpoint> = info
+        .endpoint
+        .iter()
+        .map(|url| Endpoint {
+            person_id: me.person_id(),
+            instance_id: me.instance_id(),
+            url: url.clone(),
+            transport_key: me.instance.transport_key.clone(),
+        })
+        .collect();
+    Ok(match store.own_profile()? {
+        Some(p) if p.endpoints == endpoints && p.name == me.person.name => p,
+        old => {
+            let version = now.max(old.map(|p| p.version + 1).unwrap_or(0));
+            let p = Profile::signed(me, endpoints, version);
+            store.put_own_profile(&p)?;
+            p
+        }
+    })
+}
+
+/// The key that orders two links of the same pair the same way on both sides: the
+/// instance that dialed, and the session's handshake hash.
+pub fn link_key(dialer_instance: &str, hash: &[u8]) -> String {
+    format!("{dialer_instance}/{}", hex::encode(hash))
+}
+
+impl NodeCore {
+    /// A connection is authorised: make it the link to `peer`, unless the duplicate rule
+    /// keeps the link we have.
+    pub(super) fn link_up(
+        &mut self,
+        conn: ConnId,
+        peer: PeerIdentity,
+        key: String,
+        peer_known_profile: Option<u64>,
+    ) {
+        if self.store_full {
+            self.out.push(Output::Disconnect { conn });
+            return;
+        }
+        let now = self.now;
+        let meta = LinkMeta {
+            dialer_instance: key,
+            up_at_ms: now,
+        };
+        if let Some(old) = self.links.get(&peer.person_id) {
+            if !keep_new_link(&old.meta, &meta, now) {
+                tracing::debug!(peer = %peer.person_id, "duplicate link closed");
+                let reason = "another link to this instance is kept";
+                self.close(conn, CloseCode::Duplicate, reason);
+                return;
+            }
+            let old = old.conn;
+            self.out.push(Output::Disconnect { conn: old });
+            self.engine.close(old);
+        }
+        let is_my_replica = self.learn_instance(&peer);
+        // An unchanged profile is not sent again (it is most of a quiet reconnect's bytes).
+        if peer_known_profile != Some(self.profile.version) {
+            let profile = self.profile.clone();
+            self.send(conn, WireMsg::Profile { profile });
+        }
+        let pid = peer.person_id.clone();
+        let first = !self.links.contains_key(&pid);
+        self.links.insert(pid.clone(), LinkSlot { conn, meta });
+        self.conns.insert(conn, Conn::Link(pid.clone()));
+        self.manager.link_up(&pid);
+        let info = PeerInfo {
+            person_id: pid.clone(),
+            is_my_replica,
+        };
+        let out = self.engine.open(&*self.store, conn, info);
+        self.dispatch(out);
+        let st = self.live.entry(pid.clone()).or_default();
+        st.last_seen = Some(now / 1000);
+        st.last_error = None;
+        if first {
+            tracing::info!(peer = %pid, "connected");
+            self.emit(Event::Connected {
+                person_id: pid,
+                name: peer.person.name,
+            });
+        }
+    }
+
+    /// Record the peer's instance (e.g. a card contact's first connection) for discovery
+    /// checks; whether the peer is our home node.
+    fn learn_instance(&mut self, peer: &PeerIdentity) -> bool {
+        let Ok(Some(mut c)) = self.store.contact(&peer.person_id) else {
+            return false;
+        };
+        if !c.instances.iter().any(|i| i == &peer.instance) {
+            c.instances.retain(|i| i.id() != peer.instance_id);
+            c.instances.push(peer.instance.clone());
+            if let Err(e) = self.store.put_contact(&c) {
+                tracing::warn!("cannot record instance: {e}");
+            }
+        }
+        c.replica
+    }
+
+    pub(super) fn on_link_down(&mut self, conn: ConnId, pid: String, end: LinkEnd) {
+        if self.links.get(&pid).map(|s| s.conn) != Some(conn) {
+            return; // a replaced or losing duplicate link
+        }
+        self.links.remove(&pid);
+        self.engine.close(conn);
+        let now = self.now;
+        let st = self.live.entry(pid.clone()).or_default();
+        st.last_seen = Some(now / 1000);
+        if end.code != Some(CloseCode::Shutdown) {
+            st.last_error = Some(end.reason.clone());
+        }
+        self.manager.link_down(&pid, now);
+        if self.redial.remove(&pid) {
+            self.manager.redial_now(&pid, now);
+            self.poll_manager();
+        }
+        tracing::info!(peer = %pid, "disconnected: {}", end.reason);
+        self.emit(Event::Disconnected {
+            person_id: pid,
+            reason: end.reason,
+        });
+    }
+
+    pub(super) fn on_link_msg(&mut self, conn: ConnId, pid: &str, msg: WireMsg) {
+        if self.links.get(pid).map(|s| s.conn) != Some(conn) {
+            return; // in flight on a link that was replaced
+        }
+        match msg {
+            WireMsg::Sync { msg } => self.on_sync(conn, msg),
+            WireMsg::Profile { profile } => {
+                if let Err(e) = self.on_profile(pid, profile) {
+                    tracing::warn!(peer = %pid, "profile ignored: {e}");
+                }
+            }
+            other => tracing::debug!(peer = %pid, "unexpected {}", msg_name(&other)),
+        }
+    }
+
+    fn on_sync(&mut self, conn: ConnId, msg: SyncMsg) {
+        match self.engine.handle(&mut *self.store, conn, msg) {
+            Ok(out) => self.dispatch(out),
+            Err(e) => {
+                // Nothing of the batch was acknowledged: the peer resends it later.
+                tracing::error!("storing synced entries failed: {e}");
+                let kind = if e.disk_full {
+                    ErrorKind::DiskFull
+                } else {
+                    ErrorKind::Store
+                };
+                let message =
+                    format!("cannot store received messages: {e}; they will be fetched again");
+                self.emit(Event::Error { kind, message });
+                self.out.push(Output::Disconnect { conn });
+            }
+        }
+    }
+
+    /// Send what the sync engine produced and report what it stored.
+    pub(super) fn dispatch(&mut self, mut out: SyncOutput) {
+        let mut sends = std::mem::take(&mut out.send);
+        if !out.after_flush.is_empty() {
+            // Relays first, then the flush, then the acknowledgements.
+            self.send_sync(std::mem::take(&mut sends));
+            match self.store.flush() {
+                Ok(()) => sends = std::mem::take(&mut out.after_flush),
+                Err(e) => {
+                    // No ack: the peer resends after the next link-up.
+                    tracing::error!("flush before ack failed: {e}");
+                    self.emit(Event::Error {
+                        kind: ErrorKind::Store,
+                        message: format!("cannot store received messages: {e}; free disk space, they will be fetched again"),
+                    });
+                    for (conn, _) in &out.after_flush {
+                        self.out.push(Output::Disconnect { conn: *conn });
+                    }
+                    return;
+                }
+            }
+        }
+        self.send_sync(sends);
+        self.report(out);
+    }
+
+    fn send_sync(&mut self, sends: Vec<(ConnId, SyncMsg)>) {
+        // Every sync message leaves through here: once any write has hit a full disk,
+        // nothing more is sent (an entry whose flush failed must not reach a peer).
+        if self.store.disk_full_seen() {
+            self.enter_disk_full();
+            return;
+        }
+        for (conn, msg) in sends {
+            if matches!(self.conns.get(&conn), Some(Conn::Link(_))) {
+                self.send(conn, WireMsg::Sync { msg });
+            }
+        }
+    }
+
+    fn report(&mut self, out: SyncOutput) {
+        let me = self.me.person_id();
+        for e in out.stored.iter().filter(|e| e.text().is_some()) {
+            if e.author != me {
+                self.store.add_unread(&e.channel, 1);
+            }
+            let m = self.message_view(e);
+            self.emit(Event::Message(m));
+        }
+        for pid in out.synced {
+            self.emit(Event::Synced { person_id: pid });
+        }
+        if !out.delivered.is_empty() {
+            self.emit(Event::Delivered {
+                entries: out.delivered,
+            });
+        }
+        for r in out.rejected {
+            tracing::warn!(entry = %short_id(&r.entry), "refused an entry: {}", r.reason);
+        }
+        for r in out.peer_rejected {
+            tracing::warn!(entry = %short_id(&r.entry), "peer refused our entry: {}", r.reason);
+        }
+    }
+
+    fn on_profile(&mut self, pid: &str, profile: Profile) -> Result<(), String> {
+        let Some(mut c) = self.store.contact(pid).map_err(|e| e.to_string())? else {
+            return Ok(()); // a stranger under --accept-unknown: nothing to update
+        };
+        profile.verify(&c.person).map_err(|e| e.to_string())?;
+        if c.profile
+            .as_ref()
+            .is_some_and(|p| p.version >= profile.version)
+        {
+            return Ok(());
+        }
+        let changed = c.endpoints != profile.endpoints;
+        c.endpoints = profile.endpoints.clone();
+        c.profile = Some(profile);
+        self.store.put_contact(&c).map_err(|e| e.to_string())?;
+        if changed {
+            self.manager.set_endpoints(pid, dial_targets(&c), self.now);
+            self.emit(Event::EndpointsChanged {
+                person_id: pid.into(),
+                urls: c.endpoints.iter().map(|e| e.url.clone()).collect(),
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_announcement(&mut self, a: Announcement) {
+        let Ok(contact) = self.store.contact(&a.person_id) else {
+            return;
+        };
+        let last = self.announce_seen.get(&a.instance_id).copied();
+        if let Err(why) = a.verify(contact.as_ref(), self.now, last) {
+            tracing::debug!(from = %short_id(&a.person_id), "announcement ignored: {why}");
+            return;
+        }
+        self.announce_seen.insert(a.instance_id.clone(), a.ts);
+        let c = contact.expect("invariant: verify() accepted, so the contact exists");
+        if c.endpoints
+            .iter()
+            .any(|e| e.url == a.url && e.instance_id == a.instance_id)
+        {
+            return;
+        }
+        tracing::info!(peer = %short_id(&a.person_id), url = %a.url, "endpoint found by discovery");
+        if let Err(e) = self.update_endpoint_url(&a.person_id, &a.url) {
+            tracing::warn!("cannot record discovered endpoint: {e}");
+        }
+    }
+
+    /// Point a contact's (first instance's) endpoint at `url`.
+    pub(super) fn update_endpoint_url(&mut self, pid: &str, url: &str) -> Result<(), LogError> {
+        let Some(mut c) = self.store.contact(pid)? else {
+            return Ok(());
+        };
+        let (instance_id, key) = match (c.endpoints.first(), c.instances.first()) {
+            (Some(e), _) => (e.instance_id.clone(), e.transport_key.clone()),
+            (None, Some(i)) => (i.id(), i.transport_key.clone()),
+            (None, None) => return Ok(()),
+        };
+        c.endpoints.retain(|e| e.instance_id != instance_id);
+        c.endpoints.insert(
+            0,
+            Endpoint {
+                person_id: pid.into(),
+                instance_id,
+                url: url.into(),
+                transport_key: key,
+            },
+        );
+        self.store.put_contact(&c)?;
+        self.manager.set_endpoints(pid, dial_targets(&c), self.now);
+        self.emit(Event::EndpointsChanged {
+            person_id: pid.into(),
+            urls: c.endpoints.iter().map(|e| e.url.clone()).collect(),
+        });
+        Ok(())
+    }
+
+    /// Dial the contacts whose time has come.
+    pub(super) fn poll_manager(&mut self) {
+        if self.store_full {
+            return;
+        }
+        for req in self.manager.poll(self.now) {
+            if self.links.contains_key(&req.person_id) {
+                self.manager.link_up(&req.person_id);
+                continue;
+            }
+            let conn = self.next_conn_id();
+            let known_profile = self
+                .store
+                .contact(&req.person_id)
+                .ok()
+                .flatten()
+                .and_then(|c| c.profile.map(|p| p.version));
+            self.conns.insert(
+                conn,
+                Conn::DialContact {
+                    person_id: req.person_id,
+                    url: req.url.clone(),
+                },
+            );
+            self.out.push(Output::Dial {
+                conn,
+                url: req.url,
+                expected_key: Some(req.key),
+                extras: HelloExtras {
+                    known_profile,
+                    ..HelloExtras::default()
+                },
+            });
+        }
+    }
+
+    pub(super) fn refresh_replicated(&mut self) {
+        if let Ok(cs) = self.store.contacts() {
+            self.engine
+                .set_replicated(cs.iter().filter(|c| c.replica_for).map(Contact::person_id));
+        }
+    }
+
+    /// The disk is full: close every link and accept none until the store heals. Nothing
+    /// received could be stored anyway, and an entry whose flush failed must not reach a
+    /// peer (after the heal its position in the log may be taken by another).
+    pub(super) fn enter_disk_full(&mut self) {
+        if self.store_full {
+            return;
+        }
+        self.store_full = true;
+        tracing::warn!("the disk is full: links are closed until there is room again");
+        let conns: Vec<ConnId> = self.links.values().map(|s| s.conn).collect();
+        for conn in conns {
+            self.out.push(Output::Disconnect { conn });
+        }
+    }
+
+    /// While the disk is full, try the store again; once it heals, redial everyone so
+    /// peers resend what could not be stored. A store that cannot be had back stops the
+    /// instance rather than run on without one.
+    pub(super) fn heal_store(&mut self) {
+        if !self.store_full {
+            return;
+        }
+        match self.store.heal() {
+            Ok(false) => {}
+            Ok(true) => {
+                self.store_full = false;
+                tracing::info!("the disk has room again: store reopened");
+                let now = self.now;
+                let peers: Vec<(String, ConnId)> = self
+                    .links
+                    .iter()
+                    .map(|(p, s)| (p.clone(), s.conn))
+                    .collect();
+                for (pid, conn) in peers {
+                    self.out.push(Output::Disconnect { conn });
+                    self.redial.insert(pid);
+                }
+                if let Ok(cs) = self.store.contacts() {
+                    for c in cs {
+                        self.manager.redial_now(&c.person_id(), now);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!("reopening the store failed: {e}");
+                self.emit(Event::Error {
+                    kind: ErrorKind::Store,
+                    message: format!("the store could not be reopened after the disk was full ({e}); restart lama-tui"),
+                });
+                self.out.push(Output::Stop);
+            }
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! An in-memory [`CoreStore`] for the seeded simulations: the same rules as the sled store
+//! (an atomic pairing commit, channel records written with their entries), and a switch
+//! that makes the "disk" full.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::core::store::CoreStore;
+use crate::domain::channel::direct_members;
+use crate::domain::invitation::PairingCommit;
+use crate::domain::log::{Log, LogError};
+use crate::domain::{Channel, ChannelInfo, Contact, Entry, Id, InviteRecord, InviteStatus};
+use crate::domain::{Person, Profile};
+use crate::net::sync::MemLog;
+
+/// Shared with a test: turn the in-memory disk full or give it room again.
+#[derive(Clone, Debug, Default)]
+pub struct DiskSwitch(Arc<AtomicBool>);
+
+impl DiskSwitch {
+    /// Make every write fail as on a full disk (`true`) or succeed again.
+    pub fn set_full(&self, full: bool) {
+        self.0.store(full, Ordering::SeqCst);
+    }
+
+    fn is_full(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The in-memory store.
+#[derive(Debug, Default)]
+pub struct MemStore {
+    log: MemLog,
+    contacts: BTreeMap<String, Contact>,
+    invites: BTreeMap<String, InviteRecord>,
+    records: BTreeMap<String, Channel>,
+    profile: Option<Profile>,
+    unread: BTreeMap<String, u64>,
+    disk: DiskSwitch,
+    full_seen: bool,
+}
+
+impl MemStore {
+    /// An empty store whose disk is controlled by `disk`.
+    pub fn new(disk: DiskSwitch) -> MemStore {
+        MemStore {
+            disk,
+            ..MemStore::default()
+        }
+    }
+
+    /// A channel's view (every entry, view order): for assertions.
+    pub fn view(&self, ch: &str) -> Vec<Entry> {
+        self.log.view(ch)
+    }
+
+    fn writable(&mut self) -> Result<(), LogError> {
+        if self.full_seen || self.disk.is_full() {
+            self.full_seen = true;
+            return Err(LogError {
+                message: "the in-memory disk is full".into(),
+                disk_full: true,
+            });
+        }
+        Ok(())
+    }
+
+    fn record_for(&self, e: &Entry, channel: Option<&ChannelInfo>) -> Option<Channel> {
+        match channel {
+            Some(c) => Some(Channel {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                members: c.members.clone(),
+                created_at: e.hlc.ms / 1000,
+            }),
+            None if !self.records.contains_key(&e.channel) => {
+                direct_members(&e.channel).map(|members| Channel {
+                    id: e.channel.clone(),
+                    name: String::new(),
+                    members,
+                    created_at: e.hlc.ms / 1000,
+                })
+            }
+            None => None,
+        }
+    }
+}
+
+impl Log for MemStore {
+    fn head(&self, ch: &str, author: &str) -> Option<(u64, Id)> {
+        self.log.head(ch, author)
+    }
+    fn heads(&self, ch: &str) -> Vec<(Id, u64)> {
+        self.log.heads(ch)
+    }
+    fn channels(&self) -> Vec<ChannelInfo> {
+        self.records
+            .values()
+            .map(|c| ChannelInfo {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                members: c.members.clone(),
+            })
+            .collect()
+    }
+    fn channel(&self, ch: &str) -> Option<ChannelInfo> {
+        self.records.get(ch).map(|c| ChannelInfo {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            members: c.members.clone(),
+        })
+    }
+    fn range(&self, ch: &str, author: &str, from_seq: u64, limit: usize) -> Vec<Entry> {
+        self.log.range(ch, author, from_seq, limit)
+    }
+    fn get(&self, ch: &str, author: &str, seq: u64) -> Option<Entry> {
+        self.log.get(ch, author, seq)
+    }
+    fn person(&self, id: &str) -> Option<Person> {
+        self.log.person(id)
+    }
+    fn membership(&self, ch: &str) -> Vec<Entry> {
+        self.log.membership(ch)
+    }
+    fn insert(&mut self, e: &Entry, channel: Option<&ChannelInfo>) -> Result<(), LogError> {
+        self.writable()?;
+        if let Some(rec) = self.record_for(e, channel) {
+            self.records.insert(rec.id.clone(), rec);
+        }
+        self.log.insert(e, channel)
+    }
+    fn put_person(&mut self, p: &Person) -> Result<(), LogError> {
+        self.writable()?;
+        self.log.put_person(p)
+    }
+    fn flush(&mut self) -> Result<(), LogError> {
+        self.writable()
+    }
+}
+
+impl CoreStore for MemStore {
+    fn contacts(&self) -> Result<Vec<Contact>, LogError> {
+        Ok(self.contacts.values().cloned().collect())
+    }
+    fn contact(&self, person_id: &str) -> Result<Option<Contact>, LogError> {
+        Ok(self.contacts.get(person_id).cloned())
+    }
+    fn put_contact(&mut self, c: &Contact) -> Result<(), LogError> {
+        self.writable()?;
+        self.contacts.insert(c.person_id(), c.clone());
+        Ok(())
+    }
+    fn remove_contact(&mut self, person_id: &str) -> Result<bool, LogError> {
+        self.writable()?;
+        Ok(self.contacts.remove(person_id).is_some())
+    }
+    fn own_profile(&self) -> Result<Option<Profile>, LogError> {
+        Ok(self.profile.clone())
+    }
+    fn put_own_profile(&mut self, p: &Profile) -> Result<(), LogError> {
+        self.writable()?;
+        self.profile = Some(p.clone());
+        Ok(())
+    }
+    fn invite(&self, token: &str) -> Result<Option<InviteRecord>, LogError> {
+        Ok(self.invites.get(token).cloned())
+    }
+    fn invites(&self) -> Result<Vec<InviteRecord>, LogError> {
+        Ok(self.invites.values().cloned().collect())
+    }
+    fn put_invite(&mut self, r: &InviteRecord) -> Result<(), LogError> {
+        self.writable()?;
+        self.invites.insert(r.token.clone(), r.clone());
+        Ok(())
+    }
+    fn revoke_invite(&mut self, token: &str, now: u64) -> Result<Option<InviteRecord>, LogError> {
+        let Some(mut rec) = self.invites.get(token).cloned() else {
+            return Ok(None);
+        };
+        if rec.status == InviteStatus::Open {
+            rec.status = InviteStatus::Revoked { at: now };
+            self.put_invite(&rec)?;
+        }
+        Ok(Some(rec))
+    }
+    fn commit_pairing(
+        &mut self,
+        token: Option<&str>,
+        contact: &Contact,
+        channel: &Channel,
+        now: u64,
+    ) -> Result<PairingCommit, LogError> {
+        self.writable()?;
+        let pid = contact.person_id();
+        if let Some(t) = token {
+            let Some(mut rec) = self.invites.get(t).cloned() else {
+                return Ok(PairingCommit::InviteGone(None));
+            };
+            match &rec.status {
+                InviteStatus::Open if rec.expires_at > now => {}
+                InviteStatus::Used { by, .. } if *by == pid => {}
+                other => return Ok(PairingCommit::InviteGone(Some(other.clone()))),
+            }
+            rec.status = InviteStatus::Used {
+                by: pid.clone(),
+                at: now,
+            };
+            self.invites.insert(t.to_string(), rec);
+        }
+        self.contacts.insert(pid, contact.clone());
+        self.records
+            .entry(channel.id.clone())
+            .or_insert_with(|| channel.clone());
+        Ok(PairingCommit::Committed)
+    }
+    fn channel_records(&self) -> Result<Vec<Channel>, LogError> {
+        Ok(self.records.values().cloned().collect())
+    }
+    fn channel_record(&self, id: &str) -> Result<Option<Channel>, LogError> {
+        Ok(self.records.get(id).cloned())
+    }
+    fn unread(&self, ch: &str) -> u64 {
+        self.unread.get(ch).copied().unwrap_or(0)
+    }
+    fn add_unread(&mut self, ch: &str, n: u64) {
+        *self.unread.entry(ch.to_string()).or_insert(0) += n;
+    }
+    fn clear_unread(&mut self, ch: &str) {
+        self.unread.remove(ch);
+    }
+    fn history_before(
+        &self,
+        ch: &str,
+        before: Option<&Entry>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, LogError> {
+        let view = self.log.view(ch);
+        let end = match before {
+            Some(b) => view.partition_point(|e| e.view_key() < b.view_key()),
+            None => view.len(),
+        };
+        Ok(view[end.saturating_sub(limit)..end].to_vec())
+    }
+    fn entry_by_view(&self, ch: &str, author: &str, id: &str) -> Result<Option<Entry>, LogError> {
+        let mine = self.log.range(ch, author, 0, usize::MAX);
+        Ok(mine.into_iter().find(|e| e.id() == id))
+    }
+    fn entry_count(&self) -> usize {
+        self.log.all().count()
+    }
+    fn disk_full_seen(&self) -> bool {
+        self.full_seen
+    }
+    fn heal(&mut self) -> Result<bool, LogError> {
+        if self.disk.is_full() {
+            return Ok(false);
+        }
+        self.full_seen = false;
+        Ok(true)
+    }
+}

@@ -1,0 +1,755 @@
+//! Who may connect, and pairing in one place: the admission rules for invitations, short
+//! codes and the trust secret (with its lockout), the guesses counted on disk, both sides
+//! of every exchange (the step machines of `net::pairing::flow`), and the atomic commits.
+
+use crate::core::links::link_key;
+use crate::core::{
+    Answer, ArgError, CommandError, CommandId, Conn, ConnId, Event, NodeCore, Output, Paired,
+    PeerHello, Rng, Role, MAX_PENDING_PAIRINGS,
+};
+use crate::domain::identity::short_id;
+use crate::domain::invitation::PairingCommit;
+use crate::domain::{Code, ErrorKind, InviteStatus, PeerIdentity, ShortCode, Via};
+use crate::net::handshake::{hello_msg, HelloExtras};
+use crate::net::link::{ConnError, LinkEnd, HANDSHAKE_TIMEOUT};
+use crate::net::pairing::flow::{ClientFlow, ClientStep, ClientWay, NodeFlow, NodeStep};
+use crate::net::pairing::{self, check_invite, ClientCommit, ClientPairing, NodeCommit, PairError};
+use crate::net::pake::{self, PakeRequest, Password};
+use crate::net::wire::{CloseCode, WireMsg};
+
+/// How long a pairing exchange may take once both Hellos are through.
+const PAIRING_TIMEOUT_MS: u64 = HANDSHAKE_TIMEOUT.as_millis() as u64;
+
+/// What a listener does with a verified peer.
+enum Verdict {
+    /// A contact (or a stranger under `--accept-unknown`): a normal link.
+    Accept { known_profile: Option<u64> },
+    /// A stranger with an admissible invitation: the pairing exchange.
+    Pair { token: String },
+    /// A stranger asking to pair by short code or trust secret: the PAKE, then pairing.
+    Pake {
+        password: Password,
+        token: Option<String>,
+    },
+    /// Refuse, with the reason.
+    Refuse(CloseCode, String),
+}
+
+/// Our side of a pairing as the listener.
+pub(super) struct NodeConn {
+    pub(super) flow: NodeFlow,
+    hello: PeerHello,
+    pub(super) deadline: u64,
+}
+
+/// Our side of a pairing as the dialer.
+pub(super) struct ClientConn {
+    flow: ClientFlow,
+    /// The command to answer; `None` for the pairing a client starts by itself.
+    reply: Option<CommandId>,
+    via: Via,
+    replica: bool,
+    /// Addresses still to try, in order.
+    urls: Vec<String>,
+    expected_key: Option<[u8; 32]>,
+    extras: HelloExtras,
+    hello: Option<PeerHello>,
+    /// Set once the node answered: the exchange must end by then.
+    pub(super) deadline: Option<u64>,
+    last_err: Option<CommandError>,
+}
+
+impl NodeCore {
+    /// A peer dialed us and proved who it is: accept, pair or refuse it.
+    pub(super) fn on_incoming(&mut self, conn: ConnId, hello: PeerHello, rng: &mut dyn Rng) {
+        let verdict = self.authorize(&hello.peer, hello.invite.as_deref(), hello.pake.clone());
+        let known_profile = match &verdict {
+            Verdict::Refuse(code, why) => {
+                tracing::info!(peer = %hello.peer.person_id, "refused: {why}");
+                let (code, why) = (*code, why.clone());
+                return self.close(conn, code, why);
+            }
+            Verdict::Accept { known_profile } => *known_profile,
+            Verdict::Pair { .. } | Verdict::Pake { .. } => None,
+        };
+        let extras = HelloExtras {
+            known_profile,
+            ..HelloExtras::default()
+        };
+        self.send(conn, hello_msg(&self.me, &hello.hash, extras));
+        let profile = self.profile.clone();
+        let flow = match verdict {
+            Verdict::Accept { .. } => {
+                let key = link_key(&hello.peer.instance_id, &hello.hash);
+                return self.link_up(conn, hello.peer, key, hello.known_profile);
+            }
+            Verdict::Pair { token } => {
+                let (flow, offer) = NodeFlow::invite(hello.peer.clone(), token, profile);
+                self.send(conn, offer);
+                flow
+            }
+            Verdict::Pake { password, token } => {
+                let me = (&*self.me, &hello.hash[..]);
+                NodeFlow::pake(hello.peer.clone(), token, &password, me, profile, rng)
+            }
+            Verdict::Refuse(..) => unreachable!("invariant: refusals returned above"),
+        };
+        self.evict_oldest_pairing();
+        let deadline = self.now + PAIRING_TIMEOUT_MS;
+        let node = NodeConn {
+            flow,
+            hello,
+            deadline,
+        };
+        self.conns.insert(conn, Conn::Node(Box::new(node)));
+    }
+
+    /// A flood of pairing attempts cannot grow without bound: the oldest gives way.
+    fn evict_oldest_pairing(&mut self) {
+        let pending = self.conns.iter().filter_map(|(id, c)| match c {
+            Conn::Node(n) => Some((n.deadline, *id)),
+            _ => None,
+        });
+        let pending: Vec<(u64, ConnId)> = pending.collect();
+        if pending.len() >= MAX_PENDING_PAIRINGS {
+            let oldest = pending
+                .iter()
+                .min()
+                .expect("invariant: the list is not empty")
+                .1;
+            tracing::info!("pairing slots full: the oldest exchange is dropped");
+            self.close(
+                oldest,
+                CloseCode::Timeout,
+                "too many pairing exchanges at once",
+            );
+        }
+    }
+
+    fn authorize(
+        &mut self,
+        peer: &PeerIdentity,
+        invite: Option<&str>,
+        pake: Option<PakeRequest>,
+    ) -> Verdict {
+        if self.store_full {
+            let why = "this instance's disk is full; it accepts links again once it has room";
+            return Verdict::Refuse(CloseCode::Shutdown, why.into());
+        }
+        if peer.person_id == self.me.person_id() {
+            return Verdict::Accept {
+                known_profile: None,
+            };
+        }
+        if let Some(req) = pake {
+            return match self.admit_pake(peer, req) {
+                Ok(v) => v,
+                Err(e) => Verdict::Refuse(e.close_code(), e.to_string()),
+            };
+        }
+        // A presented invitation is honoured even for an existing contact: the exchange
+        // refreshes both profiles, and the client gets the answer it asked for.
+        if let Some(token) = invite {
+            return self.admit_invite(peer, token);
+        }
+        match self.store.contact(&peer.person_id) {
+            Ok(Some(c)) => {
+                return Verdict::Accept {
+                    known_profile: c.profile.map(|p| p.version),
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return Verdict::Refuse(CloseCode::Shutdown, format!("store failure: {e}")),
+        }
+        if self.cfg.accept_unknown {
+            return Verdict::Accept {
+                known_profile: None,
+            };
+        }
+        Verdict::Refuse(
+            CloseCode::NotAContact,
+            format!(
+                "{} ({}) is not a contact of {}; pair first with an invitation code from this node",
+                peer.person.name,
+                short_id(&peer.person_id),
+                self.me.person.name
+            ),
+        )
+    }
+
+    fn admit_invite(&mut self, peer: &PeerIdentity, token: &str) -> Verdict {
+        let Some(token) = pairing::parse_token(token) else {
+            return Verdict::Refuse(CloseCode::InviteUnknown, PairError::Unknown.to_string());
+        };
+        let rec = match self.store.invite(&token) {
+            Ok(r) => r,
+            Err(e) => return Verdict::Refuse(CloseCode::Shutdown, format!("store failure: {e}")),
+        };
+        match check_invite(rec.as_ref(), &peer.person_id, self.now_secs()) {
+            Ok(_) => Verdict::Pair { token },
+            Err(e) => Verdict::Refuse(e.close_code(), e.to_string()),
+        }
+    }
+
+    /// A stranger asks to pair by PAKE: may the code or the secret be tried at all? Nothing
+    /// is counted yet: a guess is counted when its confirmation arrives ([`Self::pake_guess`]).
+    fn admit_pake(&mut self, peer: &PeerIdentity, req: PakeRequest) -> Result<Verdict, PairError> {
+        let now = self.now_secs();
+        match req {
+            PakeRequest::Code { slot } => {
+                let key = pairing::short_code_key(slot);
+                let rec = self.store.invite(&key).map_err(pake_store_err)?;
+                pairing::check_short_code(rec.as_ref(), slot, &peer.person_id, now)?;
+                let rec = rec.expect("invariant: check_short_code admits only a stored code");
+                Ok(Verdict::Pake {
+                    password: Password::new(rec.code.clone().into_bytes()),
+                    token: Some(key),
+                })
+            }
+            PakeRequest::Secret => {
+                let Some(pw) = self.secret_password.clone() else {
+                    return Err(PairError::NoTrustSecret);
+                };
+                self.secret_locked(now)?;
+                Ok(Verdict::Pake {
+                    password: pw,
+                    token: None,
+                })
+            }
+        }
+    }
+
+    /// The trust secret is locked after too many wrong guesses in the lockout window.
+    fn secret_locked(&mut self, now: u64) -> Result<(), PairError> {
+        self.secret_attempts
+            .retain(|t| now < t + pake::SECRET_LOCKOUT_SECS);
+        if self.secret_attempts.len() >= pake::MAX_ATTEMPTS as usize {
+            let until = self.secret_attempts[0] + pake::SECRET_LOCKOUT_SECS;
+            return Err(PairError::CodeExhausted(format!(
+                "{} wrong trust secrets in a row: this node tries the secret again from unix time {until}; check that both sides use the same secret",
+                pake::MAX_ATTEMPTS
+            )));
+        }
+        Ok(())
+    }
+
+    /// A confirmation has arrived: count the guess durably before it is checked, or refuse
+    /// to check it when no guess is left.
+    fn pake_guess(&mut self, token: Option<&str>, peer: &PeerIdentity) -> Result<(), PairError> {
+        let now = self.now_secs();
+        match token {
+            Some(key) => {
+                let slot = key
+                    .trim_start_matches("short:")
+                    .parse()
+                    .map_err(|_| PairError::CodeUnknown(None))?;
+                let rec = self.store.invite(key).map_err(pake_store_err)?;
+                let rec = pairing::code_guess_counted(rec, slot, &peer.person_id, now)?;
+                self.store.put_invite(&rec).map_err(pake_store_err)
+            }
+            None => {
+                self.secret_locked(now)?;
+                self.secret_attempts.push(now);
+                Ok(())
+            }
+        }
+    }
+
+    /// A PAKE confirmation failed: tell the owner (the guess is already spent), and give
+    /// the refusal for the peer.
+    fn pake_failed(&mut self, token: Option<&str>, peer: &PeerIdentity) -> PairError {
+        let who = format!("{} ({})", peer.person.name, short_id(&peer.person_id));
+        let (mine, theirs) = match token {
+            Some(key) => {
+                let left = match self.store.invite(key) {
+                    Ok(Some(rec)) => pake::MAX_ATTEMPTS.saturating_sub(rec.attempts),
+                    _ => 0,
+                };
+                let slot = key.trim_start_matches("short:");
+                let left_text = if left == 0 {
+                    "no attempts left: the code is destroyed".to_string()
+                } else {
+                    format!("{left} attempt(s) left")
+                };
+                (
+                    format!("{who} tried short code {slot} with the wrong words; {left_text}"),
+                    format!("check the words with the node's owner; {left_text}"),
+                )
+            }
+            None => (
+                format!("{who} tried to pair with a different trust secret"),
+                "both instances must be started with the same trust secret".to_string(),
+            ),
+        };
+        tracing::warn!("{mine}");
+        self.emit(Event::Error {
+            kind: ErrorKind::CodeMismatch,
+            message: mine,
+        });
+        PairError::CodeMismatch(theirs)
+    }
+
+    /// The next message of a pairing we serve.
+    pub(super) fn on_node_msg(&mut self, conn: ConnId, msg: WireMsg) {
+        let Some(Conn::Node(mut node)) = self.conns.remove(&conn) else {
+            return;
+        };
+        let now = self.now_secs();
+        let step = node.flow.on_msg(msg, &self.me.person, now);
+        let step = match step {
+            Ok(NodeStep::CountGuess) => self.count_and_check(&mut node),
+            other => other,
+        };
+        match step {
+            Err(e) => self.close(conn, e.close_code(), e.to_string()),
+            Ok(NodeStep::Send(msgs)) => {
+                for m in msgs {
+                    self.send(conn, m);
+                }
+                self.conns.insert(conn, Conn::Node(node));
+            }
+            Ok(NodeStep::CountGuess) => unreachable!("invariant: counted just above"),
+            Ok(NodeStep::Commit(c)) => match self.commit_node(*c) {
+                Ok(verification) => {
+                    self.send(conn, NodeFlow::done(verification));
+                    let h = node.hello;
+                    let key = link_key(&h.peer.instance_id, &h.hash);
+                    self.link_up(conn, h.peer, key, h.known_profile);
+                }
+                Err(e) => self.close(conn, e.close_code(), e.to_string()),
+            },
+        }
+    }
+
+    /// Count a PAKE guess on disk, then check it: what to send, or the refusal.
+    fn count_and_check(&mut self, node: &mut NodeConn) -> Result<NodeStep, PairError> {
+        let token = node.flow.token().map(str::to_string);
+        let peer = node.flow.peer().clone();
+        self.pake_guess(token.as_deref(), &peer)?;
+        match node.flow.after_guess() {
+            Ok(msgs) => Ok(NodeStep::Send(msgs)),
+            Err(_) => Err(self.pake_failed(token.as_deref(), &peer)),
+        }
+    }
+
+    /// Commit a node-side pairing atomically; the verification string for `pair_done`.
+    fn commit_node(&mut self, c: NodeCommit) -> Result<String, PairError> {
+        let pid = c.contact.person_id();
+        let name = c.contact.person.name.clone();
+        // Keep what we already know of a repeat pairing's contact (e.g. the replica flag).
+        let mut contact = c.contact;
+        if let Ok(Some(old)) = self.store.contact(&pid) {
+            contact.replica = old.replica;
+            contact.added_at = old.added_at;
+        }
+        let now = self.now_secs();
+        let token = c.token.as_deref();
+        match self.store.commit_pairing(token, &contact, &c.channel, now) {
+            Ok(PairingCommit::Committed) => {}
+            Ok(PairingCommit::InviteGone(status)) => {
+                let short = token.is_some_and(|t| t.starts_with("short:"));
+                return Err(match status {
+                    Some(InviteStatus::Revoked { .. }) => PairError::Revoked,
+                    Some(InviteStatus::Used { .. }) => PairError::Used,
+                    Some(InviteStatus::Open) if short => PairError::CodeExpired(None),
+                    Some(InviteStatus::Open) => PairError::Expired(None),
+                    None if short => PairError::CodeUnknown(None),
+                    None => PairError::Unknown,
+                });
+            }
+            Err(e) => {
+                tracing::error!("pairing commit failed: {e}");
+                let message = e.to_string();
+                self.emit(Event::Error {
+                    kind: ErrorKind::Store,
+                    message,
+                });
+                return Err(PairError::Protocol(format!(
+                    "the node could not store the contact: {e}"
+                )));
+            }
+        }
+        let targets = crate::core::links::dial_targets(&contact);
+        self.manager.set_endpoints(&pid, targets, self.now);
+        if contact.replica_for {
+            self.refresh_replicated();
+        }
+        if contact.via == Via::TrustSecret {
+            // A successful exchange is not a guess against the lockout.
+            self.secret_attempts.pop();
+        }
+        tracing::info!(peer = %pid, via = %contact.via, "paired");
+        self.emit(Event::ContactAdded {
+            person_id: pid,
+            name,
+            via: contact.via,
+            verification: c.verification.clone(),
+        });
+        Ok(c.verification)
+    }
+
+    /// `accept`: decode the invitation (a typo never reaches the network) and dial it.
+    pub(super) fn start_accept(&mut self, id: CommandId, code: String, replica: bool, via: Via) {
+        let invite = match Code::decode(&code) {
+            Ok(Code::Invite(i)) => i,
+            Ok(Code::Card(_)) => return self.reply(id, Err(ArgError::CardNotInvite.into())),
+            Err(e) => return self.reply(id, Err(e.into())),
+        };
+        let pairing = match ClientPairing::start(invite, self.now_secs()) {
+            Ok(p) => p,
+            Err(e) => return self.reply(id, Err(e.into())),
+        };
+        let urls = pairing.urls().to_vec();
+        if urls.is_empty() {
+            return self.reply(id, Err(ArgError::NoAddress.into()));
+        }
+        let expected_key = pairing.expected_key();
+        let extras = HelloExtras {
+            invite: pairing.token_hex(),
+            ..HelloExtras::default()
+        };
+        let flow = ClientFlow::new(ClientWay::Invite(pairing), self.profile.clone(), replica);
+        self.client_dial(ClientConn {
+            flow,
+            reply: Some(id),
+            via,
+            replica,
+            urls,
+            expected_key,
+            extras,
+            hello: None,
+            deadline: None,
+            last_err: None,
+        });
+    }
+
+    /// `accept_short` (a code) and `pair_secret` (no code: the trust secret). `reply`:
+    /// `None` for the pairing a client starts by itself, which reports by events.
+    pub(super) fn start_accept_pake(
+        &mut self,
+        reply: Option<CommandId>,
+        code: Option<String>,
+        url: Option<String>,
+        replica: bool,
+    ) {
+        let (way, req, via) = match code {
+            Some(c) => match ShortCode::parse(&c) {
+                Ok(sc) => {
+                    let pw = Password::new(sc.reveal().into_bytes());
+                    let req = PakeRequest::Code { slot: sc.slot };
+                    (ClientWay::Code(pw), req, Via::ShortCode)
+                }
+                Err(e) => return self.finish_client(reply, Via::ShortCode, Err(e.into())),
+            },
+            None if self.cfg.trust_secret.is_some() => {
+                (ClientWay::Secret, PakeRequest::Secret, Via::TrustSecret)
+            }
+            None => {
+                let e = ArgError::NoTrustSecret.into();
+                return self.finish_client(reply, Via::TrustSecret, Err(e));
+            }
+        };
+        let url = url.unwrap_or_else(|| self.cfg.node_url.clone());
+        self.client_dial(ClientConn {
+            flow: ClientFlow::new(way, self.profile.clone(), replica),
+            reply,
+            via,
+            replica,
+            urls: vec![url],
+            expected_key: None,
+            extras: HelloExtras {
+                pake: Some(req),
+                ..HelloExtras::default()
+            },
+            hello: None,
+            deadline: None,
+            last_err: None,
+        });
+    }
+
+    /// A client with a trust secret and no contacts pairs with its node on start, as the
+    /// seed's shared-login trust intends; the outcome arrives as an event.
+    pub(super) fn auto_pair_by_secret(&mut self) {
+        if self.cfg.role != Role::Client || self.cfg.trust_secret.is_none() {
+            return;
+        }
+        if !matches!(self.store.contacts(), Ok(c) if c.is_empty()) {
+            return;
+        }
+        self.start_accept_pake(None, None, None, true);
+    }
+
+    /// Dial the next address of a client pairing.
+    fn client_dial(&mut self, mut c: ClientConn) {
+        let url = c.urls.remove(0);
+        let conn = self.next_conn_id();
+        self.out.push(Output::Dial {
+            conn,
+            url,
+            expected_key: c.expected_key,
+            extras: c.extras.clone(),
+        });
+        self.conns.insert(conn, Conn::Client(Box::new(c)));
+    }
+
+    /// A pairing dial failed: a node that answered ends it; an unreachable address gives
+    /// way to the next one.
+    pub(super) fn client_dial_failed(&mut self, mut c: ClientConn, error: ConnError) {
+        let err: CommandError = match error {
+            ConnError::Closed {
+                code: Some(code),
+                reason,
+            } => match PairError::from_close(code, &reason) {
+                Some(p) => p.into(),
+                None => ConnError::Closed {
+                    code: Some(code),
+                    reason,
+                }
+                .into(),
+            },
+            e @ ConnError::Unreachable { .. } if !c.urls.is_empty() => {
+                c.last_err = Some(e.into());
+                return self.client_dial(c);
+            }
+            e => e.into(),
+        };
+        self.finish_client(c.reply, c.via, Err(err));
+    }
+
+    pub(super) fn on_client_hello(
+        &mut self,
+        conn: ConnId,
+        mut c: Box<ClientConn>,
+        hello: PeerHello,
+        rng: &mut dyn Rng,
+    ) {
+        c.deadline = Some(self.now + PAIRING_TIMEOUT_MS);
+        let step = c
+            .flow
+            .on_hello(hello.peer.clone(), &hello.hash, &self.me, rng);
+        c.hello = Some(hello);
+        self.client_step(conn, c, step);
+    }
+
+    pub(super) fn on_client_msg(&mut self, conn: ConnId, msg: WireMsg, _rng: &mut dyn Rng) {
+        let Some(Conn::Client(mut c)) = self.conns.remove(&conn) else {
+            return;
+        };
+        let step = c.flow.on_msg(msg, &self.me.person, self.now_secs());
+        self.client_step(conn, c, step);
+    }
+
+    pub(super) fn on_stretched(&mut self, conn: ConnId, pw: Password, rng: &mut dyn Rng) {
+        let Some(Conn::Client(mut c)) = self.conns.remove(&conn) else {
+            return; // the exchange ended meanwhile
+        };
+        let step = c.flow.on_stretched(&pw, &self.me, rng);
+        self.client_step(conn, c, step);
+    }
+
+    fn client_step(
+        &mut self,
+        conn: ConnId,
+        c: Box<ClientConn>,
+        step: Result<ClientStep, PairError>,
+    ) {
+        match step {
+            Err(e) => {
+                self.close(conn, e.close_code(), e.to_string());
+                self.finish_client(c.reply, c.via, Err(e.into()));
+            }
+            Ok(ClientStep::Send(msgs)) => {
+                for m in msgs {
+                    self.send(conn, m);
+                }
+                self.conns.insert(conn, Conn::Client(c));
+            }
+            Ok(ClientStep::Stretch(node)) => {
+                let secret = self
+                    .cfg
+                    .trust_secret
+                    .clone()
+                    .expect("invariant: trust-secret pairing starts only with a secret");
+                self.out.push(Output::Stretch { conn, secret, node });
+                self.conns.insert(conn, Conn::Client(c));
+            }
+            Ok(ClientStep::Commit(commit)) => self.client_commit(conn, c, *commit),
+        }
+    }
+
+    fn client_commit(&mut self, conn: ConnId, c: Box<ClientConn>, commit: ClientCommit) {
+        let paired = Paired {
+            person_id: commit.contact.person_id(),
+            name: commit.contact.person.name.clone(),
+            verification: commit.verification.clone(),
+        };
+        let mut contact = commit.contact;
+        contact.via = c.via;
+        contact.replica = c.replica;
+        let pid = contact.person_id();
+        let now = self.now_secs();
+        if let Err(e) = self
+            .store
+            .commit_pairing(None, &contact, &commit.channel, now)
+        {
+            self.close(
+                conn,
+                CloseCode::Shutdown,
+                "the client could not store the contact",
+            );
+            return self.finish_client(c.reply, c.via, Err(e.into()));
+        }
+        let targets = crate::core::links::dial_targets(&contact);
+        self.manager.set_endpoints(&pid, targets, self.now);
+        tracing::info!(peer = %pid, via = %c.via, "paired: accepted invitation");
+        self.finish_client(c.reply, c.via, Ok(paired));
+        let h = c
+            .hello
+            .expect("invariant: a commit follows the node's hello");
+        let key = link_key(&self.me.instance_id(), &h.hash);
+        self.link_up(conn, h.peer, key, h.known_profile);
+    }
+
+    /// The connection of a client pairing ended before its commit.
+    pub(super) fn client_closed(&mut self, c: ClientConn, end: LinkEnd) {
+        let e = match end.code {
+            Some(code) => {
+                PairError::from_close(code, &end.reason).unwrap_or(PairError::Protocol(end.reason))
+            }
+            None => PairError::Protocol(end.reason),
+        };
+        self.finish_client(c.reply, c.via, Err(e.into()));
+    }
+
+    /// The outcome of a client pairing: the command's answer, or (started by ourselves)
+    /// an event.
+    fn finish_client(
+        &mut self,
+        reply: Option<CommandId>,
+        via: Via,
+        result: Result<Paired, CommandError>,
+    ) {
+        match (reply, result) {
+            (Some(id), r) => self.reply(id, r.map(Answer::Paired)),
+            (None, Ok(p)) => self.emit(Event::ContactAdded {
+                person_id: p.person_id,
+                name: p.name,
+                via,
+                verification: p.verification,
+            }),
+            (None, Err(e)) => self.emit(Event::Error {
+                kind: e.kind(),
+                message: format!("pairing with the node by trust secret failed: {e}"),
+            }),
+        }
+    }
+
+    /// Pairing exchanges past their deadline end.
+    pub(super) fn expire_pairings(&mut self) {
+        let now = self.now;
+        let due: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| match c {
+                Conn::Client(p) => p.deadline.is_some_and(|d| d <= now),
+                Conn::Node(p) => p.deadline <= now,
+                _ => false,
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in due {
+            match self.conns.remove(&conn) {
+                Some(Conn::Client(c)) => {
+                    self.close(conn, CloseCode::Timeout, "pairing timed out");
+                    self.finish_client(c.reply, c.via, Err(ConnError::Timeout.into()));
+                }
+                Some(Conn::Node(n)) => {
+                    let peer = &n.flow.peer().person_id;
+                    tracing::info!(peer = %peer, "pairing timed out after {HANDSHAKE_TIMEOUT:?}");
+                    self.close(conn, CloseCode::Timeout, "pairing timed out");
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A dial of ours reached a peer that proved who it is.
+    pub(super) fn on_dialed(&mut self, conn: ConnId, hello: PeerHello, rng: &mut dyn Rng) {
+        match self.conns.remove(&conn) {
+            Some(Conn::DialContact { person_id, url }) => {
+                if hello.peer.person_id != person_id {
+                    let got = short_id(&hello.peer.person_id).to_string();
+                    self.close(
+                        conn,
+                        CloseCode::WrongPeer,
+                        "you are not the person expected here",
+                    );
+                    let error = format!("{url} answered as another person ({got})");
+                    return self.dial_failed_for(&person_id, error);
+                }
+                let key = link_key(&self.me.instance_id(), &hello.hash);
+                self.link_up(conn, hello.peer, key, hello.known_profile);
+            }
+            Some(Conn::DialOnce(id)) => self.connect_answered(conn, id, hello),
+            Some(Conn::Client(c)) => self.on_client_hello(conn, c, hello, rng),
+            Some(other) => {
+                self.conns.insert(conn, other);
+            }
+            // The dial was given up meanwhile (its pairing ended): nothing to keep.
+            None => self.out.push(Output::Disconnect { conn }),
+        }
+    }
+
+    /// `connect`: the peer answered; it must be one we accept.
+    fn connect_answered(&mut self, conn: ConnId, id: CommandId, hello: PeerHello) {
+        match self.authorize(&hello.peer, None, None) {
+            Verdict::Accept { .. } => {
+                self.reply(id, Ok(Answer::Connected(Box::new(hello.peer.clone()))));
+                let key = link_key(&self.me.instance_id(), &hello.hash);
+                self.link_up(conn, hello.peer, key, hello.known_profile);
+            }
+            Verdict::Refuse(code, why) => {
+                self.close(conn, code, why.clone());
+                let peer = hello.peer;
+                self.reply(
+                    id,
+                    Err(CommandError::Refused {
+                        name: peer.person.name,
+                        short: short_id(&peer.person_id).into(),
+                        reason: why,
+                    }),
+                );
+            }
+            Verdict::Pair { .. } | Verdict::Pake { .. } => {
+                unreachable!("invariant: no invitation or PAKE was asked for")
+            }
+        }
+    }
+
+    pub(super) fn on_dial_failed(&mut self, conn: ConnId, error: ConnError) {
+        match self.conns.remove(&conn) {
+            Some(Conn::DialContact { person_id, .. }) => {
+                self.dial_failed_for(&person_id, error.to_string())
+            }
+            Some(Conn::DialOnce(id)) => self.reply(id, Err(error.into())),
+            Some(Conn::Client(c)) => self.client_dial_failed(*c, error),
+            Some(other) => {
+                self.conns.insert(conn, other);
+            }
+            None => {}
+        }
+    }
+
+    fn dial_failed_for(&mut self, person_id: &str, error: String) {
+        tracing::debug!(peer = %person_id, "dial failed: {error}");
+        self.live
+            .entry(person_id.to_string())
+            .or_default()
+            .last_error = Some(error);
+        self.manager.dial_failed(person_id, self.now);
+    }
+}
+
+fn pake_store_err(e: crate::domain::log::LogError) -> PairError {
+    PairError::Protocol(format!("the node's store failed: {e}"))
+}
