@@ -274,16 +274,27 @@ fn two_nodes_dialing_each_other_keep_one_link() {
             s.command(a, Command::Reconnect);
             s.command(b, Command::Reconnect);
             s.run_for(3_000);
-            assert_eq!(s.open_links(a, b), 1, "round {round}: exactly one link is kept");
+            assert_eq!(
+                s.open_links(a, b),
+                1,
+                "round {round}: exactly one link is kept"
+            );
             // Each side loses the link it dropped (none, when the new link replaced it
             // before its end was reported); losing a second one is the flap of two sides
             // that kept different links.
             let after = (drops(s, a), drops(s, b));
             let flapped = after.0 > before.0 + 1 || after.1 > before.1 + 1;
-            assert!(!flapped, "round {round}: drops went from {before:?} to {after:?}");
+            assert!(
+                !flapped,
+                "round {round}: drops went from {before:?} to {after:?}"
+            );
             let before = after;
             s.run_for(20_000);
-            assert_eq!((drops(s, a), drops(s, b)), before, "round {round}: no flapping");
+            assert_eq!(
+                (drops(s, a), drops(s, b)),
+                before,
+                "round {round}: no flapping"
+            );
             assert_eq!(s.open_links(a, b), 1, "round {round}: the link stays");
             assert_eq!(state_of(s, a, &bp), Some(PeerState::Connected));
             assert_eq!(state_of(s, b, &ap), Some(PeerState::Connected));
@@ -402,4 +413,3 @@ fn three_instances_share_a_group_through_the_node() {
         delivered(s, c2, n, &g, "reply to the team");
     });
 }
-

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::app::clock::now_ms;
 use crate::app::connections::{self, ConnHandle, Ctx, PendingHandshakes};
 use crate::core::{
     Answer, Command, CommandError, CommandId, ConnId, Event, Input, NodeCore, Output, Role,
@@ -31,7 +32,7 @@ struct Clock(u64);
 
 impl Clock {
     fn now(&mut self) -> u64 {
-        self.0 = self.0.max(crate::app::runtime::now_ms());
+        self.0 = self.0.max(now_ms());
         self.0
     }
 }
@@ -117,7 +118,7 @@ impl Actor {
                 break;
             }
             let deadline = self.core.poll_timeout();
-            let wait = deadline.map(|d| d.saturating_sub(crate::app::runtime::now_ms()));
+            let wait = deadline.map(|d| d.saturating_sub(now_ms()));
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => break,
@@ -130,7 +131,7 @@ impl Actor {
                 Some(a) = arx.recv() => self.input(Input::Announcement(a)),
                 // tokio's sleep may wake a little early or late: the clock decides.
                 _ = sleep(wait) => {
-                    if deadline.is_some_and(|d| crate::app::runtime::now_ms() >= d) {
+                    if deadline.is_some_and(|d| now_ms() >= d) {
                         self.input(Input::Timeout);
                     }
                 }

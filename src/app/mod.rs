@@ -3,6 +3,7 @@
 
 pub mod actor;
 pub mod cli;
+pub mod clock;
 pub mod connections;
 pub mod control;
 pub mod headless;

@@ -5,13 +5,13 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::app::actor::{Actor, Request, Sockets};
+pub use crate::app::clock::{now_ms, now_secs};
 use crate::app::store_adapter::SledStore;
 pub use crate::core::{
     Answer, Command, CommandError, ContactView, Event, IdentityInfo, MessageView, NewInvite,
@@ -320,19 +320,6 @@ pub struct Running {
     pub info: IdentityInfo,
     /// Completes when the actor has stopped and the store is flushed.
     pub done: tokio::task::JoinHandle<()>,
-}
-
-/// Unix seconds now.
-pub fn now_secs() -> u64 {
-    now_ms() / 1000
-}
-
-/// Unix milliseconds now.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Load or create the identity in `data_dir`.

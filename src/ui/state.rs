@@ -9,6 +9,9 @@ use crate::domain::Channel;
 use crate::domain::ShortCode;
 use crate::domain::{Code, CodeError};
 
+/// Width of the side pane.
+pub const SIDE_WIDTH: u16 = 30;
+
 /// Messages kept in memory for the open channel (older ones are loaded on scroll).
 pub const WINDOW_MESSAGES: usize = 500;
 /// Lines of event log kept.
@@ -521,7 +524,7 @@ fn click(s: &mut State, col: u16, row: u16) -> Vec<Effect> {
     if row < body_top || row >= body_top + body_h {
         return vec![];
     }
-    if col < crate::ui::view::SIDE_WIDTH {
+    if col < SIDE_WIDTH {
         let half = body_h / 2;
         if row < body_top + half {
             s.focus = Focus::Contacts;

@@ -9,14 +9,12 @@ use ratatui::Frame;
 use crate::app::runtime::PeerState;
 use crate::domain::identity::short_id;
 use crate::ui::qr::{qr_half_blocks, qr_modules};
-use crate::ui::state::{key_hints, AcceptStatus, Focus, InputCheck, Popup, State};
+use crate::ui::state::{key_hints, AcceptStatus, Focus, InputCheck, Popup, State, SIDE_WIDTH};
 
 /// Smallest usable terminal.
 pub const MIN_SIZE: (u16, u16) = (80, 24);
 /// Characters per row when a code is printed.
 pub const CODE_ROW: usize = 48;
-/// Width of the side pane.
-pub const SIDE_WIDTH: u16 = 30;
 
 /// Civil date (y, m, d) of a unix day number (Hinnant's algorithm).
 fn civil(days: i64) -> (i64, u32, u32) {
