@@ -15,6 +15,7 @@
 
 pub mod api;
 mod commands;
+mod dial;
 mod links;
 pub mod mem;
 mod pair;
@@ -206,7 +207,7 @@ enum Conn {
     /// A `connect` command's dial.
     DialOnce(CommandId),
     /// Our side of pairing as the dialer.
-    Client(Box<pair::ClientConn>),
+    Client(Box<dial::ClientConn>),
     /// Our side of pairing as the listener.
     Node(Box<pair::NodeConn>),
     /// An established link with this person.

@@ -1,0 +1,141 @@
+//! An in-memory log for tests and simulations.
+
+use std::collections::BTreeMap;
+
+use crate::domain::channel::direct_members;
+use crate::domain::identity::{Id, Person};
+use crate::domain::log::{Log, LogError};
+use crate::domain::{Body, ChannelInfo, Entry};
+
+/// An in-memory [`Log`], for tests and simulations.
+#[derive(Clone, Debug, Default)]
+pub struct MemLog {
+    entries: BTreeMap<(String, Id, u64), Entry>,
+    channels: BTreeMap<String, ChannelInfo>,
+    persons: BTreeMap<Id, Person>,
+    /// Fail every write from now on (a full disk).
+    pub fail_writes: bool,
+}
+
+impl MemLog {
+    /// Add a channel record directly (as pairing does for 1:1 channels).
+    pub fn add_channel(&mut self, c: ChannelInfo) {
+        self.channels.insert(c.id.clone(), c);
+    }
+
+    /// A channel's view: all entries in view order.
+    pub fn view(&self, ch: &str) -> Vec<Entry> {
+        let mut v: Vec<Entry> = self
+            .entries
+            .values()
+            .filter(|e| e.channel == ch)
+            .cloned()
+            .collect();
+        v.sort_by_key(Entry::view_key);
+        v
+    }
+
+    /// Every stored entry.
+    pub fn all(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+}
+
+impl Log for MemLog {
+    fn head(&self, ch: &str, author: &str) -> Option<(u64, Id)> {
+        self.entries
+            .range(
+                (ch.to_string(), author.to_string(), 0)
+                    ..=(ch.to_string(), author.to_string(), u64::MAX),
+            )
+            .next_back()
+            .map(|(_, e)| (e.seq, e.id()))
+    }
+    fn heads(&self, ch: &str) -> Vec<(Id, u64)> {
+        let mut m: BTreeMap<Id, u64> = BTreeMap::new();
+        for e in self.entries.values().filter(|e| e.channel == ch) {
+            let v = m.entry(e.author.clone()).or_insert(0);
+            *v = (*v).max(e.seq);
+        }
+        m.into_iter().collect()
+    }
+    fn channels(&self) -> Vec<ChannelInfo> {
+        let mut v: Vec<ChannelInfo> = self.channels.values().cloned().collect();
+        for e in self.entries.values() {
+            if let Some(m) = direct_members(&e.channel) {
+                if !v.iter().any(|c| c.id == e.channel) {
+                    v.push(ChannelInfo {
+                        id: e.channel.clone(),
+                        name: String::new(),
+                        members: m,
+                    });
+                }
+            }
+        }
+        v
+    }
+    fn channel(&self, ch: &str) -> Option<ChannelInfo> {
+        self.channels.get(ch).cloned().or_else(|| {
+            direct_members(ch).map(|m| ChannelInfo {
+                id: ch.into(),
+                name: String::new(),
+                members: m,
+            })
+        })
+    }
+    fn range(&self, ch: &str, author: &str, from_seq: u64, limit: usize) -> Vec<Entry> {
+        self.entries
+            .range(
+                (ch.to_string(), author.to_string(), from_seq)
+                    ..=(ch.to_string(), author.to_string(), u64::MAX),
+            )
+            .take(limit)
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+    fn get(&self, ch: &str, author: &str, seq: u64) -> Option<Entry> {
+        self.entries
+            .get(&(ch.to_string(), author.to_string(), seq))
+            .cloned()
+    }
+    fn person(&self, id: &str) -> Option<Person> {
+        self.persons.get(id).cloned()
+    }
+    fn membership(&self, ch: &str) -> Vec<Entry> {
+        let mut v: Vec<Entry> = self
+            .entries
+            .values()
+            .filter(|e| e.channel == ch && !matches!(e.body, Body::Text { .. }))
+            .cloned()
+            .collect();
+        v.sort_by_key(Entry::view_key);
+        v
+    }
+    fn insert(&mut self, e: &Entry, channel: Option<&ChannelInfo>) -> Result<(), LogError> {
+        if self.fail_writes {
+            return Err(LogError {
+                message: "disk full".into(),
+                disk_full: true,
+            });
+        }
+        self.entries
+            .insert((e.channel.clone(), e.author.clone(), e.seq), e.clone());
+        if let Some(c) = channel {
+            self.channels.insert(c.id.clone(), c.clone());
+        }
+        Ok(())
+    }
+    fn put_person(&mut self, p: &Person) -> Result<(), LogError> {
+        if self.fail_writes {
+            return Err(LogError {
+                message: "disk full".into(),
+                disk_full: true,
+            });
+        }
+        self.persons.insert(p.id(), p.clone());
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), LogError> {
+        Ok(())
+    }
+}
