@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 
 use super::*;
+use crate::domain::{InviteState, Via};
 
 fn parse(v: Value) -> Request {
     match parse_line(&v.to_string()) {
