@@ -10,7 +10,8 @@ use lama_tui::app::runtime::{
 };
 use lama_tui::domain::identity::LocalIdentity;
 use lama_tui::domain::{Channel, Contact};
-use lama_tui::ui::state::{update, Action, State};
+use lama_tui::ui::state::{Action, State};
+use lama_tui::ui::update::update;
 use lama_tui::ui::view::render;
 use ratatui::backend::TestBackend;
 use ratatui::Terminal;

@@ -395,7 +395,8 @@ pub(super) async fn bench_memory(tmp: &Path, bin: &Path, n: usize) -> (f64, f64,
 /// burst of `n` incoming messages).
 pub(super) fn bench_render(n: usize) -> (f64, f64) {
     use crate::app::runtime::{IdentityInfo, MessageView};
-    use crate::ui::state::{update, Action, State};
+    use crate::ui::state::{Action, State};
+    use crate::ui::update::update;
     let info = IdentityInfo {
         role: Role::Client,
         name: "bench@lama.local".into(),

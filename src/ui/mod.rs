@@ -4,9 +4,13 @@
 //!
 //! `state` (update) and `view` (render) are pure; this module is the only I/O.
 
+mod keys;
+mod popups;
 pub mod qr;
 pub mod state;
+pub mod update;
 pub mod view;
+mod widgets;
 
 use std::io::Write;
 use std::time::Duration;
@@ -20,7 +24,8 @@ use tokio::sync::mpsc;
 
 use crate::app::headless::ProvisionCfg;
 use crate::app::runtime::{now_secs, Handle, MessageView, Running};
-use state::{update, Action, Effect, State};
+use state::{Action, Effect, State};
+use update::update;
 
 /// Capacity of the queue of actions from input and effect tasks.
 pub const ACTION_CAPACITY: usize = 256;
@@ -58,116 +63,127 @@ fn read_clipboard() -> Result<String, String> {
 }
 
 async fn run_effect(handle: Handle, me: String, effect: Effect, tx: mpsc::Sender<Action>) {
-    let action = match effect {
-        Effect::RefreshContacts => match handle.contacts().await {
-            Ok(c) => Action::Contacts(c),
-            Err(e) => Action::Failed(e.to_string()),
-        },
-        Effect::RefreshChannels => match handle.channels().await {
-            Ok(c) => Action::Channels(c),
-            Err(e) => Action::Failed(e.to_string()),
-        },
-        Effect::LoadHistory(ch) => match handle.history(ch.clone(), PAGE).await {
-            Ok(m) => Action::History(ch, m),
-            Err(e) => Action::Failed(e.to_string()),
-        },
-        Effect::LoadOlder(ch, first) => {
-            match handle.history_before(ch.clone(), first, PAGE).await {
-                Ok(m) => Action::Older(ch, m),
-                Err(e) => Action::Failed(e.to_string()),
-            }
+    let action = effect_action(&handle, me, effect)
+        .await
+        .unwrap_or_else(Action::Failed);
+    let _ = tx.send(action).await;
+}
+
+/// An error as the one sentence the status line shows.
+fn say(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// What an effect comes to; a failure is the sentence to show.
+async fn effect_action(handle: &Handle, me: String, effect: Effect) -> Result<Action, String> {
+    match effect {
+        Effect::Copy(_) | Effect::CopyCard | Effect::PasteClipboard | Effect::ScanFile(_) => {
+            clipboard_effect(handle, effect).await
         }
-        Effect::Send(ch, text) => match handle.send(ch.clone(), text.clone()).await {
-            Ok(entry) => Action::Sent(MessageView {
+        Effect::CreateInvite
+        | Effect::CreateShortCode
+        | Effect::Accept(_)
+        | Effect::LoadInvites
+        | Effect::Revoke(_)
+        | Effect::AddCard(_) => pairing_effect(handle, effect).await,
+        other => data_effect(handle, me, other).await,
+    }
+}
+
+/// Contacts, channels and messages.
+async fn data_effect(handle: &Handle, me: String, effect: Effect) -> Result<Action, String> {
+    Ok(match effect {
+        Effect::RefreshContacts => Action::Contacts(handle.contacts().await.map_err(say)?),
+        Effect::RefreshChannels => Action::Channels(handle.channels().await.map_err(say)?),
+        Effect::LoadHistory(ch) => {
+            let m = handle.history(ch.clone(), PAGE).await.map_err(say)?;
+            Action::History(ch, m)
+        }
+        Effect::LoadOlder(ch, first) => {
+            let m = handle.history_before(ch.clone(), first, PAGE).await;
+            Action::Older(ch, m.map_err(say)?)
+        }
+        Effect::Send(ch, text) => {
+            let entry = handle.send(ch.clone(), text.clone()).await.map_err(say)?;
+            let author_name = handle.identity().await.map(|i| i.name).unwrap_or_default();
+            Action::Sent(MessageView {
                 channel: ch,
                 entry,
                 author: me,
-                author_name: handle.identity().await.map(|i| i.name).unwrap_or_default(),
+                author_name,
                 ts: crate::app::runtime::now_ms(),
                 text: Some(text),
                 kind: "text",
-            }),
-            Err(e) => Action::Failed(e.to_string()),
-        },
-        Effect::CreateInvite => match handle
-            .invite(crate::domain::invitation::DEFAULT_INVITE_TTL_SECS)
-            .await
-        {
-            Ok(i) => Action::Invite(i),
-            Err(e) => Action::Failed(e.to_string()),
-        },
-        Effect::CreateShortCode => match handle
-            .short_code(crate::domain::short_code::DEFAULT_CODE_TTL_SECS)
-            .await
-        {
-            Ok(c) => Action::ShortCode(c),
-            Err(e) => Action::Failed(e.to_string()),
-        },
+            })
+        }
+        Effect::RemoveContact(pid) => {
+            handle.remove_contact(pid.clone()).await.map_err(say)?;
+            Action::Removed(pid)
+        }
+        Effect::CreateGroup(name, members) => {
+            Action::GroupCreated(handle.create_channel(name, members).await.map_err(say)?)
+        }
+        other => unreachable!("invariant: effect_action routes {other:?} elsewhere"),
+    })
+}
+
+/// Invitations, short codes, accepting and cards.
+async fn pairing_effect(handle: &Handle, effect: Effect) -> Result<Action, String> {
+    use crate::domain::{invitation, short_code};
+    Ok(match effect {
+        Effect::CreateInvite => {
+            let i = handle.invite(invitation::DEFAULT_INVITE_TTL_SECS).await;
+            Action::Invite(i.map_err(say)?)
+        }
+        Effect::CreateShortCode => {
+            let c = handle.short_code(short_code::DEFAULT_CODE_TTL_SECS).await;
+            Action::ShortCode(c.map_err(say)?)
+        }
         Effect::Accept(code) if crate::domain::ShortCode::looks_like(&code) => {
             let (code, url) = state::split_short(&code);
-            Action::Accepted(
-                handle
-                    .accept_pake(Some(code), url, false)
-                    .await
-                    .map_err(|e| e.to_string()),
-            )
+            let r = handle.accept_pake(Some(code), url, false).await;
+            Action::Accepted(r.map_err(say))
         }
-        Effect::Accept(code) => Action::Accepted(
-            handle
-                .accept(code, crate::domain::Via::Invite, false)
-                .await
-                .map_err(|e| e.to_string()),
-        ),
+        Effect::Accept(code) => {
+            let r = handle.accept(code, crate::domain::Via::Invite, false).await;
+            Action::Accepted(r.map_err(say))
+        }
+        Effect::LoadInvites => {
+            let now = now_secs();
+            let list = handle.invites().await.map_err(say)?;
+            let rows = list.into_iter().map(|r| state::InviteRow {
+                status: r.status_at(now).as_str().into(),
+                code: r.code,
+                expires_at: r.expires_at,
+            });
+            Action::Invites(rows.collect())
+        }
+        Effect::Revoke(code) => {
+            handle.revoke_invite(code).await.map_err(say)?;
+            Action::Tick(now_secs())
+        }
+        Effect::AddCard(card) => Action::CardAdded(handle.add_contact(card).await.map_err(say)),
+        other => unreachable!("invariant: effect_action routes {other:?} elsewhere"),
+    })
+}
+
+/// The clipboard and pictures of codes: blocking work, off the runtime's workers.
+async fn clipboard_effect(handle: &Handle, effect: Effect) -> Result<Action, String> {
+    let blocking = |f: Box<dyn FnOnce() -> Result<String, String> + Send>| async move {
+        tokio::task::spawn_blocking(f)
+            .await
+            .unwrap_or_else(|_| Err("the clipboard task failed".into()))
+    };
+    Ok(match effect {
         Effect::Copy(text) => {
-            let how = tokio::task::spawn_blocking(move || copy_to_clipboard(&text))
-                .await
-                .unwrap_or_else(|_| "nowhere".into());
-            Action::Copied(how)
+            Action::Copied(blocking(Box::new(move || Ok(copy_to_clipboard(&text)))).await?)
         }
-        Effect::PasteClipboard => match tokio::task::spawn_blocking(read_clipboard).await {
-            Ok(Ok(t)) => Action::Paste(t),
-            Ok(Err(e)) => Action::Failed(e),
-            Err(_) => Action::Failed("reading the clipboard failed".into()),
-        },
-        Effect::LoadInvites => match handle.invites().await {
-            Ok(list) => {
-                let now = now_secs();
-                Action::Invites(
-                    list.into_iter()
-                        .map(|r| state::InviteRow {
-                            status: r.status_at(now).as_str().into(),
-                            code: r.code,
-                            expires_at: r.expires_at,
-                        })
-                        .collect(),
-                )
-            }
-            Err(e) => Action::Failed(e.to_string()),
-        },
-        Effect::Revoke(code) => match handle.revoke_invite(code).await {
-            Ok(_) => Action::Tick(now_secs()),
-            Err(e) => Action::Failed(e.to_string()),
-        },
-        Effect::CopyCard => match handle.card().await {
-            Ok(card) => {
-                let how = tokio::task::spawn_blocking(move || copy_to_clipboard(&card))
-                    .await
-                    .unwrap_or_else(|_| "nowhere".into());
-                Action::Copied(format!("contact card, {how}"))
-            }
-            Err(e) => Action::Failed(e.to_string()),
-        },
-        Effect::AddCard(card) => {
-            Action::CardAdded(handle.add_contact(card).await.map_err(|e| e.to_string()))
+        Effect::CopyCard => {
+            let card = handle.card().await.map_err(say)?;
+            let how = blocking(Box::new(move || Ok(copy_to_clipboard(&card)))).await?;
+            Action::Copied(format!("contact card, {how}"))
         }
-        Effect::RemoveContact(pid) => match handle.remove_contact(pid.clone()).await {
-            Ok(_) => Action::Removed(pid),
-            Err(e) => Action::Failed(e.to_string()),
-        },
-        Effect::CreateGroup(name, members) => match handle.create_channel(name, members).await {
-            Ok(id) => Action::GroupCreated(id),
-            Err(e) => Action::Failed(e.to_string()),
-        },
+        Effect::PasteClipboard => Action::Paste(blocking(Box::new(read_clipboard)).await?),
         Effect::ScanFile(path) => {
             let expanded = match path.strip_prefix("~/") {
                 Some(rest) => std::env::var("HOME")
@@ -175,18 +191,12 @@ async fn run_effect(handle: Handle, me: String, effect: Effect, tx: mpsc::Sender
                     .unwrap_or(path.clone()),
                 None => path.clone(),
             };
-            match tokio::task::spawn_blocking(move || {
-                crate::app::scan::scan_file(std::path::Path::new(&expanded))
-            })
-            .await
-            {
-                Ok(Ok(code)) => Action::Paste(code),
-                Ok(Err(e)) => Action::Failed(e.to_string()),
-                Err(_) => Action::Failed("scanning the image failed".into()),
-            }
+            let scan =
+                move || crate::app::scan::scan_file(std::path::Path::new(&expanded)).map_err(say);
+            Action::Paste(blocking(Box::new(scan)).await?)
         }
-    };
-    let _ = tx.send(action).await;
+        other => unreachable!("invariant: effect_action routes {other:?} elsewhere"),
+    })
 }
 
 fn restore() {
@@ -215,7 +225,33 @@ pub async fn run(running: Running, provision: Option<ProvisionCfg>) -> std::io::
         state.log.extend(lines);
         guard = g;
     }
-    let mut terminal = ratatui::init();
+    let mut terminal = start_terminal(&mut state);
+    let (atx, mut arx) = mpsc::channel::<Action>(ACTION_CAPACITY);
+    for e in [Effect::RefreshContacts, Effect::RefreshChannels] {
+        tokio::spawn(run_effect(handle.clone(), me.clone(), e, atx.clone()));
+    }
+    spawn_input_thread(atx.clone());
+    let shell = Shell {
+        handle: handle.clone(),
+        me,
+        atx,
+    };
+    let result = shell
+        .event_loop(&mut terminal, &mut state, &mut arx, &mut events)
+        .await;
+    restore();
+    handle.shutdown();
+    let _ = done.await;
+    if let Some(g) = guard {
+        g.stop().await;
+    }
+    result
+}
+
+/// Take over the terminal: alternate screen, mouse and bracketed paste, and a panic hook
+/// that gives the terminal back.
+fn start_terminal(state: &mut State) -> ratatui::DefaultTerminal {
+    let terminal = ratatui::init();
     // ratatui's hook restores the screen; ours also turns mouse capture and bracketed paste
     // off, so a panic never leaves the terminal reporting mouse moves.
     let prev = std::panic::take_hook();
@@ -228,17 +264,16 @@ pub async fn run(running: Running, provision: Option<ProvisionCfg>) -> std::io::
         prev(info);
     }));
     if let Ok(sz) = terminal.size() {
-        update(&mut state, Action::Resize(sz.width, sz.height));
+        update(state, Action::Resize(sz.width, sz.height));
     }
     let _ = execute!(std::io::stdout(), EnableMouseCapture, EnableBracketedPaste);
-    let (atx, mut arx) = mpsc::channel::<Action>(ACTION_CAPACITY);
-    for e in [Effect::RefreshContacts, Effect::RefreshChannels] {
-        tokio::spawn(run_effect(handle.clone(), me.clone(), e, atx.clone()));
-    }
-    // crossterm's reader blocks; it lives on its own thread.
-    let itx = atx.clone();
+    terminal
+}
+
+/// crossterm's reader blocks: it lives on its own thread and sends actions.
+fn spawn_input_thread(tx: mpsc::Sender<Action>) {
     std::thread::spawn(move || loop {
-        if itx.is_closed() {
+        if tx.is_closed() {
             break;
         }
         if !event::poll(Duration::from_millis(250)).unwrap_or(false) {
@@ -254,41 +289,75 @@ pub async fn run(running: Running, provision: Option<ProvisionCfg>) -> std::io::
             Ok(_) => continue,
             Err(_) => break,
         };
-        if itx.blocking_send(a).is_err() {
+        if tx.blocking_send(a).is_err() {
             break;
         }
     });
-    #[cfg(unix)]
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut dirty = true;
-    let result = loop {
-        if dirty {
-            if let Err(e) = terminal.draw(|f| view::render(&state, f)) {
-                break Err(e);
-            }
-            dirty = false;
-        }
+}
+
+/// What the loop needs to run effects.
+struct Shell {
+    handle: Handle,
+    me: String,
+    atx: mpsc::Sender<Action>,
+}
+
+impl Shell {
+    /// Draw when something changed, wait for the next action, apply it with everything
+    /// queued behind it, run the effects; until quit or SIGTERM.
+    async fn event_loop(
+        &self,
+        terminal: &mut ratatui::DefaultTerminal,
+        state: &mut State,
+        arx: &mut mpsc::Receiver<Action>,
+        events: &mut mpsc::Receiver<crate::app::runtime::Event>,
+    ) -> std::io::Result<()> {
         #[cfg(unix)]
-        let term = sigterm.recv();
-        #[cfg(not(unix))]
-        let term = std::future::pending::<Option<()>>();
-        let action = tokio::select! {
-            // SIGTERM takes the same exit path as `q`, so the terminal is restored.
-            _ = term => break Ok(()),
-            Some(a) = arx.recv() => a,
-            Some(e) = events.recv() => Action::Runtime(e),
-            _ = tick.tick() => {
-                // Redraw on the clock only while a countdown is shown: idle costs nothing.
-                if !matches!(state.popup, Some(state::Popup::Pairing(_))) {
-                    state.now = now_secs();
-                    continue;
-                }
-                Action::Tick(now_secs())
+        let mut sigterm =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut dirty = true;
+        loop {
+            if dirty {
+                terminal.draw(|f| view::render(state, f))?;
+                dirty = false;
             }
-        };
-        // Coalesce a burst: apply everything queued before drawing once.
-        let mut batch = vec![action];
+            #[cfg(unix)]
+            let term = sigterm.recv();
+            #[cfg(not(unix))]
+            let term = std::future::pending::<Option<()>>();
+            let action = tokio::select! {
+                // SIGTERM takes the same exit path as `q`, so the terminal is restored.
+                _ = term => return Ok(()),
+                Some(a) = arx.recv() => a,
+                Some(e) = events.recv() => Action::Runtime(e),
+                _ = tick.tick() => {
+                    // Redraw on the clock only while a countdown is shown: idle costs nothing.
+                    if !matches!(state.popup, Some(state::Popup::Pairing(_))) {
+                        state.now = now_secs();
+                        continue;
+                    }
+                    Action::Tick(now_secs())
+                }
+            };
+            self.apply(state, action, arx, events);
+            dirty = true;
+            if state.quit {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Apply `first` and everything queued behind it (a burst is drawn once), then run the
+    /// effects.
+    fn apply(
+        &self,
+        state: &mut State,
+        first: Action,
+        arx: &mut mpsc::Receiver<Action>,
+        events: &mut mpsc::Receiver<crate::app::runtime::Event>,
+    ) {
+        let mut batch = vec![first];
         while let Ok(a) = arx.try_recv() {
             batch.push(a);
             if batch.len() >= 512 {
@@ -303,22 +372,12 @@ pub async fn run(running: Running, provision: Option<ProvisionCfg>) -> std::io::
         }
         let mut effects = Vec::new();
         for a in batch {
-            effects.extend(update(&mut state, a));
+            effects.extend(update(state, a));
         }
         effects.dedup();
         for e in effects {
-            tokio::spawn(run_effect(handle.clone(), me.clone(), e, atx.clone()));
+            let (h, me, tx) = (self.handle.clone(), self.me.clone(), self.atx.clone());
+            tokio::spawn(run_effect(h, me, e, tx));
         }
-        dirty = true;
-        if state.quit {
-            break Ok(());
-        }
-    };
-    restore();
-    handle.shutdown();
-    let _ = done.await;
-    if let Some(g) = guard {
-        g.stop().await;
     }
-    result
 }

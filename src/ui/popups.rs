@@ -1,0 +1,340 @@
+//! The popups, one drawing function each; the screen under them is drawn by `view`.
+
+use ratatui::layout::{Alignment, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::Line;
+use ratatui::widgets::{Clear, Paragraph, Wrap};
+use ratatui::Frame;
+
+use crate::app::runtime::NewInvite;
+use crate::domain::identity::short_id;
+use crate::ui::qr::{qr_half_blocks, qr_modules};
+use crate::ui::state::{AcceptStatus, InputCheck, Popup, State};
+use crate::ui::widgets::{block, centered, day_of, time_of, CODE_ROW};
+
+/// Draw the open popup over the screen: one function per popup.
+pub fn render_popup(s: &State, p: &Popup, f: &mut Frame, area: Rect) {
+    match p {
+        Popup::Help => help(f, area),
+        Popup::Pairing(inv) => pairing(s, inv, f, area),
+        Popup::Accept { input, status } => accept(input, status, f, area),
+        Popup::Card { input, status } => card(input, status, f, area),
+        Popup::ConfirmRemove(pid, name) => confirm_remove(pid, name, f, area),
+        Popup::NewGroup {
+            name,
+            picked,
+            cursor,
+            on_members,
+        } => new_group(s, (name, picked, *cursor, *on_members), f, area),
+        Popup::Members => members(s, f, area),
+        Popup::ContactInfo => contact_info(s, f, area),
+    }
+}
+
+/// The key bindings.
+fn help(f: &mut Frame, area: Rect) {
+    let rows = [
+        "Tab / Shift-Tab   move focus",
+        "↑ ↓ / j k         move, scroll",
+        "Enter             open contact or channel; send",
+        "Alt-Enter         new line in a message",
+        "Up (empty line)   recall a sent line",
+        "PgUp / PgDn       scroll the history",
+        "p                 pairing: invitation QR and code (node)",
+        "a                 accept a code (paste, or Ctrl-V)",
+        "i                 contact details",
+        "e / c             export our contact card / import one",
+        "d                 remove the selected contact (asks first)",
+        "g                 new group channel; m shows a channel's members",
+        "?                 this help",
+        "Esc               close a popup",
+        "q / Ctrl-C        quit (in the composer: Ctrl-C)",
+        "mouse             wheel scrolls, click focuses",
+    ];
+    let r = centered(area, 62, rows.len() as u16 + 2);
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(rows.iter().map(|l| Line::raw(*l)).collect::<Vec<_>>())
+            .block(block("keys", true)),
+        r,
+    );
+}
+
+/// Our invitation as a QR code and text, its countdown, the short code, and the open invitations.
+fn pairing(s: &State, inv: &Option<NewInvite>, f: &mut Frame, area: Rect) {
+    let r = centered(area, area.width, area.height);
+    f.render_widget(Clear, r);
+    let mut lines: Vec<Line> = Vec::new();
+    match inv {
+        None => lines.push(Line::raw("creating an invitation…")),
+        Some(inv) => {
+            if let Ok((w, m)) = qr_modules(&inv.code) {
+                for l in qr_half_blocks(w, &m, 2) {
+                    lines.push(Line::raw(l).alignment(Alignment::Center));
+                }
+            }
+            // Fixed-width rows: readable, and a copy of them pastes back whole
+            // (the decoder ignores line breaks).
+            for chunk in inv.code.as_bytes().chunks(CODE_ROW) {
+                let row = String::from_utf8_lossy(chunk).into_owned();
+                lines.push(Line::raw(row).alignment(Alignment::Center));
+            }
+            let left = inv.expires_at.saturating_sub(s.now);
+            let exp = if left == 0 {
+                "expired: press n for a new one".to_string()
+            } else {
+                format!("expires in {}:{:02}", left / 60, left % 60)
+            };
+            lines.push(
+                Line::styled(exp, Style::default().fg(Color::Yellow)).alignment(Alignment::Center),
+            );
+            if let Some(sc) = &s.short_code {
+                let left = sc.expires_at.saturating_sub(s.now);
+                lines.push(Line::raw(""));
+                lines.push(
+                    Line::styled(
+                        "or read this short code out (same machine: no address needed)",
+                        Style::default().fg(Color::DarkGray),
+                    )
+                    .alignment(Alignment::Center),
+                );
+                lines.push(
+                    Line::styled(
+                        sc.code.clone(),
+                        Style::default().add_modifier(Modifier::BOLD),
+                    )
+                    .alignment(Alignment::Center),
+                );
+                let exp = if left == 0 {
+                    "expired: press n for a new one".to_string()
+                } else {
+                    format!(
+                        "{}:{:02} left · 3 wrong tries destroy it",
+                        left / 60,
+                        left % 60
+                    )
+                };
+                lines.push(
+                    Line::styled(exp, Style::default().fg(Color::Yellow))
+                        .alignment(Alignment::Center),
+                );
+            }
+        }
+    }
+    let open: Vec<_> = s.invites.iter().filter(|r| r.status == "open").collect();
+    if !open.is_empty() {
+        lines.push(Line::raw(""));
+        lines.push(
+            Line::styled(
+                format!(
+                    "open invitations: {} (r revokes the selected one)",
+                    open.len()
+                ),
+                Style::default().fg(Color::DarkGray),
+            )
+            .alignment(Alignment::Center),
+        );
+        for (i, row) in open.iter().enumerate().take(5) {
+            let left = row.expires_at.saturating_sub(s.now);
+            let l = format!(
+                "{}…  {}:{:02} left",
+                &row.code[..row.code.len().min(24)],
+                left / 60,
+                left % 60
+            );
+            let style = if i == s.invite_sel {
+                Style::default().add_modifier(Modifier::REVERSED)
+            } else {
+                Style::default()
+            };
+            lines.push(Line::styled(l, style).alignment(Alignment::Center));
+        }
+    }
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block("pair: scan or paste this code on the client", true)),
+        r,
+    );
+}
+
+/// The accept dialog: the typed code and what the live check says of it.
+fn accept(input: &str, status: &AcceptStatus, f: &mut Frame, area: Rect) {
+    let r = centered(area, 76, 10);
+    f.render_widget(Clear, r);
+    let (msg, style) = match status {
+        AcceptStatus::Editing(InputCheck::Invite) => (
+            "code looks right: press Enter to pair".to_string(),
+            Color::Green,
+        ),
+        AcceptStatus::Editing(InputCheck::Short) => (
+            "short code looks right: press Enter to pair (add ws://host:port after it if the node is not on this machine)".to_string(),
+            Color::Green,
+        ),
+        AcceptStatus::Editing(InputCheck::Empty) => (
+            "paste the LAMA1… code (Ctrl-V reads the clipboard) or type the short code, e.g. 7-lunar-pepper-canal".to_string(),
+            Color::DarkGray,
+        ),
+        AcceptStatus::Editing(InputCheck::Bad(e)) => (e.clone(), Color::Red),
+        AcceptStatus::Connecting => ("connecting and pairing…".to_string(), Color::Yellow),
+        AcceptStatus::Done(p) => (
+            format!(
+                "paired with {} · verification {} (compare it on the node) · Enter",
+                p.name, p.verification
+            ),
+            Color::Green,
+        ),
+        AcceptStatus::Failed(e) => (e.clone(), Color::Red),
+    };
+    let lines = vec![
+        Line::raw(input.to_string()),
+        Line::raw(""),
+        Line::styled(msg, Style::default().fg(style)),
+    ];
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block("accept an invitation or a short code", true)),
+        r,
+    );
+}
+
+/// Importing a contact card.
+fn card(input: &str, status: &Option<String>, f: &mut Frame, area: Rect) {
+    let r = centered(area, 76, 10);
+    f.render_widget(Clear, r);
+    let lines = vec![
+        Line::raw(input.to_string()),
+        Line::raw(""),
+        Line::styled(
+            status
+                .clone()
+                .unwrap_or_else(|| "paste the other side's LAMA1… card (e exports ours)".into()),
+            Style::default().fg(if status.is_some() {
+                Color::Red
+            } else {
+                Color::DarkGray
+            }),
+        ),
+    ];
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block("import a contact card", true)),
+        r,
+    );
+}
+
+/// Asking before a contact is removed.
+fn confirm_remove(pid: &str, name: &str, f: &mut Frame, area: Rect) {
+    let r = centered(area, 70, 5);
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(vec![
+            Line::raw(format!(
+                "Remove {name} ({}) from your contacts?",
+                short_id(pid)
+            )),
+            Line::raw("Shared channels and their history stay. y removes, any other key keeps."),
+        ])
+        .wrap(Wrap { trim: true })
+        .block(block("remove contact", true)),
+        r,
+    );
+}
+
+/// A new group channel: its name and members picked from the contacts.
+fn new_group(s: &State, group: (&str, &[String], usize, bool), f: &mut Frame, area: Rect) {
+    let (name, picked, cursor, on_members) = group;
+    let mut lines = vec![
+        Line::raw(format!("name: {name}{}", if on_members { "" } else { "▏" })),
+        Line::raw(""),
+        Line::styled(
+            "members (Space picks):",
+            Style::default().fg(Color::DarkGray),
+        ),
+    ];
+    for (i, c) in s.contacts.iter().enumerate() {
+        let pid = c.contact.person_id();
+        let mark = if picked.contains(&pid) { "[x]" } else { "[ ]" };
+        let l = format!("{mark} {} {}", c.contact.person.name, short_id(&pid));
+        lines.push(if on_members && i == cursor {
+            Line::styled(l, Style::default().add_modifier(Modifier::REVERSED))
+        } else {
+            Line::raw(l)
+        });
+    }
+    let r = centered(area, 60, lines.len() as u16 + 2);
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines).block(block("new group channel", true)),
+        r,
+    );
+}
+
+/// The members of the open channel.
+fn members(s: &State, f: &mut Frame, area: Rect) {
+    let Some((c, _)) = s.channels.get(s.channel_sel) else {
+        return;
+    };
+    let lines: Vec<Line> = c
+        .members
+        .iter()
+        .map(|m| {
+            let name = if *m == s.me.person_id {
+                format!("{} (you)", s.me.name)
+            } else {
+                s.contacts
+                    .iter()
+                    .find(|v| v.contact.person_id() == *m)
+                    .map(|v| v.contact.person.name.clone())
+                    .unwrap_or_else(|| "not a contact".into())
+            };
+            Line::raw(format!("{}  {name}", short_id(m)))
+        })
+        .collect();
+    let r = centered(area, 60, lines.len() as u16 + 2);
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines).block(block(&format!("members of {}", s.channel_name(c)), true)),
+        r,
+    );
+}
+
+/// The selected contact's details.
+fn contact_info(s: &State, f: &mut Frame, area: Rect) {
+    let Some(c) = s.contacts.get(s.contact_sel) else {
+        return;
+    };
+    let mut lines = vec![
+        Line::raw(format!("name      {}", c.contact.person.name)),
+        Line::raw(format!("person    {}", c.contact.person_id())),
+        Line::raw(format!("state     {}", c.state.as_str())),
+        Line::raw(format!("verify    {}", c.verification)),
+        Line::raw(format!(
+            "last seen {}",
+            c.last_seen
+                .map(|t| format!("{} {} UTC", day_of(t * 1000), time_of(t * 1000)))
+                .unwrap_or_else(|| "never".into())
+        )),
+        Line::raw(format!(
+            "via       {}{}",
+            c.contact.via,
+            if c.contact.replica {
+                " (our home node)"
+            } else {
+                ""
+            }
+        )),
+        Line::raw(format!(
+            "last err  {}",
+            c.last_error.as_deref().unwrap_or("none")
+        )),
+    ];
+    for e in &c.contact.endpoints {
+        lines.push(Line::raw(format!("endpoint  {}", e.url)));
+    }
+    let r = centered(area, 90, lines.len() as u16 + 2);
+    f.render_widget(Clear, r);
+    f.render_widget(Paragraph::new(lines).block(block("contact", true)), r);
+}

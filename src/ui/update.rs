@@ -1,0 +1,230 @@
+//! The only mutation of the UI state, [`update`]: an action in (input, a runtime event, an
+//! answer), the state changed, effects out for the shell to run.
+
+use crate::app::runtime::Event;
+use crate::domain::identity::short_id;
+use crate::ui::keys;
+use crate::ui::state::{trim_window, AcceptStatus, Action, Effect, Popup, State, WINDOW_MESSAGES};
+
+/// The only mutation of [`State`].
+pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
+    match action {
+        Action::Tick(now) => {
+            s.now = now;
+            vec![]
+        }
+        Action::Resize(w, h) => {
+            s.size = (w, h);
+            vec![]
+        }
+        Action::Key(code, mods) => keys::on_key(s, code, mods),
+        Action::Paste(text) => {
+            keys::on_paste(s, &text);
+            vec![]
+        }
+        Action::Mouse(kind, col, row) => keys::on_mouse(s, kind, col, row),
+        Action::Runtime(e) => on_runtime(s, e),
+        Action::Contacts(_)
+        | Action::Channels(_)
+        | Action::History(..)
+        | Action::Older(..)
+        | Action::Sent(_)
+        | Action::Invites(_) => on_loaded(s, action),
+        other => on_outcome(s, other),
+    }
+}
+
+/// What the runtime answered to a query.
+fn on_loaded(s: &mut State, action: Action) -> Vec<Effect> {
+    match action {
+        Action::Contacts(c) => {
+            s.contacts = c;
+            s.contact_sel = s.contact_sel.min(s.contacts.len().saturating_sub(1));
+            vec![]
+        }
+        Action::Channels(c) => {
+            let had = s.channel_id().map(str::to_string);
+            s.channels = c;
+            let idx = had
+                .as_ref()
+                .and_then(|h| s.channels.iter().position(|(c, _)| &c.id == h))
+                .unwrap_or(0);
+            if had.is_none()
+                || s.channels
+                    .get(idx)
+                    .map(|(c, _)| Some(&c.id) != had.as_ref())
+                    .unwrap_or(false)
+            {
+                return s.select_channel(idx);
+            }
+            s.channel_sel = idx;
+            vec![]
+        }
+        Action::History(ch, msgs) => {
+            if s.channel_id() == Some(ch.as_str()) {
+                s.messages = msgs;
+                if let Some((_, unread)) = s.channels.get_mut(s.channel_sel) {
+                    *unread = 0;
+                }
+            }
+            vec![]
+        }
+        Action::Older(ch, mut msgs) => {
+            if s.channel_id() == Some(ch.as_str()) && !msgs.is_empty() {
+                msgs.append(&mut s.messages);
+                s.messages = msgs;
+                // Keep memory bounded: drop the newest beyond the window when far up.
+                if s.messages.len() > WINDOW_MESSAGES * 4 {
+                    s.messages.truncate(WINDOW_MESSAGES * 4);
+                }
+            }
+            vec![]
+        }
+        Action::Sent(m) => {
+            if s.channel_id() == Some(m.channel.as_str()) {
+                if !s.delivered_recent.contains(&m.entry) {
+                    s.pending.push(m.entry.clone());
+                }
+                s.messages.push(m);
+                trim_window(s);
+            }
+            vec![]
+        }
+        Action::Invites(rows) => {
+            s.invites = rows;
+            s.invite_sel = s.invite_sel.min(s.invites.len().saturating_sub(1));
+            vec![]
+        }
+        _ => vec![],
+    }
+}
+
+/// What came of a command the user gave.
+fn on_outcome(s: &mut State, action: Action) -> Vec<Effect> {
+    match action {
+        Action::Invite(inv) => {
+            s.popup = Some(Popup::Pairing(Some(inv)));
+            vec![]
+        }
+        Action::ShortCode(c) => {
+            s.short_code = Some(c);
+            vec![]
+        }
+        Action::Accepted(r) => {
+            if let Some(Popup::Accept { status, .. }) = &mut s.popup {
+                *status = match r {
+                    Ok(p) => AcceptStatus::Done(p),
+                    Err(e) => AcceptStatus::Failed(e),
+                };
+            }
+            vec![Effect::RefreshContacts, Effect::RefreshChannels]
+        }
+        Action::Failed(e) => {
+            match &mut s.popup {
+                Some(Popup::Accept { status, .. }) => *status = AcceptStatus::Failed(e.clone()),
+                Some(Popup::Card { status, .. }) => *status = Some(e.clone()),
+                _ => {}
+            }
+            s.last_error = Some(e.clone());
+            s.log(format!("error: {e}"));
+            vec![]
+        }
+        Action::CardAdded(r) => {
+            match r {
+                Ok(p) => {
+                    s.popup = None;
+                    s.log(format!(
+                        "contact {} added from a card; verification {}",
+                        p.name, p.verification
+                    ));
+                }
+                Err(e) => {
+                    if let Some(Popup::Card { status, .. }) = &mut s.popup {
+                        *status = Some(e);
+                    }
+                }
+            }
+            vec![Effect::RefreshContacts, Effect::RefreshChannels]
+        }
+        Action::Removed(pid) => {
+            s.log(format!("contact {} removed", short_id(&pid)));
+            vec![Effect::RefreshContacts]
+        }
+        Action::GroupCreated(id) => {
+            s.log(format!("channel {} created", short_id(&id)));
+            vec![Effect::RefreshChannels]
+        }
+        Action::Copied(how) => {
+            s.log(format!("code copied ({how})"));
+            vec![]
+        }
+        _ => vec![],
+    }
+}
+
+fn on_runtime(s: &mut State, e: Event) -> Vec<Effect> {
+    let mut fx = vec![];
+    match &e {
+        Event::Message(m) => {
+            if s.channel_id() == Some(m.channel.as_str()) {
+                s.messages.push(m.clone());
+                trim_window(s);
+            } else if let Some((_, unread)) = s.channels.iter_mut().find(|(c, _)| c.id == m.channel)
+            {
+                *unread += 1;
+            } else {
+                fx.push(Effect::RefreshChannels);
+            }
+            return fx;
+        }
+        Event::Connected { person_id, name } => {
+            s.log(format!("connected to {name} ({})", short_id(person_id)));
+        }
+        Event::Disconnected { person_id, reason } => {
+            s.synced.retain(|p| p != person_id);
+            s.log(format!(
+                "disconnected from {}: {reason}",
+                short_id(person_id)
+            ));
+        }
+        Event::ContactAdded {
+            name,
+            person_id,
+            verification,
+            ..
+        } => {
+            s.log(format!(
+                "new contact {name} ({}), verification {verification}",
+                short_id(person_id)
+            ));
+            fx.push(Effect::RefreshChannels);
+        }
+        Event::EndpointsChanged { person_id, urls } => {
+            s.log(format!(
+                "{} now at {}",
+                short_id(person_id),
+                urls.join(", ")
+            ));
+        }
+        Event::Synced { person_id } => {
+            if !s.synced.contains(person_id) {
+                s.synced.push(person_id.clone());
+            }
+        }
+        Event::Delivered { entries } => {
+            s.pending.retain(|p| !entries.contains(p));
+            s.delivered_recent.extend(entries.iter().cloned());
+            let n = s.delivered_recent.len();
+            if n > 256 {
+                s.delivered_recent.drain(..n - 256);
+            }
+            return vec![];
+        }
+        Event::Error { message, .. } => {
+            s.last_error = Some(message.clone());
+            s.log(format!("error: {message}"));
+        }
+    }
+    fx.push(Effect::RefreshContacts);
+    fx
+}

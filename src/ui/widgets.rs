@@ -1,0 +1,56 @@
+//! Small pieces both the screen and the popups draw with: bordered blocks, centring,
+//! dates and times.
+
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Style};
+use ratatui::widgets::{Block, Borders};
+
+/// Characters per row when a code is printed.
+pub const CODE_ROW: usize = 48;
+
+/// Civil date (y, m, d) of a unix day number (Hinnant's algorithm).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// `YYYY-MM-DD` of unix milliseconds (UTC).
+pub fn day_of(ms: u64) -> String {
+    let (y, m, d) = civil((ms / 86_400_000) as i64);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// `HH:MM` of unix milliseconds (UTC).
+pub fn time_of(ms: u64) -> String {
+    let s = (ms / 1000) % 86_400;
+    format!("{:02}:{:02}", s / 3600, (s / 60) % 60)
+}
+
+pub fn block(title: &str, focused: bool) -> Block<'_> {
+    let b = Block::default()
+        .borders(Borders::ALL)
+        .title(format!(" {title} "));
+    if focused {
+        b.border_style(Style::default().fg(Color::Cyan))
+    } else {
+        b
+    }
+}
+
+pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let w = w.min(area.width);
+    let h = h.min(area.height);
+    Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    )
+}
