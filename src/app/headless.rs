@@ -140,6 +140,23 @@ fn gone<T>(v: Option<T>) -> Result<T, CommandError> {
 
 /// Run one command against the runtime: its answer, or the error to report.
 async fn execute(handle: &Handle, req: Request) -> Result<Event, CommandError> {
+    match req {
+        Request::Connect { .. }
+        | Request::Invite { .. }
+        | Request::Invites
+        | Request::RevokeInvite { .. }
+        | Request::Accept { .. }
+        | Request::ShortCode { .. }
+        | Request::AcceptShort { .. }
+        | Request::PairSecret { .. }
+        | Request::Card
+        | Request::AddContact { .. } => execute_pairing(handle, req).await,
+        other => execute_data(handle, other).await,
+    }
+}
+
+/// Identity, contacts, channels, messages and counters.
+async fn execute_data(handle: &Handle, req: Request) -> Result<Event, CommandError> {
     Ok(match req {
         Request::Identity => Event::Identity(IdentityJson::from(&gone(handle.identity().await)?)),
         Request::Contacts => Event::Contacts {
@@ -150,6 +167,74 @@ async fn execute(handle: &Handle, req: Request) -> Result<Event, CommandError> {
                 .map(ContactJson::from)
                 .collect(),
         },
+        Request::RemoveContact { person_id } => {
+            if !handle.remove_contact(person_id.0.clone()).await? {
+                return Err(CommandError::UnknownContact);
+            }
+            Event::ContactRemoved {
+                person_id: person_id.0,
+            }
+        }
+        Request::Channels => Event::Channels {
+            channels: handle
+                .channels()
+                .await?
+                .into_iter()
+                .map(|(c, unread)| ChannelJson {
+                    id: c.id,
+                    name: c.name,
+                    members: c.members,
+                    unread,
+                })
+                .collect(),
+        },
+        Request::CreateChannel { name, members } => Event::ChannelCreated {
+            channel: handle.create_channel(name.0, members).await?,
+        },
+        Request::AddMember { channel, person_id } => {
+            members(handle, channel.0, person_id.0, true).await?
+        }
+        Request::RemoveMember { channel, person_id } => {
+            members(handle, channel.0, person_id.0, false).await?
+        }
+        Request::Send { channel, text } => Event::Sent {
+            entry: handle.send(channel.0.clone(), text.0).await?,
+            channel: channel.0,
+        },
+        Request::History { channel, limit } => {
+            let limit = limit.map_or(DEFAULT_HISTORY_LIMIT, |n| n as usize);
+            let list = handle.history(channel.0.clone(), limit).await?;
+            Event::History {
+                channel: channel.0,
+                messages: list.iter().map(MessageJson::from).collect(),
+            }
+        }
+        Request::Reconnect => Event::Reconnecting {
+            links: gone(handle.reconnect().await)?,
+        },
+        Request::Stats => {
+            let s = gone(handle.stats().await)?;
+            Event::Stats {
+                bytes_in: s.bytes_in,
+                bytes_out: s.bytes_out,
+                entries: s.entries,
+                received: s.received,
+                duplicates: s.duplicates,
+                invalid: s.invalid,
+                links: s.links,
+            }
+        }
+        Request::SetDisplayName { name } => Event::ProfileUpdated {
+            version: handle.set_display_name(name.0).await?,
+        },
+        Request::Quit => unreachable!("invariant: the shell handles quit before executing"),
+        other => unreachable!("invariant: execute routes {other:?} to execute_pairing"),
+    })
+}
+
+/// Pairing: dialing, invitations, short codes, the trust secret, cards.
+async fn execute_pairing(handle: &Handle, req: Request) -> Result<Event, CommandError> {
+    Ok(match req {
         Request::Connect { url } => {
             let peer = handle.connect(url.0).await?;
             Event::ConnectOk {
@@ -220,67 +305,7 @@ async fn execute(handle: &Handle, req: Request) -> Result<Event, CommandError> {
             card: handle.card().await?,
         },
         Request::AddContact { card } => paired(handle.add_contact(card.0).await?, Via::Card),
-        Request::RemoveContact { person_id } => {
-            if !handle.remove_contact(person_id.0.clone()).await? {
-                return Err(CommandError::UnknownContact);
-            }
-            Event::ContactRemoved {
-                person_id: person_id.0,
-            }
-        }
-        Request::Channels => Event::Channels {
-            channels: handle
-                .channels()
-                .await?
-                .into_iter()
-                .map(|(c, unread)| ChannelJson {
-                    id: c.id,
-                    name: c.name,
-                    members: c.members,
-                    unread,
-                })
-                .collect(),
-        },
-        Request::CreateChannel { name, members } => Event::ChannelCreated {
-            channel: handle.create_channel(name.0, members).await?,
-        },
-        Request::AddMember { channel, person_id } => {
-            members(handle, channel.0, person_id.0, true).await?
-        }
-        Request::RemoveMember { channel, person_id } => {
-            members(handle, channel.0, person_id.0, false).await?
-        }
-        Request::Send { channel, text } => Event::Sent {
-            entry: handle.send(channel.0.clone(), text.0).await?,
-            channel: channel.0,
-        },
-        Request::History { channel, limit } => {
-            let limit = limit.map_or(DEFAULT_HISTORY_LIMIT, |n| n as usize);
-            let list = handle.history(channel.0.clone(), limit).await?;
-            Event::History {
-                channel: channel.0,
-                messages: list.iter().map(MessageJson::from).collect(),
-            }
-        }
-        Request::Reconnect => Event::Reconnecting {
-            links: gone(handle.reconnect().await)?,
-        },
-        Request::Stats => {
-            let s = gone(handle.stats().await)?;
-            Event::Stats {
-                bytes_in: s.bytes_in,
-                bytes_out: s.bytes_out,
-                entries: s.entries,
-                received: s.received,
-                duplicates: s.duplicates,
-                invalid: s.invalid,
-                links: s.links,
-            }
-        }
-        Request::SetDisplayName { name } => Event::ProfileUpdated {
-            version: handle.set_display_name(name.0).await?,
-        },
-        Request::Quit => unreachable!("invariant: the shell handles quit before executing"),
+        other => unreachable!("invariant: execute routes {other:?} to execute_data"),
     })
 }
 
@@ -366,6 +391,19 @@ async fn node_exit(guard: &mut Option<provision::NodeGuard>) -> String {
     }
 }
 
+/// The one writer of stdout: lines never interleave.
+async fn write_lines(mut lines: mpsc::Receiver<String>) {
+    let mut stdout = tokio::io::stdout();
+    while let Some(line) = lines.recv().await {
+        if stdout.write_all(line.as_bytes()).await.is_err()
+            || stdout.write_all(b"\n").await.is_err()
+            || stdout.flush().await.is_err()
+        {
+            break;
+        }
+    }
+}
+
 /// Run headless until `quit`, SIGTERM/SIGINT, or (unless `detach`) end of stdin.
 pub async fn run(
     running: Running,
@@ -378,18 +416,8 @@ pub async fn run(
         info,
         done,
     } = running;
-    let (out_tx, mut out_rx) = mpsc::channel::<String>(OUTPUT_CAPACITY);
-    let writer = tokio::spawn(async move {
-        let mut stdout = tokio::io::stdout();
-        while let Some(line) = out_rx.recv().await {
-            if stdout.write_all(line.as_bytes()).await.is_err()
-                || stdout.write_all(b"\n").await.is_err()
-                || stdout.flush().await.is_err()
-            {
-                break;
-            }
-        }
-    });
+    let (out_tx, out_rx) = mpsc::channel::<String>(OUTPUT_CAPACITY);
+    let writer = tokio::spawn(write_lines(out_rx));
     let ready = Event::Ready(IdentityJson::from(&info));
     let _ = out_tx.send(Reply::unsolicited(ready).to_line()).await;
 

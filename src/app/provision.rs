@@ -101,25 +101,7 @@ pub async fn provision(
     keep: bool,
 ) -> Result<Provisioned, ProvisionError> {
     let dir = client_dir.join(NODE_SUBDIR);
-    let exe = std::env::current_exe().map_err(ProvisionError::Spawn)?;
-    let mut cmd = Command::new(exe);
-    cmd.args([
-        "--role",
-        "node",
-        "--headless",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-    ])
-    .arg(&dir)
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(!keep);
-    if keep {
-        cmd.arg("--detach");
-    }
-    let mut child: Child = cmd.spawn().map_err(ProvisionError::Spawn)?;
+    let mut child = spawn_node(&dir, keep)?;
     let stdout = child.stdout.take().expect("invariant: stdout was piped");
     let mut stderr = child.stderr.take().expect("invariant: stderr was piped");
     let mut stdin = child.stdin.take();
@@ -158,18 +140,7 @@ pub async fn provision(
         }
     } else {
         let w = stdin.as_mut().expect("invariant: stdin was piped");
-        let _ = w
-            .write_all(b"{\"cmd\":\"invite\",\"id\":\"provision\",\"ttl_secs\":60}\n")
-            .await;
-        let _ = w.flush().await;
-        let ev = read_event(&mut lines, &dir, |v| v["id"] == "provision").await?;
-        let code = ev
-            .as_ref()
-            .and_then(|v| v["code"].as_str())
-            .ok_or_else(|| ProvisionError::ChildFailed("the node gave no invitation".into()))?
-            .to_string();
-        let paired = handle.accept(code, Via::Provision, true).await?;
-        verification = Some(paired.verification);
+        verification = Some(pair_over_stdio(handle, w, &mut lines, &dir).await?);
     }
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
@@ -188,6 +159,51 @@ pub async fn provision(
             keep,
         }),
     })
+}
+
+/// The node process: headless, on a free loopback port, in `dir`; killed with the client
+/// unless `keep`.
+fn spawn_node(dir: &Path, keep: bool) -> Result<Child, ProvisionError> {
+    let exe = std::env::current_exe().map_err(ProvisionError::Spawn)?;
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "--role",
+        "node",
+        "--headless",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+    ])
+    .arg(dir)
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(!keep);
+    if keep {
+        cmd.arg("--detach");
+    }
+    cmd.spawn().map_err(ProvisionError::Spawn)
+}
+
+/// Ask the node for an invitation over its stdin (the trusted channel) and accept it as
+/// our replica; the verification string.
+async fn pair_over_stdio(
+    handle: &Handle,
+    stdin: &mut ChildStdin,
+    lines: &mut tokio::io::Lines<BufReader<ChildStdout>>,
+    dir: &Path,
+) -> Result<String, ProvisionError> {
+    let ask = b"{\"cmd\":\"invite\",\"id\":\"provision\",\"ttl_secs\":60}\n";
+    let _ = stdin.write_all(ask).await;
+    let _ = stdin.flush().await;
+    let ev = read_event(lines, dir, |v| v["id"] == "provision").await?;
+    let code = ev
+        .as_ref()
+        .and_then(|v| v["code"].as_str())
+        .ok_or_else(|| ProvisionError::ChildFailed("the node gave no invitation".into()))?
+        .to_string();
+    let paired = handle.accept(code, Via::Provision, true).await?;
+    Ok(paired.verification)
 }
 
 async fn reuse(handle: &Handle, dir: &Path) -> Result<Provisioned, ProvisionError> {

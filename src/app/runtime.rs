@@ -394,37 +394,12 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     prepare_dir(&cfg.data_dir)?;
     let store = Store::open(&cfg.data_dir)?;
     let me = Arc::new(load_identity(&cfg, &store)?);
-    let listener = match cfg.role {
-        Role::Node => Some(TcpListener::bind(cfg.listen).await.map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AddrInUse {
-                StartError::PortInUse(cfg.listen)
-            } else {
-                StartError::Bind {
-                    addr: cfg.listen,
-                    source: e,
-                }
-            }
-        })?),
-        Role::Client => None,
-    };
-    let endpoint = match &listener {
-        Some(l) => {
-            let a = l.local_addr().map_err(|source| StartError::Bind {
-                addr: cfg.listen,
-                source,
-            })?;
-            let host = if a.ip().is_loopback() {
-                "localhost".to_string()
-            } else {
-                a.ip().to_string()
-            };
-            Some(
-                cfg.public_url
-                    .clone()
-                    .unwrap_or_else(|| format!("ws://{host}:{}", a.port())),
-            )
+    let (listener, endpoint) = match cfg.role {
+        Role::Node => {
+            let (l, url) = listen(&cfg).await?;
+            (Some(l), Some(url))
         }
-        None => None,
+        Role::Client => (None, None),
     };
     let info = IdentityInfo {
         role: cfg.role,
@@ -473,6 +448,31 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         info,
         done,
     })
+}
+
+/// A node's listener, and the URL it gives out (`--public-url`, else the bound address).
+async fn listen(cfg: &Config) -> Result<(TcpListener, String), StartError> {
+    let l = TcpListener::bind(cfg.listen).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            StartError::PortInUse(cfg.listen)
+        } else {
+            StartError::Bind {
+                addr: cfg.listen,
+                source: e,
+            }
+        }
+    })?;
+    let a = l.local_addr().map_err(|source| StartError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
+    let host = if a.ip().is_loopback() {
+        "localhost".to_string()
+    } else {
+        a.ip().to_string()
+    };
+    let bound = format!("ws://{host}:{}", a.port());
+    Ok((l, cfg.public_url.clone().unwrap_or(bound)))
 }
 
 /// Run the shell on a thread of its own: the store's blocking calls (sled's flushes) then

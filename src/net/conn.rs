@@ -315,96 +315,151 @@ pub async fn run_link<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let Link {
-        mut ws,
-        mut session,
-        ..
-    } = link;
-    let mut last_rx = Instant::now();
-    let mut last_tx = Instant::now();
-    let mut ping_n = 0u64;
+    let mut l = LiveLink {
+        ws: link.ws,
+        session: link.session,
+        last_rx: Instant::now(),
+        last_tx: Instant::now(),
+        ping_n: 0,
+    };
     let mut tick = tokio::time::interval(Duration::from_secs(1).min(KEEPALIVE_INTERVAL));
-    let end = loop {
-        tokio::select! {
+    loop {
+        let ended = tokio::select! {
             _ = cancel.cancelled() => {
-                break close_with(&mut ws, &mut session, CloseCode::Shutdown, "the peer is shutting down").await;
+                Some(l.close(CloseCode::Shutdown, "the peer is shutting down").await)
             }
-            out = outbox.recv() => {
-                let Some(msg) = out else {
-                    break close_with(&mut ws, &mut session, CloseCode::Shutdown, "link closed locally").await;
-                };
-                let close = matches!(msg, WireMsg::Close { .. });
-                match session.seal(&msg) {
-                    Ok(f) => {
-                        if let Err(e) = send_binary(&mut ws, f).await {
-                            break LinkEnd { code: None, reason: e.to_string() };
-                        }
-                        last_tx = Instant::now();
-                    }
-                    Err(e) => tracing::warn!("dropping unsendable {}: {e}", msg_name(&msg)),
+            out = outbox.recv() => match out {
+                Some(msg) => l.send_out(msg).await,
+                None => Some(l.close(CloseCode::Shutdown, "link closed locally").await),
+            },
+            frame = recv_binary(&mut l.ws) => l.on_frame(frame, &inbound).await,
+            _ = tick.tick() => l.on_tick().await,
+        };
+        if let Some(end) = ended {
+            return end;
+        }
+    }
+}
+
+/// A link while it runs: the socket, the session and the keepalive clocks.
+struct LiveLink<S> {
+    ws: WebSocketStream<S>,
+    session: Session,
+    last_rx: Instant,
+    last_tx: Instant,
+    ping_n: u64,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> LiveLink<S> {
+    async fn close(&mut self, code: CloseCode, reason: &str) -> LinkEnd {
+        close_with(&mut self.ws, &mut self.session, code, reason).await
+    }
+
+    /// Send one message of ours; a `close` ends the link after it is sent.
+    async fn send_out(&mut self, msg: WireMsg) -> Option<LinkEnd> {
+        match self.session.seal(&msg) {
+            Ok(f) => {
+                if let Err(e) = send_binary(&mut self.ws, f).await {
+                    return Some(LinkEnd {
+                        code: None,
+                        reason: e.to_string(),
+                    });
                 }
-                if let (true, WireMsg::Close { code, reason }) = (close, msg) {
-                    ws_close(&mut ws, code, "").await;
-                    break LinkEnd { code: Some(code), reason };
-                }
+                self.last_tx = Instant::now();
             }
-            frame = recv_binary(&mut ws) => {
-                let frame = match frame {
-                    Ok(f) => f,
-                    Err(ConnError::Closed { code, reason }) => break LinkEnd { code, reason },
-                    Err(ConnError::Ws(reason)) => break LinkEnd { code: None, reason: format!("connection lost: {reason}") },
-                    Err(e) => {
-                        ws_close(&mut ws, CloseCode::ProtocolError, "").await;
-                        break LinkEnd { code: Some(CloseCode::ProtocolError), reason: e.to_string() };
-                    }
-                };
-                last_rx = Instant::now();
-                match session.open(&frame) {
-                    Ok(WireMsg::Ping { n }) => {
-                        if let Ok(f) = session.seal(&WireMsg::Pong { n }) {
-                            let _ = send_binary(&mut ws, f).await;
-                            last_tx = Instant::now();
-                        }
-                    }
-                    Ok(WireMsg::Pong { .. }) => {}
-                    Ok(WireMsg::Close { code, reason }) => {
-                        break LinkEnd { code: Some(code), reason };
-                    }
-                    Ok(WireMsg::Hello { .. }) => {
-                        break close_with(&mut ws, &mut session, CloseCode::ProtocolError, "hello repeated after the handshake").await;
-                    }
-                    Ok(m) => {
-                        // Backpressure: a slow consumer slows this peer, never grows memory.
-                        if inbound.send(m).await.is_err() {
-                            break close_with(&mut ws, &mut session, CloseCode::Shutdown, "the instance is shutting down").await;
-                        }
-                    }
-                    Err(e) => {
-                        // An unauthenticated or undecodable frame: the session cannot be
-                        // trusted any more, so this connection (only) ends.
-                        let reason = format!("undecodable frame: {e}");
-                        ws_close(&mut ws, CloseCode::ProtocolError, "").await;
-                        break LinkEnd { code: Some(CloseCode::ProtocolError), reason };
-                    }
-                }
+            Err(e) => tracing::warn!("dropping unsendable {}: {e}", msg_name(&msg)),
+        }
+        let WireMsg::Close { code, reason } = msg else {
+            return None;
+        };
+        ws_close(&mut self.ws, code, "").await;
+        Some(LinkEnd {
+            code: Some(code),
+            reason,
+        })
+    }
+
+    /// One frame from the peer: keepalives are answered here, the rest goes `inbound`.
+    async fn on_frame(
+        &mut self,
+        frame: Result<Vec<u8>, ConnError>,
+        inbound: &mpsc::Sender<WireMsg>,
+    ) -> Option<LinkEnd> {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(ConnError::Closed { code, reason }) => return Some(LinkEnd { code, reason }),
+            Err(ConnError::Ws(reason)) => {
+                let reason = format!("connection lost: {reason}");
+                return Some(LinkEnd { code: None, reason });
             }
-            _ = tick.tick() => {
-                if last_rx.elapsed() >= IDLE_TIMEOUT {
-                    break close_with(&mut ws, &mut session, CloseCode::Timeout, "no traffic from the peer; presumed dead").await;
+            Err(e) => {
+                ws_close(&mut self.ws, CloseCode::ProtocolError, "").await;
+                let code = Some(CloseCode::ProtocolError);
+                return Some(LinkEnd {
+                    code,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        self.last_rx = Instant::now();
+        match self.session.open(&frame) {
+            Ok(WireMsg::Ping { n }) => {
+                if let Ok(f) = self.session.seal(&WireMsg::Pong { n }) {
+                    let _ = send_binary(&mut self.ws, f).await;
+                    self.last_tx = Instant::now();
                 }
-                if last_tx.elapsed() >= KEEPALIVE_INTERVAL {
-                    ping_n += 1;
-                    if let Ok(f) = session.seal(&WireMsg::Ping { n: ping_n }) {
-                        if let Err(e) = send_binary(&mut ws, f).await {
-                            break LinkEnd { code: None, reason: e.to_string() };
-                        }
-                        last_tx = Instant::now();
-                    }
+                None
+            }
+            Ok(WireMsg::Pong { .. }) => None,
+            Ok(WireMsg::Close { code, reason }) => Some(LinkEnd {
+                code: Some(code),
+                reason,
+            }),
+            Ok(WireMsg::Hello { .. }) => {
+                let why = "hello repeated after the handshake";
+                Some(self.close(CloseCode::ProtocolError, why).await)
+            }
+            // Backpressure: a slow consumer slows this peer, never grows memory.
+            Ok(m) => match inbound.send(m).await {
+                Ok(()) => None,
+                Err(_) => {
+                    let why = "the instance is shutting down";
+                    Some(self.close(CloseCode::Shutdown, why).await)
                 }
+            },
+            Err(e) => {
+                // An unauthenticated or undecodable frame: the session cannot be trusted
+                // any more, so this connection (only) ends.
+                let reason = format!("undecodable frame: {e}");
+                ws_close(&mut self.ws, CloseCode::ProtocolError, "").await;
+                Some(LinkEnd {
+                    code: Some(CloseCode::ProtocolError),
+                    reason,
+                })
             }
         }
-    };
-    end
+    }
+
+    /// Keepalive: a ping after a quiet spell, and the end of a peer silent for too long.
+    async fn on_tick(&mut self) -> Option<LinkEnd> {
+        if self.last_rx.elapsed() >= IDLE_TIMEOUT {
+            let why = "no traffic from the peer; presumed dead";
+            return Some(self.close(CloseCode::Timeout, why).await);
+        }
+        if self.last_tx.elapsed() >= KEEPALIVE_INTERVAL {
+            self.ping_n += 1;
+            if let Ok(f) = self.session.seal(&WireMsg::Ping { n: self.ping_n }) {
+                if let Err(e) = send_binary(&mut self.ws, f).await {
+                    return Some(LinkEnd {
+                        code: None,
+                        reason: e.to_string(),
+                    });
+                }
+                self.last_tx = Instant::now();
+            }
+        }
+        None
+    }
 }
 
 async fn close_with<S>(

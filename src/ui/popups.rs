@@ -60,7 +60,8 @@ fn help(f: &mut Frame, area: Rect) {
     );
 }
 
-/// Our invitation as a QR code and text, its countdown, the short code, and the open invitations.
+/// Our invitation as a QR code and text, its countdown, the short code, and the open
+/// invitations.
 fn pairing(s: &State, inv: &Option<NewInvite>, f: &mut Frame, area: Rect) {
     let r = centered(area, area.width, area.height);
     f.render_widget(Clear, r);
@@ -68,94 +69,104 @@ fn pairing(s: &State, inv: &Option<NewInvite>, f: &mut Frame, area: Rect) {
     match inv {
         None => lines.push(Line::raw("creating an invitation…")),
         Some(inv) => {
-            if let Ok((w, m)) = qr_modules(&inv.code) {
-                for l in qr_half_blocks(w, &m, 2) {
-                    lines.push(Line::raw(l).alignment(Alignment::Center));
-                }
-            }
-            // Fixed-width rows: readable, and a copy of them pastes back whole
-            // (the decoder ignores line breaks).
-            for chunk in inv.code.as_bytes().chunks(CODE_ROW) {
-                let row = String::from_utf8_lossy(chunk).into_owned();
-                lines.push(Line::raw(row).alignment(Alignment::Center));
-            }
-            let left = inv.expires_at.saturating_sub(s.now);
-            let exp = if left == 0 {
-                "expired: press n for a new one".to_string()
-            } else {
-                format!("expires in {}:{:02}", left / 60, left % 60)
-            };
-            lines.push(
-                Line::styled(exp, Style::default().fg(Color::Yellow)).alignment(Alignment::Center),
-            );
-            if let Some(sc) = &s.short_code {
-                let left = sc.expires_at.saturating_sub(s.now);
-                lines.push(Line::raw(""));
-                lines.push(
-                    Line::styled(
-                        "or read this short code out (same machine: no address needed)",
-                        Style::default().fg(Color::DarkGray),
-                    )
-                    .alignment(Alignment::Center),
-                );
-                lines.push(
-                    Line::styled(
-                        sc.code.clone(),
-                        Style::default().add_modifier(Modifier::BOLD),
-                    )
-                    .alignment(Alignment::Center),
-                );
-                let exp = if left == 0 {
-                    "expired: press n for a new one".to_string()
-                } else {
-                    format!(
-                        "{}:{:02} left · 3 wrong tries destroy it",
-                        left / 60,
-                        left % 60
-                    )
-                };
-                lines.push(
-                    Line::styled(exp, Style::default().fg(Color::Yellow))
-                        .alignment(Alignment::Center),
-                );
-            }
+            lines.extend(invite_lines(s, inv));
+            lines.extend(short_code_lines(s));
         }
     }
-    let open: Vec<_> = s.invites.iter().filter(|r| r.status == "open").collect();
-    if !open.is_empty() {
-        lines.push(Line::raw(""));
-        lines.push(
-            Line::styled(
-                format!(
-                    "open invitations: {} (r revokes the selected one)",
-                    open.len()
-                ),
-                Style::default().fg(Color::DarkGray),
-            )
-            .alignment(Alignment::Center),
-        );
-        for (i, row) in open.iter().enumerate().take(5) {
-            let left = row.expires_at.saturating_sub(s.now);
-            let l = format!(
-                "{}…  {}:{:02} left",
-                &row.code[..row.code.len().min(24)],
-                left / 60,
-                left % 60
-            );
-            let style = if i == s.invite_sel {
-                Style::default().add_modifier(Modifier::REVERSED)
-            } else {
-                Style::default()
-            };
-            lines.push(Line::styled(l, style).alignment(Alignment::Center));
-        }
-    }
+    lines.extend(open_invite_lines(s));
     f.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
             .block(block("pair: scan or paste this code on the client", true)),
         r,
     );
+}
+
+fn centred_line(text: String, style: Style) -> Line<'static> {
+    Line::styled(text, style).alignment(Alignment::Center)
+}
+
+/// "expires in M:SS", or what to do once it has.
+fn countdown(left: u64, running: impl Fn(u64) -> String) -> Line<'static> {
+    let text = if left == 0 {
+        "expired: press n for a new one".to_string()
+    } else {
+        running(left)
+    };
+    centred_line(text, Style::default().fg(Color::Yellow))
+}
+
+/// The QR code, the text code in fixed-width rows, and its countdown.
+fn invite_lines(s: &State, inv: &NewInvite) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
+    if let Ok((w, m)) = qr_modules(&inv.code) {
+        for l in qr_half_blocks(w, &m, 2) {
+            lines.push(centred_line(l, Style::default()));
+        }
+    }
+    // Fixed-width rows: readable, and a copy of them pastes back whole (the decoder
+    // ignores line breaks).
+    for chunk in inv.code.as_bytes().chunks(CODE_ROW) {
+        let row = String::from_utf8_lossy(chunk).into_owned();
+        lines.push(centred_line(row, Style::default()));
+    }
+    let left = inv.expires_at.saturating_sub(s.now);
+    lines.push(countdown(left, |l| {
+        format!("expires in {}:{:02}", l / 60, l % 60)
+    }));
+    lines
+}
+
+/// The short code to read out, and its countdown.
+fn short_code_lines(s: &State) -> Vec<Line<'static>> {
+    let Some(sc) = &s.short_code else {
+        return vec![];
+    };
+    let left = sc.expires_at.saturating_sub(s.now);
+    let hint = "or read this short code out (same machine: no address needed)";
+    vec![
+        Line::raw(""),
+        centred_line(hint.into(), Style::default().fg(Color::DarkGray)),
+        centred_line(
+            sc.code.clone(),
+            Style::default().add_modifier(Modifier::BOLD),
+        ),
+        countdown(left, |l| {
+            format!("{}:{:02} left · 3 wrong tries destroy it", l / 60, l % 60)
+        }),
+    ]
+}
+
+/// The open invitations, the selected one marked (r revokes it).
+fn open_invite_lines(s: &State) -> Vec<Line<'static>> {
+    let open: Vec<_> = s.invites.iter().filter(|r| r.status == "open").collect();
+    if open.is_empty() {
+        return vec![];
+    }
+    let head = format!(
+        "open invitations: {} (r revokes the selected one)",
+        open.len()
+    );
+    let mut lines = vec![
+        Line::raw(""),
+        centred_line(head, Style::default().fg(Color::DarkGray)),
+    ];
+    for (i, row) in open.iter().enumerate().take(5) {
+        let left = row.expires_at.saturating_sub(s.now);
+        let l = format!(
+            "{}…  {}:{:02} left",
+            &row.code[..row.code.len().min(24)],
+            left / 60,
+            left % 60
+        );
+        let style = if i == s.invite_sel {
+            Style::default().add_modifier(Modifier::REVERSED)
+        } else {
+            Style::default()
+        };
+        lines.push(centred_line(l, style));
+    }
+    lines
 }
 
 /// The accept dialog: the typed code and what the live check says of it.
