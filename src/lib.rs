@@ -1,23 +1,33 @@
 //! lama-tui: a terminal peer-to-peer chat whose instances pair, find each other and sync.
 //!
-//! Map of the crate (pure core first, I/O shell around it):
-//! - [`domain`]: at the bottom, importing nothing else of the crate: identities (Person,
-//!   Instance, Profile, ids, key material), contacts, channels, invitations and their codes,
-//!   entries and the HLC, and the closed vocabularies (error kinds, `Via`, invite states).
-//! - [`net`]: the wire protocol. Pure: `wire` (messages, limits), `handshake` (Noise XX and
-//!   the identity proof), `invite` (codes, QR), `pairing`, `pake` (short codes and the trust
-//!   secret: SPAKE2 bound to the Noise session), `manager` (dial schedule, duplicate
-//!   rule), `discovery` (announcement rules), `sync` (CHUM logs, checks, sessions). Shell:
-//!   `conn` (tokio/WebSocket) and the UDP tasks in `discovery`.
-//! - [`store`]: persistence. `Store` is the typed API over sled, `log` its sync log
-//!   implementation; `keyfile` keeps the secret keys at rest (0600, optionally sealed).
-//! - [`app`]: roles and wiring. `cli` (flags), `headless` (the JSON-lines control protocol,
-//!   pure parsing), `runtime` (types and the handle), `actor` (the task that owns an
-//!   instance's state), `tasks` (connection tasks), `provision` (local trust), `logging`.
-//! - `fuzzing` (feature `fuzzing`): untrusted bytes into every decoder, shared by `fuzz/` and `tests/props.rs`.
-//! - `bench` (feature `bench`): benchmarks against the raw limits of the same machine (`lama-bench`).
-//! - [`ui`]: the ratatui interface: `state` (update: actions in, effects out) and `view`
-//!   (render) are pure; the module root is the terminal shell.
+//! Map of the crate, bottom up (`tests/layers.rs` checks the directions and that no modules
+//! import each other in a circle):
+//! - [`domain`]: imports nothing else of the crate and no I/O: identities (Person,
+//!   Instance, Profile, ids, keys), contacts, channels, invitations with their codes and
+//!   short codes, entries and the HLC, the sync storage port (`log::Log`), and the closed
+//!   vocabularies (`ErrorKind`, `Via`, `InviteState`).
+//! - [`net`]: the wire protocol over the domain. Pure: `wire` (messages, limits),
+//!   `handshake` (Noise XX and the identity proof), `link` (connection errors and timing),
+//!   `pairing` (admission rules, and in `pairing::flow` both sides of every pairing
+//!   exchange as step machines), `pake` (SPAKE2 bound to the Noise session), `manager`
+//!   (dial schedule, duplicate rule), `discovery` (announcement rules), `sync` (CHUM: rules,
+//!   sessions, receive, fill). Shell: `conn` (WebSocket framing, one link's loop) and the
+//!   UDP tasks in `discovery`.
+//! - [`store`]: persistence over the domain: the sled store and the key file.
+//! - [`core`]: the sans-IO node core: `NodeCore::handle(input, now, rng) -> outputs` with
+//!   `poll_timeout`, over the `CoreStore` trait (an in-memory one in `core::mem`). Every
+//!   decision: authorisation, pairing and its commits, links, sync dispatch, endpoints,
+//!   the full disk.
+//! - [`app`]: the shells and wiring. `runtime` (start, the `Handle`), `actor` (the core's
+//!   thin shell: one `select!`), `connections` (where connections happen), `store_adapter`
+//!   (sled as the core's store), `control` (the headless protocol as types) and `headless`
+//!   (its stdin/stdout shell), `provision` (local trust), `cli`, `clock`, `scan` (codes
+//!   from QR pictures), `logging`.
+//! - [`ui`]: the ratatui interface, talking to `app` only: `state` (the model), `update`
+//!   (its only mutation) with `keys` (input), `view` and `popups` (render) are pure; the
+//!   module root is the terminal shell.
+//! - `bench` (feature `bench`, the `lama-bench` binary) and `fuzzing` (feature `fuzzing`,
+//!   shared by `fuzz/` and `tests/props.rs`) are not part of the installed library.
 #![forbid(unsafe_code)]
 
 pub mod app;

@@ -251,7 +251,7 @@ fn an_abort_at_any_step_commits_nothing() {
         .unwrap();
     assert!(matches!(
         r,
-        PairingCommit::InviteGone(Some(InviteStatus::Revoked { .. }))
+        PairingCommit::InviteGone(Some(lama_tui::domain::invitation::Refusal::Revoked))
     ));
     assert!(store.contacts().unwrap().is_empty());
     assert!(store.channels().unwrap().is_empty());

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::core::store::CoreStore;
 use crate::domain::channel::direct_members;
-use crate::domain::invitation::PairingCommit;
+use crate::domain::invitation::{Guesses, PairingCommit};
 use crate::domain::log::{Log, LogError};
 use crate::domain::{Channel, ChannelInfo, Contact, Entry, Id, InviteRecord, InviteStatus};
 use crate::domain::{Person, Profile};
@@ -198,10 +198,8 @@ impl CoreStore for MemStore {
             let Some(mut rec) = self.invites.get(t).cloned() else {
                 return Ok(PairingCommit::InviteGone(None));
             };
-            match &rec.status {
-                InviteStatus::Open if rec.expires_at > now => {}
-                InviteStatus::Used { by, .. } if *by == pid => {}
-                other => return Ok(PairingCommit::InviteGone(Some(other.clone()))),
+            if let Err(r) = rec.admits(&pid, now, Guesses::Ignore) {
+                return Ok(PairingCommit::InviteGone(Some(r)));
             }
             rec.status = InviteStatus::Used {
                 by: pid.clone(),

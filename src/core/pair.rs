@@ -7,7 +7,7 @@ use crate::core::links::link_key;
 use crate::core::{Conn, ConnId, Event, NodeCore, PeerHello, Rng, MAX_PENDING_PAIRINGS};
 use crate::domain::identity::short_id;
 use crate::domain::invitation::PairingCommit;
-use crate::domain::{ErrorKind, InviteStatus, PeerIdentity, Via};
+use crate::domain::{ErrorKind, PeerIdentity, Via};
 use crate::net::handshake::{hello_msg, HelloExtras};
 use crate::net::link::HANDSHAKE_TIMEOUT;
 use crate::net::pairing::flow::{NodeFlow, NodeStep};
@@ -327,16 +327,9 @@ impl NodeCore {
         let token = c.token.as_deref();
         match self.store.commit_pairing(token, &contact, &c.channel, now) {
             Ok(PairingCommit::Committed) => {}
-            Ok(PairingCommit::InviteGone(status)) => {
+            Ok(PairingCommit::InviteGone(refusal)) => {
                 let short = token.is_some_and(|t| t.starts_with("short:"));
-                return Err(match status {
-                    Some(InviteStatus::Revoked { .. }) => PairError::Revoked,
-                    Some(InviteStatus::Used { .. }) => PairError::Used,
-                    Some(InviteStatus::Open) if short => PairError::CodeExpired(None),
-                    Some(InviteStatus::Open) => PairError::Expired(None),
-                    None if short => PairError::CodeUnknown(None),
-                    None => PairError::Unknown,
-                });
+                return Err(PairError::refused(refusal, None, short));
             }
             Err(e) => {
                 tracing::error!("pairing commit failed: {e}");

@@ -67,16 +67,79 @@ impl std::fmt::Debug for InviteRecord {
     }
 }
 
+/// How a usable invitation admits a person.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// An open invitation.
+    Fresh,
+    /// The invitation was already consumed by this same Person (a retry after a lost
+    /// `pair_done`): admitted again, idempotently.
+    Repeat,
+}
+
+/// Why an invitation admits no one (any more).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Consumed by another person.
+    Used,
+    /// Revoked by its owner.
+    Revoked,
+    /// Past its expiry.
+    Expired,
+    /// A short code out of guesses.
+    Exhausted,
+}
+
+impl From<Refusal> for InviteState {
+    fn from(r: Refusal) -> InviteState {
+        match r {
+            Refusal::Used => InviteState::Used,
+            Refusal::Revoked => InviteState::Revoked,
+            Refusal::Expired => InviteState::Expired,
+            Refusal::Exhausted => InviteState::Exhausted,
+        }
+    }
+}
+
+/// Whether a short code's spent guesses count: they do when an exchange is admitted and
+/// when one more guess is to be checked; the commit after a correct guess ignores them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Guesses {
+    /// Refuse a code out of guesses.
+    Count,
+    /// The guess was right: only use, revocation and expiry matter now.
+    Ignore,
+}
+
 impl InviteRecord {
-    /// Where the invitation stands at unix time `now` (a short code out of guesses is
-    /// `Exhausted`).
+    /// The one rule of an invitation or a short code, applied when an exchange is
+    /// admitted, when a guess is counted, at the atomic commit and when listing: may
+    /// `person_id` pair with it at unix time `now`?
+    pub fn admits(
+        &self,
+        person_id: &str,
+        now: u64,
+        guesses: Guesses,
+    ) -> Result<Admission, Refusal> {
+        match &self.status {
+            InviteStatus::Used { by, .. } if by == person_id => Ok(Admission::Repeat),
+            InviteStatus::Used { .. } => Err(Refusal::Used),
+            InviteStatus::Revoked { .. } => Err(Refusal::Revoked),
+            InviteStatus::Open
+                if guesses == Guesses::Count && self.attempts >= MAX_CODE_ATTEMPTS =>
+            {
+                Err(Refusal::Exhausted)
+            }
+            InviteStatus::Open if now >= self.expires_at => Err(Refusal::Expired),
+            InviteStatus::Open => Ok(Admission::Fresh),
+        }
+    }
+
+    /// Where the invitation stands at unix time `now`, for listings.
     pub fn status_at(&self, now: u64) -> InviteState {
-        match self.status {
-            InviteStatus::Open if self.attempts >= MAX_CODE_ATTEMPTS => InviteState::Exhausted,
-            InviteStatus::Open if now >= self.expires_at => InviteState::Expired,
-            InviteStatus::Open => InviteState::Open,
-            InviteStatus::Used { .. } => InviteState::Used,
-            InviteStatus::Revoked { .. } => InviteState::Revoked,
+        match self.admits("", now, Guesses::Count) {
+            Ok(_) => InviteState::Open,
+            Err(r) => r.into(),
         }
     }
 }
@@ -87,6 +150,7 @@ impl InviteRecord {
 pub enum PairingCommit {
     /// Contact and channel stored, token (if any) consumed.
     Committed,
-    /// The invitation changed state since it was checked; nothing was written.
-    InviteGone(Option<InviteStatus>),
+    /// The invitation changed state since it was checked (`None`: it is gone); nothing
+    /// was written.
+    InviteGone(Option<Refusal>),
 }

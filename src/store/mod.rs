@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::domain::identity::{Instance, Person, Profile};
-use crate::domain::invitation::PairingCommit;
+use crate::domain::invitation::{Guesses, PairingCommit};
 use crate::domain::{Channel, Contact, InviteRecord, InviteStatus};
 
 /// Sub-directory of the data dir that holds the sled database.
@@ -354,10 +354,8 @@ impl Store {
                 let Some(mut rec) = rec else {
                     return Err(ConflictableTransactionError::Abort(None));
                 };
-                match &rec.status {
-                    InviteStatus::Open if rec.expires_at > now => {}
-                    InviteStatus::Used { by, .. } if *by == pid => {}
-                    other => return Err(ConflictableTransactionError::Abort(Some(other.clone()))),
+                if let Err(r) = rec.admits(&pid, now, Guesses::Ignore) {
+                    return Err(ConflictableTransactionError::Abort(Some(r)));
                 }
                 rec.status = InviteStatus::Used {
                     by: pid.clone(),

@@ -11,6 +11,8 @@ pub mod flow;
 
 use crate::domain::codes::TOKEN_LEN;
 use crate::domain::identity::{short_id, verification_string, Id, Profile};
+pub use crate::domain::invitation::Admission;
+use crate::domain::invitation::{Guesses, Refusal};
 use crate::domain::Invite;
 use crate::domain::PeerIdentity;
 use crate::domain::{Channel, Contact, InviteRecord, InviteStatus};
@@ -117,14 +119,25 @@ impl PairError {
     }
 }
 
-/// How a node admits a peer that presented a token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Admission {
-    /// An open invitation.
-    Fresh,
-    /// The invitation was already consumed by this same Person (a retry after a lost
-    /// `pair_done`): admitted again, idempotently.
-    Repeat,
+impl PairError {
+    /// The refusal for an invitation (`short`: a short code) that the one rule
+    /// ([`InviteRecord::admits`]) refused, or that is gone (`None`). `rec`: the record, for
+    /// the time it expired and the short code's number.
+    pub fn refused(refusal: Option<Refusal>, rec: Option<&InviteRecord>, short: bool) -> PairError {
+        let at = rec.map(|r| r.expires_at);
+        let slot = rec
+            .and_then(|r| r.token.strip_prefix("short:"))
+            .and_then(|n| n.parse().ok());
+        match (refusal, short) {
+            (Some(Refusal::Used), _) => PairError::Used,
+            (Some(Refusal::Revoked), _) => PairError::Revoked,
+            (Some(Refusal::Expired), false) => PairError::Expired(at),
+            (Some(Refusal::Expired), true) => PairError::CodeExpired(at),
+            (Some(Refusal::Exhausted), _) => exhausted(),
+            (None, false) => PairError::Unknown,
+            (None, true) => PairError::CodeUnknown(slot),
+        }
+    }
 }
 
 /// Node side: may `token` admit `person_id` at `now`? Read-only; the token is consumed
@@ -134,18 +147,11 @@ pub fn check_invite(
     person_id: &str,
     now: u64,
 ) -> Result<Admission, PairError> {
-    let Some(rec) = rec else {
-        return Err(PairError::Unknown);
+    let Some(r) = rec else {
+        return Err(PairError::refused(None, None, false));
     };
-    match &rec.status {
-        InviteStatus::Used { by, .. } if by == person_id => Ok(Admission::Repeat),
-        InviteStatus::Used { .. } => Err(PairError::Used),
-        InviteStatus::Revoked { .. } => Err(PairError::Revoked),
-        InviteStatus::Open if now >= rec.expires_at => {
-            Err(PairError::Expired(Some(rec.expires_at)))
-        }
-        InviteStatus::Open => Ok(Admission::Fresh),
-    }
+    r.admits(person_id, now, Guesses::Count)
+        .map_err(|e| PairError::refused(Some(e), rec, false))
 }
 
 /// The refusal for a short code destroyed after too many wrong attempts.
@@ -170,19 +176,11 @@ pub fn check_short_code(
     person_id: &str,
     now: u64,
 ) -> Result<Admission, PairError> {
-    let Some(rec) = rec else {
+    let Some(r) = rec else {
         return Err(PairError::CodeUnknown(Some(slot)));
     };
-    match &rec.status {
-        InviteStatus::Used { by, .. } if by == person_id => Ok(Admission::Repeat),
-        InviteStatus::Used { .. } => Err(PairError::Used),
-        InviteStatus::Revoked { .. } => Err(PairError::Revoked),
-        InviteStatus::Open if rec.attempts >= crate::net::pake::MAX_ATTEMPTS => Err(exhausted()),
-        InviteStatus::Open if now >= rec.expires_at => {
-            Err(PairError::CodeExpired(Some(rec.expires_at)))
-        }
-        InviteStatus::Open => Ok(Admission::Fresh),
-    }
+    r.admits(person_id, now, Guesses::Count)
+        .map_err(|e| PairError::refused(Some(e), rec, true))
 }
 
 /// Node side, a confirmation has arrived and is about to be checked: count the guess, or
