@@ -122,9 +122,15 @@ impl Net {
             is_my_replica: self.replica_of.contains(&(b, a)),
         };
         let ia = &mut self.insts[a];
-        let oa = ia.engine.open(&ia.log, la, pa);
+        let oa = ia
+            .engine
+            .open(&ia.log, la, pa)
+            .expect("an in-memory log reads");
         let ib = &mut self.insts[b];
-        let ob = ib.engine.open(&ib.log, lb, pb);
+        let ob = ib
+            .engine
+            .open(&ib.log, lb, pb)
+            .expect("an in-memory log reads");
         self.push(a, oa.send);
         self.push(b, ob.send);
     }
@@ -486,7 +492,7 @@ fn every_invalid_entry_is_refused_counted_and_reported() {
     assert_eq!(engine.stats.invalid, 7);
     assert_eq!(log.view("g-x").len(), 2);
     assert!(log.view("g-elsewhere").is_empty());
-    assert!(log.head("g-elsewhere", &a).is_none());
+    assert!(log.head("g-elsewhere", &a).expect("reads").is_none());
 }
 
 #[test]
@@ -644,7 +650,10 @@ fn behind_counts_what_a_peer_still_lacks() {
     net.settle();
     let alice = net.pid(1);
     assert_eq!(
-        net.insts[0].engine.behind(&net.insts[0].log, &alice),
+        net.insts[0]
+            .engine
+            .behind(&net.insts[0].log, &alice)
+            .expect("an in-memory log reads"),
         Some(0)
     );
     net.cut(0);
@@ -652,7 +661,10 @@ fn behind_counts_what_a_peer_still_lacks() {
         net.write(0, &ch, &format!("m{i}"));
     }
     assert_eq!(
-        net.insts[0].engine.behind(&net.insts[0].log, &alice),
+        net.insts[0]
+            .engine
+            .behind(&net.insts[0].log, &alice)
+            .expect("an in-memory log reads"),
         None,
         "no link"
     );
@@ -664,6 +676,7 @@ fn behind_counts_what_a_peer_still_lacks() {
         net.insts[0]
             .engine
             .behind(&net.insts[0].log, &alice)
+            .expect("an in-memory log reads")
             .unwrap()
     };
     assert_eq!(behind(&net), 300);
@@ -675,7 +688,139 @@ fn behind_counts_what_a_peer_still_lacks() {
     }
     assert!(seen_partial, "the count never fell gradually");
     assert_eq!(
-        net.insts[0].engine.behind(&net.insts[0].log, &alice),
+        net.insts[0]
+            .engine
+            .behind(&net.insts[0].log, &alice)
+            .expect("an in-memory log reads"),
         Some(0)
     );
+}
+
+/// A log whose reads fail while `broken` is set (a disk that cannot be read).
+struct Unreadable {
+    inner: MemLog,
+    broken: bool,
+}
+
+impl Unreadable {
+    fn check(&self) -> Result<(), lama_tui::domain::log::LogError> {
+        if self.broken {
+            return Err(lama_tui::domain::log::LogError::new("read error"));
+        }
+        Ok(())
+    }
+}
+
+impl Log for Unreadable {
+    fn head(
+        &self,
+        ch: &str,
+        a: &str,
+    ) -> Result<Option<(u64, String)>, lama_tui::domain::log::LogError> {
+        self.check()?;
+        self.inner.head(ch, a)
+    }
+    fn heads(&self, ch: &str) -> Result<Vec<(String, u64)>, lama_tui::domain::log::LogError> {
+        self.check()?;
+        self.inner.heads(ch)
+    }
+    fn channels(&self) -> Result<Vec<ChannelInfo>, lama_tui::domain::log::LogError> {
+        self.check()?;
+        self.inner.channels()
+    }
+    fn channel(&self, ch: &str) -> Result<Option<ChannelInfo>, lama_tui::domain::log::LogError> {
+        self.check()?;
+        self.inner.channel(ch)
+    }
+    fn range(
+        &self,
+        ch: &str,
+        a: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<Entry>, lama_tui::domain::log::LogError> {
+        self.check()?;
+        self.inner.range(ch, a, from, limit)
+    }
+    fn get(
+        &self,
+        ch: &str,
+        a: &str,
+        seq: u64,
+    ) -> Result<Option<Entry>, lama_tui::domain::log::LogError> {
+        self.check()?;
+        self.inner.get(ch, a, seq)
+    }
+    fn person(
+        &self,
+        id: &str,
+    ) -> Result<Option<lama_tui::domain::Person>, lama_tui::domain::log::LogError> {
+        self.check()?;
+        self.inner.person(id)
+    }
+    fn membership(&self, ch: &str) -> Result<Vec<Entry>, lama_tui::domain::log::LogError> {
+        self.check()?;
+        self.inner.membership(ch)
+    }
+    fn insert(
+        &mut self,
+        e: &Entry,
+        c: Option<&ChannelInfo>,
+    ) -> Result<(), lama_tui::domain::log::LogError> {
+        self.inner.insert(e, c)
+    }
+    fn put_person(
+        &mut self,
+        p: &lama_tui::domain::Person,
+    ) -> Result<(), lama_tui::domain::log::LogError> {
+        self.inner.put_person(p)
+    }
+    fn flush(&mut self) -> Result<(), lama_tui::domain::log::LogError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_store_that_cannot_read_gives_no_verdict_and_nothing_is_refused() {
+    let node = inst(1, "node");
+    let alice = inst(10, "alice");
+    let (n, a) = (node.id.person_id(), alice.id.person_id());
+    let mut log = Unreadable {
+        inner: MemLog::default(),
+        broken: false,
+    };
+    log.inner.add_channel(ChannelInfo {
+        id: "g-x".into(),
+        name: "x".into(),
+        members: vec![n.clone(), a.clone()],
+    });
+    let mut engine = Engine::new(n);
+    let peer = PeerInfo {
+        person_id: a,
+        is_my_replica: false,
+    };
+    engine.open(&log, 1, peer).expect("readable at first");
+    let e1 = signed(&alice.id, "g-x", 1, None, 10, "one");
+    let e2 = signed(&alice.id, "g-x", 2, Some(e1.id()), 11, "two");
+    let entries = vec![e1, e2];
+    // Unreadable: an error for the caller, not a gap, fork or non-member verdict.
+    log.broken = true;
+    let msg = SyncMsg::Entries {
+        batch: 1,
+        entries: entries.clone(),
+    };
+    let r = engine.handle(&mut log, 1, msg);
+    assert!(r.is_err(), "a read error is an error");
+    assert_eq!(
+        engine.stats.invalid, 0,
+        "and no entry is counted as refused"
+    );
+    assert!(log.inner.view("g-x").is_empty(), "and nothing is stored");
+    // Readable again: the resent batch is stored whole.
+    log.broken = false;
+    let out = engine
+        .handle(&mut log, 1, SyncMsg::Entries { batch: 2, entries })
+        .expect("readable");
+    assert_eq!(out.stored.len(), 2);
+    assert_eq!(engine.stats.invalid, 0);
 }

@@ -34,28 +34,34 @@ fn fault(e: StoreError) -> LogError {
 }
 
 impl Log for SledStore {
-    fn head(&self, ch: &str, author: &str) -> Option<(u64, Id)> {
+    fn head(&self, ch: &str, author: &str) -> Result<Option<(u64, Id)>, LogError> {
         self.store.head(ch, author)
     }
-    fn heads(&self, ch: &str) -> Vec<(Id, u64)> {
+    fn heads(&self, ch: &str) -> Result<Vec<(Id, u64)>, LogError> {
         self.store.heads(ch)
     }
-    fn channels(&self) -> Vec<ChannelInfo> {
+    fn channels(&self) -> Result<Vec<ChannelInfo>, LogError> {
         Log::channels(&self.store)
     }
-    fn channel(&self, ch: &str) -> Option<ChannelInfo> {
+    fn channel(&self, ch: &str) -> Result<Option<ChannelInfo>, LogError> {
         self.store.channel(ch)
     }
-    fn range(&self, ch: &str, author: &str, from_seq: u64, limit: usize) -> Vec<Entry> {
+    fn range(
+        &self,
+        ch: &str,
+        author: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Entry>, LogError> {
         self.store.range(ch, author, from_seq, limit)
     }
-    fn get(&self, ch: &str, author: &str, seq: u64) -> Option<Entry> {
+    fn get(&self, ch: &str, author: &str, seq: u64) -> Result<Option<Entry>, LogError> {
         self.store.get(ch, author, seq)
     }
-    fn person(&self, id: &str) -> Option<Person> {
+    fn person(&self, id: &str) -> Result<Option<Person>, LogError> {
         self.store.person(id)
     }
-    fn membership(&self, ch: &str) -> Vec<Entry> {
+    fn membership(&self, ch: &str) -> Result<Vec<Entry>, LogError> {
         self.store.membership(ch)
     }
     fn insert(&mut self, e: &Entry, channel: Option<&ChannelInfo>) -> Result<(), LogError> {

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::app::runtime::{self, Config, Event, Role, Running};
+use crate::app::runtime::{self, Config, Event, Role, Running, StartError};
 use crate::domain::identity::LocalIdentity;
 use crate::domain::log::Log;
 use crate::domain::{sign_entry, Body, Hlc};
 use crate::net::discovery::Scope;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 pub(super) fn cfg(role: Role, dir: &Path) -> Config {
     Config {
@@ -29,10 +29,42 @@ pub(super) fn cfg(role: Role, dir: &Path) -> Config {
     }
 }
 
+/// How long an in-process restart waits for the previous instance's store to be released.
+const RELEASE_WAIT: Duration = Duration::from_secs(10);
+
+/// sled finishes its last writes on its own threads after the database is dropped, and
+/// releases the directory's lock only then: an in-process restart (which no user does)
+/// waits for that, bounded, instead of failing as `Locked`.
+fn released<T, E>(
+    mut open: impl FnMut() -> Result<T, E>,
+    locked: impl Fn(&E) -> bool,
+) -> Result<T, E> {
+    let until = Instant::now() + RELEASE_WAIT;
+    loop {
+        match open() {
+            Err(e) if locked(&e) && Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            r => return r,
+        }
+    }
+}
+
+fn open_store(dir: &Path) -> Store {
+    let locked = |e: &StoreError| matches!(e, StoreError::Locked(_));
+    released(|| Store::open(dir), locked).expect("bench store")
+}
+
 pub(super) async fn start(role: Role, dir: &Path) -> Running {
-    runtime::start(cfg(role, dir))
-        .await
-        .expect("bench instance must start")
+    let until = Instant::now() + RELEASE_WAIT;
+    loop {
+        match runtime::start(cfg(role, dir)).await {
+            Err(StartError::Store(StoreError::Locked(_))) if Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            r => return r.expect("bench instance must start"),
+        }
+    }
 }
 
 pub(super) async fn stop(r: Running) {
@@ -65,7 +97,7 @@ pub(super) async fn pair(node: &mut Running, client: &mut Running) -> String {
 
 /// Write `n` entries by the instance in `dir` into `ch` (stopped instance, one flush).
 pub(super) fn fill(dir: &Path, ch: &str, n: usize, start_ms: u64) {
-    let store = Store::open(dir).expect("bench store");
+    let store = open_store(dir);
     let kf = crate::store::keyfile::read(dir, None)
         .expect("key file")
         .expect("identity exists");
@@ -75,7 +107,7 @@ pub(super) fn fill(dir: &Path, ch: &str, n: usize, start_ms: u64) {
         .expect("identity stored");
     let me = LocalIdentity::from_secrets(&p.name, &i.name, kf.secrets);
     let mut log = store.clone();
-    let head = log.head(ch, &me.person_id());
+    let head = log.head(ch, &me.person_id()).expect("the store reads");
     let mut seq = head.as_ref().map(|h| h.0).unwrap_or(0);
     let mut prev = head.map(|h| h.1);
     if seq == 0 {
@@ -265,7 +297,7 @@ pub(super) async fn restart_node(nd: &Path, client_dir: &Path) -> Running {
 
 /// Point a stopped client's contact at `url`.
 pub(super) fn repoint(client_dir: &Path, node_pid: &str, url: &str) {
-    let store = Store::open(client_dir).expect("client store");
+    let store = open_store(client_dir);
     let mut c = store
         .contact(node_pid)
         .expect("client store readable")

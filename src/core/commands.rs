@@ -85,8 +85,7 @@ impl NodeCore {
     }
 
     fn contact_views(&self) -> Result<Vec<ContactView>, CommandError> {
-        Ok(self
-            .store
+        self.store
             .contacts()?
             .into_iter()
             .map(|c| {
@@ -99,16 +98,16 @@ impl NodeCore {
                 } else {
                     PeerState::Offline
                 };
-                ContactView {
-                    behind: self.engine.behind(&*self.store, &id),
+                Ok(ContactView {
+                    behind: self.engine.behind(&*self.store, &id)?,
                     verification: verification_string(&self.me.person, &c.person),
                     contact: c,
                     state,
                     last_error: live.last_error,
                     last_seen: live.last_seen,
-                }
+                })
             })
-            .collect())
+            .collect()
     }
 
     fn new_invite(&mut self, ttl_secs: u64, rng: &mut dyn Rng) -> Answered {
@@ -307,10 +306,11 @@ impl NodeCore {
         if author == self.me.person_id() {
             return self.profile.name.clone();
         }
-        self.store
-            .person(author)
-            .map(|p| p.name)
-            .unwrap_or_else(|| short_id(author).to_string())
+        // A name is for display: an author whose Person cannot be read shows by its id.
+        match self.store.person(author) {
+            Ok(Some(p)) => p.name,
+            _ => short_id(author).to_string(),
+        }
     }
 
     pub(super) fn message_view(&self, e: &Entry) -> MessageView {
@@ -354,15 +354,13 @@ impl NodeCore {
         }
         // An entry whose author was not a member at its place in the view (a removal that
         // arrived after it) never shows, so every instance shows the same view.
-        let mut texts: Vec<MessageView> = entries
-            .iter()
-            .filter(|e| e.text().is_some())
-            .filter(|e| {
-                members_at(&*self.store, channel, &e.view_key())
-                    .is_some_and(|m| m.contains(&e.author))
-            })
-            .map(|e| self.message_view(e))
-            .collect();
+        let mut texts: Vec<MessageView> = Vec::new();
+        for e in entries.iter().filter(|e| e.text().is_some()) {
+            let members = members_at(&*self.store, channel, &e.view_key())?;
+            if members.is_some_and(|m| m.contains(&e.author)) {
+                texts.push(self.message_view(e));
+            }
+        }
         if texts.len() > limit {
             texts.drain(..texts.len() - limit);
         }

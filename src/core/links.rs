@@ -104,8 +104,10 @@ impl NodeCore {
             person_id: pid.clone(),
             is_my_replica,
         };
-        let out = self.engine.open(&*self.store, conn, info);
-        self.dispatch(out);
+        match self.engine.open(&*self.store, conn, info) {
+            Ok(out) => self.dispatch(out),
+            Err(e) => self.link_store_fault(conn, &e),
+        }
         let st = self.live.entry(pid.clone()).or_default();
         st.last_seen = Some(now / 1000);
         st.last_error = None;
@@ -176,20 +178,22 @@ impl NodeCore {
     fn on_sync(&mut self, conn: ConnId, msg: SyncMsg) {
         match self.engine.handle(&mut *self.store, conn, msg) {
             Ok(out) => self.dispatch(out),
-            Err(e) => {
-                // Nothing of the batch was acknowledged: the peer resends it later.
-                tracing::error!("storing synced entries failed: {e}");
-                let kind = if e.disk_full {
-                    ErrorKind::DiskFull
-                } else {
-                    ErrorKind::Store
-                };
-                let message =
-                    format!("cannot store received messages: {e}; they will be fetched again");
-                self.emit(Event::Error { kind, message });
-                self.out.push(Output::Disconnect { conn });
-            }
+            Err(e) => self.link_store_fault(conn, &e),
         }
+    }
+
+    /// The store failed while syncing on `conn`: nothing of it was acknowledged, so the
+    /// peer sends it again on the next link; report it and drop this link.
+    fn link_store_fault(&mut self, conn: ConnId, e: &LogError) {
+        tracing::error!("storing synced entries failed: {e}");
+        let kind = if e.disk_full {
+            ErrorKind::DiskFull
+        } else {
+            ErrorKind::Store
+        };
+        let message = format!("cannot store received messages: {e}; they will be fetched again");
+        self.emit(Event::Error { kind, message });
+        self.out.push(Output::Disconnect { conn });
     }
 
     /// Send what the sync engine produced and report what it stored.
@@ -233,6 +237,14 @@ impl NodeCore {
     }
 
     fn report(&mut self, out: SyncOutput) {
+        if let Some(e) = &out.fault {
+            tracing::error!("choosing what to push failed: {e}");
+            let message = format!("cannot read the store to push new messages: {e}; peers get them when they reconnect");
+            self.emit(Event::Error {
+                kind: ErrorKind::Store,
+                message,
+            });
+        }
         let me = self.me.person_id();
         for e in out.stored.iter().filter(|e| e.text().is_some()) {
             if e.author != me {

@@ -88,40 +88,43 @@ impl MemStore {
     }
 }
 
+fn info_of(c: &Channel) -> ChannelInfo {
+    ChannelInfo {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        members: c.members.clone(),
+    }
+}
+
 impl Log for MemStore {
-    fn head(&self, ch: &str, author: &str) -> Option<(u64, Id)> {
+    fn head(&self, ch: &str, author: &str) -> Result<Option<(u64, Id)>, LogError> {
         self.log.head(ch, author)
     }
-    fn heads(&self, ch: &str) -> Vec<(Id, u64)> {
+    fn heads(&self, ch: &str) -> Result<Vec<(Id, u64)>, LogError> {
         self.log.heads(ch)
     }
-    fn channels(&self) -> Vec<ChannelInfo> {
-        self.records
-            .values()
-            .map(|c| ChannelInfo {
-                id: c.id.clone(),
-                name: c.name.clone(),
-                members: c.members.clone(),
-            })
-            .collect()
+    fn channels(&self) -> Result<Vec<ChannelInfo>, LogError> {
+        Ok(self.records.values().map(info_of).collect())
     }
-    fn channel(&self, ch: &str) -> Option<ChannelInfo> {
-        self.records.get(ch).map(|c| ChannelInfo {
-            id: c.id.clone(),
-            name: c.name.clone(),
-            members: c.members.clone(),
-        })
+    fn channel(&self, ch: &str) -> Result<Option<ChannelInfo>, LogError> {
+        Ok(self.records.get(ch).map(info_of))
     }
-    fn range(&self, ch: &str, author: &str, from_seq: u64, limit: usize) -> Vec<Entry> {
+    fn range(
+        &self,
+        ch: &str,
+        author: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Entry>, LogError> {
         self.log.range(ch, author, from_seq, limit)
     }
-    fn get(&self, ch: &str, author: &str, seq: u64) -> Option<Entry> {
+    fn get(&self, ch: &str, author: &str, seq: u64) -> Result<Option<Entry>, LogError> {
         self.log.get(ch, author, seq)
     }
-    fn person(&self, id: &str) -> Option<Person> {
+    fn person(&self, id: &str) -> Result<Option<Person>, LogError> {
         self.log.person(id)
     }
-    fn membership(&self, ch: &str) -> Vec<Entry> {
+    fn membership(&self, ch: &str) -> Result<Vec<Entry>, LogError> {
         self.log.membership(ch)
     }
     fn insert(&mut self, e: &Entry, channel: Option<&ChannelInfo>) -> Result<(), LogError> {
@@ -242,7 +245,7 @@ impl CoreStore for MemStore {
         Ok(view[end.saturating_sub(limit)..end].to_vec())
     }
     fn entry_by_view(&self, ch: &str, author: &str, id: &str) -> Result<Option<Entry>, LogError> {
-        let mine = self.log.range(ch, author, 0, usize::MAX);
+        let mine = self.log.range(ch, author, 0, usize::MAX)?;
         Ok(mine.into_iter().find(|e| e.id() == id))
     }
     fn entry_count(&self) -> usize {

@@ -24,24 +24,32 @@ impl LogError {
     }
 }
 
-/// Storage of logs, channels and known persons.
+/// Storage of logs, channels and known persons. Every read returns a `Result`: a store
+/// that cannot read is an error for the caller to report, never an absent record (which
+/// would make a disk fault look like a gap, a fork or a non-member).
 pub trait Log {
     /// Highest (seq, id) of an author's log in a channel.
-    fn head(&self, ch: &str, author: &str) -> Option<(u64, Id)>;
+    fn head(&self, ch: &str, author: &str) -> Result<Option<(u64, Id)>, LogError>;
     /// All author heads of a channel.
-    fn heads(&self, ch: &str) -> Vec<(Id, u64)>;
+    fn heads(&self, ch: &str) -> Result<Vec<(Id, u64)>, LogError>;
     /// All channels.
-    fn channels(&self) -> Vec<ChannelInfo>;
+    fn channels(&self) -> Result<Vec<ChannelInfo>, LogError>;
     /// One channel.
-    fn channel(&self, ch: &str) -> Option<ChannelInfo>;
+    fn channel(&self, ch: &str) -> Result<Option<ChannelInfo>, LogError>;
     /// Up to `limit` entries of an author's log from `from_seq` on.
-    fn range(&self, ch: &str, author: &str, from_seq: u64, limit: usize) -> Vec<Entry>;
+    fn range(
+        &self,
+        ch: &str,
+        author: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Entry>, LogError>;
     /// One entry.
-    fn get(&self, ch: &str, author: &str, seq: u64) -> Option<Entry>;
+    fn get(&self, ch: &str, author: &str, seq: u64) -> Result<Option<Entry>, LogError>;
     /// A known Person.
-    fn person(&self, id: &str) -> Option<Person>;
+    fn person(&self, id: &str) -> Result<Option<Person>, LogError>;
     /// The channel's membership entries (create, members), in view order.
-    fn membership(&self, ch: &str) -> Vec<Entry>;
+    fn membership(&self, ch: &str) -> Result<Vec<Entry>, LogError>;
     /// Store an entry (and the channel record it changes) atomically.
     fn insert(&mut self, e: &Entry, channel: Option<&ChannelInfo>) -> Result<(), LogError>;
     /// Store several entries (each with the channel record it changes) in one go; the

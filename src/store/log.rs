@@ -154,8 +154,34 @@ impl Store {
         })
     }
 
-    fn decode_entry(&self, v: &[u8]) -> Option<Entry> {
-        serde_json::from_slice(v).ok()
+    fn decode_entry(&self, v: &[u8]) -> Result<Entry, super::StoreError> {
+        serde_json::from_slice(v).map_err(|e| super::StoreError::Corrupt {
+            dir: self.dir().to_path_buf(),
+            why: format!("an entry cannot be decoded: {e}"),
+        })
+    }
+
+    /// A head record: the seq, then the id.
+    fn decode_head(&self, v: &[u8]) -> Result<(u64, Id), LogError> {
+        let seq = v
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| self.corrupt("a head record is too short"))?;
+        let id = String::from_utf8(v[8..].to_vec())
+            .map_err(|_| self.corrupt("a head record's id is not text"))?;
+        Ok((seq, id))
+    }
+
+    fn read_err(&self, e: sled::Error) -> LogError {
+        le(self.sled_err(e))
+    }
+
+    fn corrupt(&self, why: &str) -> LogError {
+        le(super::StoreError::Corrupt {
+            dir: self.dir().to_path_buf(),
+            why: why.to_string(),
+        })
     }
 
     /// The last `limit` entries of a channel in view order (oldest first), reading only
@@ -185,9 +211,7 @@ impl Store {
         for kv in self.view.range(start..end).rev().take(limit) {
             let (_, ek) = kv.map_err(|e| self.sled_err(e))?;
             if let Some(v) = self.entries.get(&ek).map_err(|e| self.sled_err(e))? {
-                if let Some(e) = self.decode_entry(&v) {
-                    out.push(e);
-                }
+                out.push(self.decode_entry(&v)?);
             }
         }
         out.reverse();
@@ -208,7 +232,8 @@ impl Store {
             .rev()
         {
             let (_, v) = kv.map_err(|e| self.sled_err(e))?;
-            if let Some(e) = self.decode_entry(&v) {
+            let e = self.decode_entry(&v)?;
+            {
                 if e.id() == id {
                     return Ok(Some(e));
                 }
@@ -251,7 +276,7 @@ impl Store {
     pub fn all_entries(&self, ch: &str) -> Vec<Entry> {
         self.entries
             .scan_prefix(prefix(ch))
-            .filter_map(|kv| kv.ok().and_then(|(_, v)| self.decode_entry(&v)))
+            .filter_map(|kv| kv.ok().and_then(|(_, v)| self.decode_entry(&v).ok()))
             .collect()
     }
 
@@ -262,65 +287,84 @@ impl Store {
 }
 
 impl Log for Store {
-    fn head(&self, ch: &str, author: &str) -> Option<(u64, Id)> {
-        let v = self.heads.get(head_key(ch, author)).ok()??;
-        let seq = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
-        let id = String::from_utf8(v.get(8..)?.to_vec()).ok()?;
-        Some((seq, id))
+    fn head(&self, ch: &str, author: &str) -> Result<Option<(u64, Id)>, LogError> {
+        let Some(v) = self
+            .heads
+            .get(head_key(ch, author))
+            .map_err(|e| self.read_err(e))?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(self.decode_head(&v)?))
     }
 
-    fn heads(&self, ch: &str) -> Vec<(Id, u64)> {
+    fn heads(&self, ch: &str) -> Result<Vec<(Id, u64)>, LogError> {
         let p = prefix(ch);
-        self.heads
-            .scan_prefix(&p)
-            .filter_map(|kv| {
-                let (k, v) = kv.ok()?;
-                let author = String::from_utf8(k.get(p.len()..)?.to_vec()).ok()?;
-                let seq = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
-                Some((author, seq))
-            })
-            .collect()
+        let mut out = Vec::new();
+        for kv in self.heads.scan_prefix(&p) {
+            let (k, v) = kv.map_err(|e| self.read_err(e))?;
+            let author = String::from_utf8(k.get(p.len()..).unwrap_or_default().to_vec())
+                .map_err(|_| self.corrupt("a head key is not text"))?;
+            out.push((author, self.decode_head(&v)?.0));
+        }
+        Ok(out)
     }
 
-    fn channels(&self) -> Vec<ChannelInfo> {
-        self.channels()
-            .unwrap_or_default()
-            .into_iter()
-            .map(info_of)
-            .collect()
+    fn channels(&self) -> Result<Vec<ChannelInfo>, LogError> {
+        let list = Store::channels(self).map_err(le)?;
+        Ok(list.into_iter().map(info_of).collect())
     }
 
-    fn channel(&self, ch: &str) -> Option<ChannelInfo> {
-        self.get_channel(ch).ok().flatten().map(info_of)
+    fn channel(&self, ch: &str) -> Result<Option<ChannelInfo>, LogError> {
+        Ok(self.get_channel(ch).map_err(le)?.map(info_of))
     }
 
-    fn range(&self, ch: &str, author: &str, from_seq: u64, limit: usize) -> Vec<Entry> {
-        self.entries
-            .range(entry_key(ch, author, from_seq)..=entry_key(ch, author, u64::MAX))
-            .take(limit)
-            .filter_map(|kv| kv.ok().and_then(|(_, v)| self.decode_entry(&v)))
-            .collect()
+    fn range(
+        &self,
+        ch: &str,
+        author: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Entry>, LogError> {
+        let mut out = Vec::new();
+        let keys = entry_key(ch, author, from_seq)..=entry_key(ch, author, u64::MAX);
+        for kv in self.entries.range(keys).take(limit) {
+            let (_, v) = kv.map_err(|e| self.read_err(e))?;
+            out.push(self.decode_entry(&v).map_err(le)?);
+        }
+        Ok(out)
     }
 
-    fn get(&self, ch: &str, author: &str, seq: u64) -> Option<Entry> {
-        let v = self.entries.get(entry_key(ch, author, seq)).ok()??;
-        self.decode_entry(&v)
+    fn get(&self, ch: &str, author: &str, seq: u64) -> Result<Option<Entry>, LogError> {
+        let v = self.entries.get(entry_key(ch, author, seq));
+        match v.map_err(|e| self.read_err(e))? {
+            Some(v) => Ok(Some(self.decode_entry(&v).map_err(le)?)),
+            None => Ok(None),
+        }
     }
 
-    fn person(&self, id: &str) -> Option<Person> {
-        let v = self.persons.get(id.as_bytes()).ok()??;
-        serde_json::from_slice(&v).ok()
+    fn person(&self, id: &str) -> Result<Option<Person>, LogError> {
+        match self
+            .persons
+            .get(id.as_bytes())
+            .map_err(|e| self.read_err(e))?
+        {
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| self.corrupt(&format!("a person record cannot be decoded: {e}"))),
+            None => Ok(None),
+        }
     }
 
-    fn membership(&self, ch: &str) -> Vec<Entry> {
-        self.members_idx
-            .scan_prefix(prefix(ch))
-            .filter_map(|kv| {
-                let (_, ek) = kv.ok()?;
-                let v = self.entries.get(ek).ok()??;
-                self.decode_entry(&v)
-            })
-            .collect()
+    fn membership(&self, ch: &str) -> Result<Vec<Entry>, LogError> {
+        let mut out = Vec::new();
+        for kv in self.members_idx.scan_prefix(prefix(ch)) {
+            let (_, ek) = kv.map_err(|e| self.read_err(e))?;
+            let v = self.entries.get(ek).map_err(|e| self.read_err(e))?;
+            let v = v.ok_or_else(|| self.corrupt("a membership index points at no entry"))?;
+            out.push(self.decode_entry(&v).map_err(le)?);
+        }
+        Ok(out)
     }
 
     fn insert(&mut self, e: &Entry, channel: Option<&ChannelInfo>) -> Result<(), LogError> {

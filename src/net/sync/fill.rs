@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use crate::domain::identity::Id;
-use crate::domain::log::Log;
+use crate::domain::log::{Log, LogError};
 use crate::domain::{ChannelInfo, Entry, ViewKey};
 use crate::net::sync::{
     Engine, Output, Session, SyncMsg, BATCH_MAX_BYTES, BATCH_MAX_ENTRIES, CURSOR_CHUNK,
@@ -16,7 +16,12 @@ type LogKey = (String, Id);
 
 impl Engine {
     /// Queue for `link` every entry it may see and lacks, in view order, within the window.
-    pub(super) fn fill<L: Log + ?Sized>(&mut self, log: &L, link: u64, out: &mut Output) {
+    pub(super) fn fill<L: Log + ?Sized>(
+        &mut self,
+        log: &L,
+        link: u64,
+        out: &mut Output,
+    ) -> Result<(), LogError> {
         self.fill_some(log, link, out, None)
     }
 
@@ -28,19 +33,19 @@ impl Engine {
         link: u64,
         out: &mut Output,
         only: Option<&BTreeSet<String>>,
-    ) {
-        let Some(visible) = self.visible(log, link, only) else {
-            return;
+    ) -> Result<(), LogError> {
+        let Some(visible) = self.visible(log, link, only)? else {
+            return Ok(());
         };
         let me = self.me.clone();
         let s = self
             .sessions
             .get_mut(&link)
             .expect("invariant: visible() found the session");
-        let pending = pending_logs(log, s, &visible);
+        let pending = pending_logs(log, s, &visible)?;
         let chunk = (CURSOR_CHUNK / pending.len().max(1)).max(CURSOR_MIN_CHUNK);
         while s.inflight.len() < WINDOW {
-            let batch = next_batch(log, s, &pending, chunk);
+            let batch = next_batch(log, s, &pending, chunk)?;
             if batch.is_empty() {
                 break;
             }
@@ -60,12 +65,13 @@ impl Engine {
         }
         // Everything the peer lacked at the start is on its way: say so, once. (A partial
         // fill cannot tell.)
-        if only.is_none() && !s.done_sent && caught_up(log, s, &pending) {
+        if only.is_none() && !s.done_sent && caught_up(log, s, &pending)? {
             s.done_sent = true;
             out.send.push((link, SyncMsg::Done));
         }
         // Bound read-ahead memory: drop cursors of logs that are fully sent.
         s.cursors.retain(|_, c| !c.0.is_empty());
+        Ok(())
     }
 
     /// The channels of `only` (or all) that the peer of `link` may see; `None` when the
@@ -75,31 +81,43 @@ impl Engine {
         log: &L,
         link: u64,
         only: Option<&BTreeSet<String>>,
-    ) -> Option<Vec<ChannelInfo>> {
-        let s = self.sessions.get(&link).filter(|s| s.started)?;
+    ) -> Result<Option<Vec<ChannelInfo>>, LogError> {
+        let Some(s) = self.sessions.get(&link).filter(|s| s.started) else {
+            return Ok(None);
+        };
         let candidates = match only {
-            Some(set) => set.iter().filter_map(|c| log.channel(c)).collect(),
-            None => log.channels(),
+            Some(set) => {
+                let mut v = Vec::new();
+                for c in set {
+                    v.extend(log.channel(c)?);
+                }
+                v
+            }
+            None => log.channels()?,
         };
         let visible = candidates
             .into_iter()
             .filter(|c| self.may_see(&s.peer, &c.members));
-        Some(visible.collect())
+        Ok(Some(visible.collect()))
     }
 }
 
 /// The (channel, author) logs that are ahead of what the peer has.
-fn pending_logs<L: Log + ?Sized>(log: &L, s: &Session, visible: &[ChannelInfo]) -> Vec<LogKey> {
+fn pending_logs<L: Log + ?Sized>(
+    log: &L,
+    s: &Session,
+    visible: &[ChannelInfo],
+) -> Result<Vec<LogKey>, LogError> {
     let mut pending = Vec::new();
     for c in visible {
-        for (author, seq) in log.heads(&c.id) {
+        for (author, seq) in log.heads(&c.id)? {
             let k = (c.id.clone(), author);
             if seq > *s.sent.get(&k).unwrap_or(&0) {
                 pending.push(k);
             }
         }
     }
-    pending
+    Ok(pending)
 }
 
 /// The next batch: the lowest entries in view order across the pending logs, within the
@@ -109,10 +127,10 @@ fn next_batch<L: Log + ?Sized>(
     s: &mut Session,
     pending: &[LogKey],
     chunk: usize,
-) -> Vec<Entry> {
+) -> Result<Vec<Entry>, LogError> {
     let mut batch = Vec::new();
     let mut bytes = 0usize;
-    while let Some(k) = lowest_next(log, s, pending, chunk) {
+    while let Some(k) = lowest_next(log, s, pending, chunk)? {
         let cur = s
             .cursors
             .get_mut(&k)
@@ -130,7 +148,7 @@ fn next_batch<L: Log + ?Sized>(
         s.sent.insert(k, e.seq);
         batch.push(e);
     }
-    batch
+    Ok(batch)
 }
 
 /// Load the next entry of every pending log and pick the log whose next entry is lowest in
@@ -140,7 +158,7 @@ fn lowest_next<L: Log + ?Sized>(
     s: &mut Session,
     pending: &[LogKey],
     chunk: usize,
-) -> Option<LogKey> {
+) -> Result<Option<LogKey>, LogError> {
     let mut best: Option<(ViewKey, &LogKey)> = None;
     for k in pending {
         let sent = *s.sent.get(k).unwrap_or(&0);
@@ -153,7 +171,7 @@ fn lowest_next<L: Log + ?Sized>(
         }
         cur.1 = cur.1.max(sent);
         if cur.0.is_empty() {
-            let more = log.range(&k.0, &k.1, cur.1 + 1, chunk);
+            let more = log.range(&k.0, &k.1, cur.1 + 1, chunk)?;
             if let Some(last) = more.last() {
                 cur.1 = last.seq;
             }
@@ -166,12 +184,16 @@ fn lowest_next<L: Log + ?Sized>(
             }
         }
     }
-    best.map(|(_, k)| k.clone())
+    Ok(best.map(|(_, k)| k.clone()))
 }
 
 /// The peer has (or has on its way) the head of every pending log.
-fn caught_up<L: Log + ?Sized>(log: &L, s: &Session, pending: &[LogKey]) -> bool {
-    pending
-        .iter()
-        .all(|k| log.head(&k.0, &k.1).map(|h| h.0).unwrap_or(0) <= *s.sent.get(k).unwrap_or(&0))
+fn caught_up<L: Log + ?Sized>(log: &L, s: &Session, pending: &[LogKey]) -> Result<bool, LogError> {
+    for k in pending {
+        let head = log.head(&k.0, &k.1)?.map(|h| h.0).unwrap_or(0);
+        if head > *s.sent.get(k).unwrap_or(&0) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }

@@ -42,24 +42,25 @@ impl MemLog {
 }
 
 impl Log for MemLog {
-    fn head(&self, ch: &str, author: &str) -> Option<(u64, Id)> {
-        self.entries
+    fn head(&self, ch: &str, author: &str) -> Result<Option<(u64, Id)>, LogError> {
+        Ok(self
+            .entries
             .range(
                 (ch.to_string(), author.to_string(), 0)
                     ..=(ch.to_string(), author.to_string(), u64::MAX),
             )
             .next_back()
-            .map(|(_, e)| (e.seq, e.id()))
+            .map(|(_, e)| (e.seq, e.id())))
     }
-    fn heads(&self, ch: &str) -> Vec<(Id, u64)> {
+    fn heads(&self, ch: &str) -> Result<Vec<(Id, u64)>, LogError> {
         let mut m: BTreeMap<Id, u64> = BTreeMap::new();
         for e in self.entries.values().filter(|e| e.channel == ch) {
             let v = m.entry(e.author.clone()).or_insert(0);
             *v = (*v).max(e.seq);
         }
-        m.into_iter().collect()
+        Ok(m.into_iter().collect())
     }
-    fn channels(&self) -> Vec<ChannelInfo> {
+    fn channels(&self) -> Result<Vec<ChannelInfo>, LogError> {
         let mut v: Vec<ChannelInfo> = self.channels.values().cloned().collect();
         for e in self.entries.values() {
             if let Some(m) = direct_members(&e.channel) {
@@ -72,36 +73,44 @@ impl Log for MemLog {
                 }
             }
         }
-        v
+        Ok(v)
     }
-    fn channel(&self, ch: &str) -> Option<ChannelInfo> {
-        self.channels.get(ch).cloned().or_else(|| {
+    fn channel(&self, ch: &str) -> Result<Option<ChannelInfo>, LogError> {
+        Ok(self.channels.get(ch).cloned().or_else(|| {
             direct_members(ch).map(|m| ChannelInfo {
                 id: ch.into(),
                 name: String::new(),
                 members: m,
             })
-        })
+        }))
     }
-    fn range(&self, ch: &str, author: &str, from_seq: u64, limit: usize) -> Vec<Entry> {
-        self.entries
+    fn range(
+        &self,
+        ch: &str,
+        author: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Entry>, LogError> {
+        Ok(self
+            .entries
             .range(
                 (ch.to_string(), author.to_string(), from_seq)
                     ..=(ch.to_string(), author.to_string(), u64::MAX),
             )
             .take(limit)
             .map(|(_, e)| e.clone())
-            .collect()
+            .collect())
     }
-    fn get(&self, ch: &str, author: &str, seq: u64) -> Option<Entry> {
-        self.entries
+    fn get(&self, ch: &str, author: &str, seq: u64) -> Result<Option<Entry>, LogError> {
+        Ok(self
+            .entries
             .get(&(ch.to_string(), author.to_string(), seq))
-            .cloned()
+            .cloned())
     }
-    fn person(&self, id: &str) -> Option<Person> {
-        self.persons.get(id).cloned()
+    fn person(&self, id: &str) -> Result<Option<Person>, LogError> {
+        Ok(self.persons.get(id).cloned())
     }
-    fn membership(&self, ch: &str) -> Vec<Entry> {
+    fn membership(&self, ch: &str) -> Result<Vec<Entry>, LogError> {
         let mut v: Vec<Entry> = self
             .entries
             .values()
@@ -109,7 +118,7 @@ impl Log for MemLog {
             .cloned()
             .collect();
         v.sort_by_key(Entry::view_key);
-        v
+        Ok(v)
     }
     fn insert(&mut self, e: &Entry, channel: Option<&ChannelInfo>) -> Result<(), LogError> {
         if self.fail_writes {

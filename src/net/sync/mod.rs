@@ -23,7 +23,8 @@ mod rules;
 pub use mem::MemLog;
 use rules::channel_effect;
 pub use rules::{
-    check_entry, check_entry_pre, members_at, members_of, verify_signatures, Check, Invalid,
+    check_entry, check_entry_pre, members_at, members_of, verify_signatures, Check, CheckError,
+    Invalid,
 };
 
 /// Most entries in one `entries` message.
@@ -130,6 +131,9 @@ pub struct Output {
     pub peer_rejected: Vec<Rejection>,
     /// Our own entries a peer has acknowledged (stored durably).
     pub delivered: Vec<Id>,
+    /// A read failed while choosing what to push after a write: the affected links catch
+    /// up at their next link-up.
+    pub fault: Option<LogError>,
 }
 
 /// Counters of the engine.
@@ -203,23 +207,30 @@ impl Engine {
 
     /// How many entries the peer `person_id` still lacks from us over its links (`None`
     /// when no sync session with it is running).
-    pub fn behind<L: Log + ?Sized>(&self, log: &L, person_id: &str) -> Option<u64> {
-        let s = self
+    pub fn behind<L: Log + ?Sized>(
+        &self,
+        log: &L,
+        person_id: &str,
+    ) -> Result<Option<u64>, LogError> {
+        let Some(s) = self
             .sessions
             .values()
-            .find(|s| s.peer.person_id == person_id && s.started)?;
+            .find(|s| s.peer.person_id == person_id && s.started)
+        else {
+            return Ok(None);
+        };
         let mut n = 0u64;
-        for c in log.channels() {
+        for c in log.channels()? {
             if !self.may_see(&s.peer, &c.members) {
                 continue;
             }
-            for (author, seq) in log.heads(&c.id) {
+            for (author, seq) in log.heads(&c.id)? {
                 let sent = *s.sent.get(&(c.id.clone(), author)).unwrap_or(&0);
                 n += seq.saturating_sub(sent);
             }
         }
         // Queued but not yet acknowledged counts as still missing on the peer's disk.
-        Some(n + s.inflight.iter().map(|(_, _, c)| c).sum::<u64>())
+        Ok(Some(n + s.inflight.iter().map(|(_, _, c)| c).sum::<u64>()))
     }
 
     /// Ids of active links.
@@ -227,19 +238,24 @@ impl Engine {
         self.sessions.keys()
     }
 
-    fn have_for<L: Log + ?Sized>(&self, log: &L, peer: &PeerInfo) -> Have {
+    fn have_for<L: Log + ?Sized>(&self, log: &L, peer: &PeerInfo) -> Result<Have, LogError> {
         let mut have = Have::default();
-        for c in log.channels() {
+        for c in log.channels()? {
             if self.may_see(peer, &c.members) {
-                have.channels.insert(c.id.clone(), log.heads(&c.id));
+                have.channels.insert(c.id.clone(), log.heads(&c.id)?);
             }
         }
-        have
+        Ok(have)
     }
 
     /// A link came up: remember it and state what we have.
-    pub fn open<L: Log + ?Sized>(&mut self, log: &L, link: u64, peer: PeerInfo) -> Output {
-        let have = self.have_for(log, &peer);
+    pub fn open<L: Log + ?Sized>(
+        &mut self,
+        log: &L,
+        link: u64,
+        peer: PeerInfo,
+    ) -> Result<Output, LogError> {
+        let have = self.have_for(log, &peer)?;
         self.sessions.insert(
             link,
             Session {
@@ -253,10 +269,10 @@ impl Engine {
                 their_done: false,
             },
         );
-        Output {
+        Ok(Output {
             send: vec![(link, SyncMsg::Have(have))],
             ..Output::default()
-        }
+        })
     }
 
     /// A link went down. Unacknowledged batches are simply resent after the next `have`.
@@ -273,7 +289,7 @@ impl Engine {
         body: Body,
         now_ms: u64,
     ) -> Result<(Entry, Output), WriteError> {
-        let members = match (&body, members_of(&*log, channel)) {
+        let members = match (&body, members_of(&*log, channel)?) {
             (Body::Create { members, .. }, None) => members.clone(),
             (Body::Create { .. }, Some(_)) => {
                 return Err(WriteError::Invalid(format!("channel `{channel}` exists")))
@@ -292,7 +308,7 @@ impl Engine {
                 )));
             }
         }
-        let head = log.head(channel, &self.me);
+        let head = log.head(channel, &self.me)?;
         let seq = head.as_ref().map(|h| h.0).unwrap_or(0) + 1;
         let e = sign_entry(
             me,
@@ -302,7 +318,7 @@ impl Engine {
             self.hlc.tick(now_ms),
             body,
         );
-        let ch = channel_effect(&*log, &e);
+        let ch = channel_effect(&*log, &e)?;
         if seq == 1 {
             log.put_person(&me.person)?;
         }
@@ -312,7 +328,11 @@ impl Engine {
         let links: Vec<u64> = self.sessions.keys().copied().collect();
         let touched: BTreeSet<String> = [channel.to_string()].into();
         for l in links {
-            self.fill_some(log, l, &mut out, Some(&touched));
+            // The entry is durable: a store that cannot be read now only delays its push
+            // until the next link-up, so the write still succeeds and the fault is reported.
+            if let Err(e) = self.fill_some(log, l, &mut out, Some(&touched)) {
+                out.fault = Some(e);
+            }
         }
         Ok((e, out))
     }

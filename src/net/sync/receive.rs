@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 
 use crate::domain::log::{Log, LogError};
 use crate::domain::{ChannelInfo, Entry};
-use crate::net::sync::rules::{channel_effect, check_entry_pre, verify_signatures, Overlay};
+use crate::net::sync::rules::{
+    channel_effect, check_entry_pre, verify_signatures, CheckError, Overlay,
+};
 use crate::net::sync::{Check, Engine, Have, Output, Rejection, SyncMsg};
 
 /// A checked batch: the entries to store (each with the channel record it changes) and the
@@ -25,20 +27,26 @@ impl Engine {
             return Ok(out);
         }
         match msg {
-            SyncMsg::Have(have) => self.on_have(log, link, have, &mut out),
+            SyncMsg::Have(have) => self.on_have(log, link, have, &mut out)?,
             SyncMsg::Entries { batch, entries } => {
                 self.on_entries(log, link, batch, entries, &mut out)?
             }
             SyncMsg::Ack { batch, rejected } => {
                 self.on_ack(link, batch, rejected, &mut out);
-                self.fill(log, link, &mut out);
+                self.fill(log, link, &mut out)?;
             }
             SyncMsg::Done => self.on_done(link, &mut out),
         }
         Ok(out)
     }
 
-    fn on_have<L: Log + ?Sized>(&mut self, log: &L, link: u64, have: Have, out: &mut Output) {
+    fn on_have<L: Log + ?Sized>(
+        &mut self,
+        log: &L,
+        link: u64,
+        have: Have,
+        out: &mut Output,
+    ) -> Result<(), LogError> {
         let s = self
             .sessions
             .get_mut(&link)
@@ -51,7 +59,7 @@ impl Engine {
             }
         }
         s.started = true;
-        self.fill(log, link, out);
+        self.fill(log, link, out)
     }
 
     fn on_entries<L: Log + ?Sized>(
@@ -62,7 +70,7 @@ impl Engine {
         entries: Vec<Entry>,
         out: &mut Output,
     ) -> Result<(), LogError> {
-        let (accepted, rejected) = self.check_batch(&*log, link, entries);
+        let (accepted, rejected) = self.check_batch(&*log, link, entries)?;
         for (e, _) in &accepted {
             if let Some(p) = &e.person {
                 log.put_person(p)?;
@@ -79,7 +87,7 @@ impl Engine {
         }
         out.stored.extend(accepted.into_iter().map(|(e, _)| e));
         out.rejected.extend(rejected.iter().cloned());
-        self.relay(&*log, link, out);
+        self.relay(&*log, link, out)?;
         // The ack waits for the caller's flush: durable before acknowledged.
         out.after_flush
             .push((link, SyncMsg::Ack { batch, rejected }));
@@ -88,13 +96,18 @@ impl Engine {
 
     /// Check a batch against the log plus what the batch already added, so it can be
     /// stored in one write.
-    fn check_batch<L: Log + ?Sized>(&mut self, log: &L, link: u64, entries: Vec<Entry>) -> Checked {
+    fn check_batch<L: Log + ?Sized>(
+        &mut self,
+        log: &L,
+        link: u64,
+        entries: Vec<Entry>,
+    ) -> Result<Checked, LogError> {
         let sender = self
             .sessions
             .get(&link)
             .map(|s| s.peer.person_id.clone())
             .unwrap_or_default();
-        let sig_ok = verify_signatures(log, &entries);
+        let sig_ok = verify_signatures(log, &entries)?;
         let mut overlay = Overlay::new(log);
         let (mut accepted, mut rejected) = (Vec::new(), Vec::new());
         for (e, sig) in entries.into_iter().zip(sig_ok) {
@@ -104,14 +117,17 @@ impl Engine {
             let may_hold = |m: &[String]| self.may_hold(m) || m.contains(&sender);
             match check_entry_pre(&overlay, &e, may_hold, sig) {
                 Ok(Check::New) => {
-                    let ch = channel_effect(&overlay, &e);
+                    let ch = channel_effect(&overlay, &e)?;
                     overlay.add(&e, ch.clone());
                     self.hlc.observe(e.hlc);
                     self.stats.received += 1;
                     accepted.push((e, ch));
                 }
                 Ok(Check::Duplicate) => self.stats.duplicates += 1,
-                Err(reason) => {
+                // No verdict without a readable store: nothing of the batch is stored
+                // or acknowledged, and the peer sends it again.
+                Err(CheckError::Store(e)) => return Err(e),
+                Err(CheckError::Invalid(reason)) => {
                     self.stats.invalid += 1;
                     rejected.push(Rejection {
                         entry: e.id(),
@@ -120,14 +136,19 @@ impl Engine {
                 }
             }
         }
-        (accepted, rejected)
+        Ok((accepted, rejected))
     }
 
     /// New entries go on at once to every other link entitled to them.
-    fn relay<L: Log + ?Sized>(&mut self, log: &L, from: u64, out: &mut Output) {
+    fn relay<L: Log + ?Sized>(
+        &mut self,
+        log: &L,
+        from: u64,
+        out: &mut Output,
+    ) -> Result<(), LogError> {
         let touched: BTreeSet<String> = out.stored.iter().map(|e| e.channel.clone()).collect();
         if touched.is_empty() {
-            return;
+            return Ok(());
         }
         let others: Vec<u64> = self
             .sessions
@@ -136,8 +157,9 @@ impl Engine {
             .filter(|l| *l != from)
             .collect();
         for l in others {
-            self.fill_some(log, l, out, Some(&touched));
+            self.fill_some(log, l, out, Some(&touched))?;
         }
+        Ok(())
     }
 
     fn on_ack(&mut self, link: u64, batch: u64, rejected: Vec<Rejection>, out: &mut Output) {

@@ -40,12 +40,16 @@ pub enum Invalid {
 
 /// Members of a group channel just before view position `at`: the create entry's list,
 /// changed by every members entry that precedes `at` in view order.
-pub fn members_at<L: Log + ?Sized>(log: &L, ch: &str, at: &ViewKey) -> Option<Vec<Id>> {
+pub fn members_at<L: Log + ?Sized>(
+    log: &L,
+    ch: &str,
+    at: &ViewKey,
+) -> Result<Option<Vec<Id>>, LogError> {
     if let Some(m) = direct_members(ch) {
-        return Some(m);
+        return Ok(Some(m));
     }
     let mut set: Option<BTreeSet<Id>> = None;
-    for e in log.membership(ch) {
+    for e in log.membership(ch)? {
         if e.view_key() >= *at {
             break;
         }
@@ -63,35 +67,42 @@ pub fn members_at<L: Log + ?Sized>(log: &L, ch: &str, at: &ViewKey) -> Option<Ve
         }
     }
     // A channel known only by its record (no create entry stored): its recorded members.
-    set.map(|s| s.into_iter().collect())
-        .or_else(|| log.channel(ch).map(|c| c.members))
+    match set {
+        Some(s) => Ok(Some(s.into_iter().collect())),
+        None => Ok(log.channel(ch)?.map(|c| c.members)),
+    }
 }
 
 /// Current members of a channel.
-pub fn members_of<L: Log + ?Sized>(log: &L, ch: &str) -> Option<Vec<Id>> {
-    direct_members(ch).or_else(|| log.channel(ch).map(|c| c.members))
+pub fn members_of<L: Log + ?Sized>(log: &L, ch: &str) -> Result<Option<Vec<Id>>, LogError> {
+    match direct_members(ch) {
+        Some(m) => Ok(Some(m)),
+        None => Ok(log.channel(ch)?.map(|c| c.members)),
+    }
 }
 
 /// What storing an entry changes about its channel.
-pub(super) fn channel_effect<L: Log + ?Sized>(log: &L, e: &Entry) -> Option<ChannelInfo> {
-    match &e.body {
+pub(super) fn channel_effect<L: Log + ?Sized>(
+    log: &L,
+    e: &Entry,
+) -> Result<Option<ChannelInfo>, LogError> {
+    Ok(match &e.body {
         Body::Create { name, members } => Some(ChannelInfo {
             id: e.channel.clone(),
             name: name.clone(),
             members: sorted_unique(members.iter().cloned()),
         }),
-        Body::Members { add, remove } => {
-            let mut c = log.channel(&e.channel)?;
+        Body::Members { add, remove } => log.channel(&e.channel)?.map(|mut c| {
             let mut set: BTreeSet<Id> = c.members.into_iter().collect();
             set.extend(add.iter().cloned());
             for r in remove {
                 set.remove(r);
             }
             c.members = set.into_iter().collect();
-            Some(c)
-        }
+            c
+        }),
         Body::Text { .. } => None,
-    }
+    })
 }
 
 fn sorted_unique(it: impl Iterator<Item = Id>) -> Vec<Id> {
@@ -107,13 +118,25 @@ pub enum Check {
     Duplicate,
 }
 
+/// Why an entry could not be judged as valid: a verdict on the entry, or a store that
+/// could not be read (then there is no verdict: the entry is neither stored nor refused).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    /// The entry is refused.
+    #[error("{0}")]
+    Invalid(#[from] Invalid),
+    /// The store failed while the entry was being checked.
+    #[error("{0}")]
+    Store(#[from] LogError),
+}
+
 /// Check a received entry against the log. `may_hold`: whether this instance may store
 /// the channel given its member list.
 pub fn check_entry<L: Log + ?Sized>(
     log: &L,
     e: &Entry,
     may_hold: impl Fn(&[Id]) -> bool,
-) -> Result<Check, Invalid> {
+) -> Result<Check, CheckError> {
     check_entry_pre(log, e, may_hold, false)
 }
 
@@ -124,69 +147,69 @@ pub fn check_entry_pre<L: Log + ?Sized>(
     e: &Entry,
     may_hold: impl Fn(&[Id]) -> bool,
     sig_checked: bool,
-) -> Result<Check, Invalid> {
+) -> Result<Check, CheckError> {
     if e.seq == 0 || e.channel.is_empty() || e.channel.len() > 200 || e.author.len() != 64 {
-        return Err(Invalid::Malformed);
+        return Err(Invalid::Malformed.into());
     }
     if let Body::Text { text } = &e.body {
         if text.len() > MAX_TEXT {
-            return Err(Invalid::Malformed);
+            return Err(Invalid::Malformed.into());
         }
     }
     // Key: from the self-certifying first entry, or learned before.
     match (&e.person, e.seq) {
         (Some(p), 1) if p.id() == e.author => {}
-        (Some(_), _) | (None, 1) => return Err(Invalid::Malformed),
+        (Some(_), _) | (None, 1) => return Err(Invalid::Malformed.into()),
         (None, _) => {}
     }
     if !sig_checked {
         let person = match &e.person {
             Some(p) => p.clone(),
-            None => log.person(&e.author).ok_or(Invalid::UnknownAuthor)?,
+            None => log.person(&e.author)?.ok_or(Invalid::UnknownAuthor)?,
         };
         let key = person.verifying_key().map_err(|_| Invalid::BadSignature)?;
         verify_hex_sig(&key, &e.signed_bytes(), &e.sig, "entry")
             .map_err(|_| Invalid::BadSignature)?;
     }
     // Position in the author's log.
-    let head = log.head(&e.channel, &e.author);
+    let head = log.head(&e.channel, &e.author)?;
     let head_seq = head.as_ref().map(|h| h.0).unwrap_or(0);
     if e.seq <= head_seq {
-        let stored = log.get(&e.channel, &e.author, e.seq);
+        let stored = log.get(&e.channel, &e.author, e.seq)?;
         return match stored {
             Some(s) if s.id() == e.id() => Ok(Check::Duplicate),
-            _ => Err(Invalid::Fork),
+            _ => Err(Invalid::Fork.into()),
         };
     }
     if e.seq > head_seq + 1 {
-        return Err(Invalid::Gap);
+        return Err(Invalid::Gap.into());
     }
     if e.prev != head.map(|h| h.1) {
-        return Err(Invalid::Fork);
+        return Err(Invalid::Fork.into());
     }
     // Membership at this point of the view (not "now"), so every instance judges an entry
     // the same way whatever order the entries arrived in.
-    let members = match (&e.body, members_of(log, &e.channel)) {
+    let members = match (&e.body, members_of(log, &e.channel)?) {
         (Body::Create { members, .. }, None) => {
             if members.len() > MAX_MEMBERS || direct_members(&e.channel).is_some() {
-                return Err(Invalid::Malformed);
+                return Err(Invalid::Malformed.into());
             }
             members.clone()
         }
-        (Body::Create { .. }, Some(_)) => return Err(Invalid::Fork),
-        (_, Some(_)) => members_at(log, &e.channel, &e.view_key()).ok_or(Invalid::NotMember)?,
-        (_, None) => return Err(Invalid::NotMember),
+        (Body::Create { .. }, Some(_)) => return Err(Invalid::Fork.into()),
+        (_, Some(_)) => members_at(log, &e.channel, &e.view_key())?.ok_or(Invalid::NotMember)?,
+        (_, None) => return Err(Invalid::NotMember.into()),
     };
     if let Body::Members { add, .. } = &e.body {
         if members.len() + add.len() > MAX_MEMBERS || direct_members(&e.channel).is_some() {
-            return Err(Invalid::Malformed);
+            return Err(Invalid::Malformed.into());
         }
     }
     if !members.contains(&e.author) {
-        return Err(Invalid::NotMember);
+        return Err(Invalid::NotMember.into());
     }
     if !may_hold(&members) {
-        return Err(Invalid::NotShared);
+        return Err(Invalid::NotShared.into());
     }
     Ok(Check::New)
 }
@@ -194,7 +217,10 @@ pub fn check_entry_pre<L: Log + ?Sized>(
 /// Verify the signatures of a batch at once (ed25519 batch verification, about twice as
 /// fast); if the batch fails, each entry is verified alone to find the bad ones. An entry
 /// whose key cannot be resolved here gets `false` and is judged by [`check_entry`].
-pub fn verify_signatures<L: Log + ?Sized>(log: &L, entries: &[Entry]) -> Vec<bool> {
+pub fn verify_signatures<L: Log + ?Sized>(
+    log: &L,
+    entries: &[Entry],
+) -> Result<Vec<bool>, LogError> {
     let mut keys: BTreeMap<Id, Option<ed25519_dalek::VerifyingKey>> = BTreeMap::new();
     let mut idx = Vec::new();
     let mut msgs = Vec::new();
@@ -207,9 +233,14 @@ pub fn verify_signatures<L: Log + ?Sized>(log: &L, entries: &[Entry]) -> Vec<boo
                 keys.insert(e.author.clone(), k);
                 k
             }
-            (None, s) if s > 1 => *keys
-                .entry(e.author.clone())
-                .or_insert_with(|| log.person(&e.author).and_then(|p| p.verifying_key().ok())),
+            (None, s) if s > 1 => match keys.get(&e.author) {
+                Some(k) => *k,
+                None => {
+                    let k = log.person(&e.author)?.and_then(|p| p.verifying_key().ok());
+                    keys.insert(e.author.clone(), k);
+                    k
+                }
+            },
             _ => None,
         };
         let sig = crate::domain::identity::parse_hex::<64>(&e.sig, "sig")
@@ -224,7 +255,7 @@ pub fn verify_signatures<L: Log + ?Sized>(log: &L, entries: &[Entry]) -> Vec<boo
     }
     let mut ok = vec![false; entries.len()];
     if idx.is_empty() {
-        return ok;
+        return Ok(ok);
     }
     let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
     // Batch verification pays a fixed transcript cost: below a few entries (live pushes)
@@ -239,7 +270,7 @@ pub fn verify_signatures<L: Log + ?Sized>(log: &L, entries: &[Entry]) -> Vec<boo
             ok[i] = vks[n].verify(refs[n], &sigs[n]).is_ok();
         }
     }
-    ok
+    Ok(ok)
 }
 
 /// A read view of a log plus the entries accepted earlier in the same batch.
@@ -285,59 +316,65 @@ impl<'a, L: Log + ?Sized> Overlay<'a, L> {
 }
 
 impl<L: Log + ?Sized> Log for Overlay<'_, L> {
-    fn head(&self, ch: &str, author: &str) -> Option<(u64, Id)> {
-        self.heads
-            .get(&(ch.to_string(), author.to_string()))
-            .cloned()
-            .or_else(|| self.base.head(ch, author))
+    fn head(&self, ch: &str, author: &str) -> Result<Option<(u64, Id)>, LogError> {
+        match self.heads.get(&(ch.to_string(), author.to_string())) {
+            Some(h) => Ok(Some(h.clone())),
+            None => self.base.head(ch, author),
+        }
     }
-    fn heads(&self, ch: &str) -> Vec<(Id, u64)> {
-        let mut m: BTreeMap<Id, u64> = self.base.heads(ch).into_iter().collect();
+    fn heads(&self, ch: &str) -> Result<Vec<(Id, u64)>, LogError> {
+        let mut m: BTreeMap<Id, u64> = self.base.heads(ch)?.into_iter().collect();
         for ((c, a), (seq, _)) in &self.heads {
             if c == ch {
                 m.insert(a.clone(), *seq);
             }
         }
-        m.into_iter().collect()
+        Ok(m.into_iter().collect())
     }
-    fn channels(&self) -> Vec<ChannelInfo> {
-        let mut v = self.base.channels();
+    fn channels(&self) -> Result<Vec<ChannelInfo>, LogError> {
+        let mut v = self.base.channels()?;
         for c in self.channels.values() {
             match v.iter_mut().find(|x| x.id == c.id) {
                 Some(x) => *x = c.clone(),
                 None => v.push(c.clone()),
             }
         }
-        v
+        Ok(v)
     }
-    fn channel(&self, ch: &str) -> Option<ChannelInfo> {
-        self.channels
-            .get(ch)
-            .cloned()
-            .or_else(|| self.base.channel(ch))
+    fn channel(&self, ch: &str) -> Result<Option<ChannelInfo>, LogError> {
+        match self.channels.get(ch) {
+            Some(c) => Ok(Some(c.clone())),
+            None => self.base.channel(ch),
+        }
     }
-    fn range(&self, ch: &str, author: &str, from_seq: u64, limit: usize) -> Vec<Entry> {
+    fn range(
+        &self,
+        ch: &str,
+        author: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<Entry>, LogError> {
         self.base.range(ch, author, from_seq, limit)
     }
-    fn get(&self, ch: &str, author: &str, seq: u64) -> Option<Entry> {
-        self.entries
-            .get(&(ch.to_string(), author.to_string(), seq))
-            .cloned()
-            .or_else(|| self.base.get(ch, author, seq))
+    fn get(&self, ch: &str, author: &str, seq: u64) -> Result<Option<Entry>, LogError> {
+        match self.entries.get(&(ch.to_string(), author.to_string(), seq)) {
+            Some(e) => Ok(Some(e.clone())),
+            None => self.base.get(ch, author, seq),
+        }
     }
-    fn person(&self, id: &str) -> Option<Person> {
-        self.persons
-            .get(id)
-            .cloned()
-            .or_else(|| self.base.person(id))
+    fn person(&self, id: &str) -> Result<Option<Person>, LogError> {
+        match self.persons.get(id) {
+            Some(p) => Ok(Some(p.clone())),
+            None => self.base.person(id),
+        }
     }
-    fn membership(&self, ch: &str) -> Vec<Entry> {
-        let mut v = self.base.membership(ch);
+    fn membership(&self, ch: &str) -> Result<Vec<Entry>, LogError> {
+        let mut v = self.base.membership(ch)?;
         if let Some(more) = self.membership.get(ch) {
             v.extend(more.iter().cloned());
             v.sort_by_key(Entry::view_key);
         }
-        v
+        Ok(v)
     }
     fn insert(&mut self, _: &Entry, _: Option<&ChannelInfo>) -> Result<(), LogError> {
         Err(LogError::new("an overlay is read-only"))
