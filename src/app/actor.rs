@@ -58,7 +58,7 @@ pub struct Actor {
     events: mpsc::Sender<Event>,
     cancel: CancellationToken,
     tasks: TaskTracker,
-    /// Where connection tasks and slow work run (the main runtime's workers).
+    /// Where connection tasks and slow work run.
     rt: tokio::runtime::Handle,
     conns: HashMap<ConnId, ConnHandle>,
     pending: HashMap<CommandId, oneshot::Sender<Result<Answer, CommandError>>>,
@@ -112,13 +112,24 @@ impl Actor {
         }
         self.input(Input::Start);
         let listener = sockets.listener;
+        // One timer, moved only when the core's deadline moves (a fresh timer on every
+        // turn would cost a timer-wheel insert and removal per message).
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut armed: Option<u64> = None;
         loop {
             // Checked first on every turn: after a lost store nothing else may run.
             if self.cancel.is_cancelled() {
                 break;
             }
             let deadline = self.core.poll_timeout();
-            let wait = deadline.map(|d| d.saturating_sub(now_ms()));
+            if deadline != armed {
+                armed = deadline;
+                if let Some(d) = deadline {
+                    let wait = Duration::from_millis(d.saturating_sub(now_ms()));
+                    timer.as_mut().reset(tokio::time::Instant::now() + wait);
+                }
+            }
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => break,
@@ -130,9 +141,11 @@ impl Actor {
                 Some(input) = self.conn_rx.recv() => self.input(input),
                 Some(a) = arx.recv() => self.input(Input::Announcement(a)),
                 // tokio's sleep may wake a little early or late: the clock decides.
-                _ = sleep(wait) => {
+                () = &mut timer, if deadline.is_some() => {
                     if deadline.is_some_and(|d| now_ms() >= d) {
                         self.input(Input::Timeout);
+                    } else {
+                        armed = None; // woke early: arm it again
                     }
                 }
                 acc = accept(&listener) => match acc {
@@ -248,13 +261,6 @@ impl Actor {
         self.conns.insert(conn, handle);
         let task = connections::serve(self.ctx.clone(), tcp, addr, slot, conn, rx, cancel);
         self.tasks.spawn_on(task, &self.rt);
-    }
-}
-
-async fn sleep(wait: Option<u64>) {
-    match wait {
-        Some(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
-        None => std::future::pending().await,
     }
 }
 

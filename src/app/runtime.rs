@@ -1,6 +1,5 @@
 //! The runtime: starts an instance (data dir, store, identity, sockets), runs its core in
-//! the shell ([`crate::app::actor`]) on a thread of its own, and hands out a clonable
-//! [`Handle`]. Shells (headless, TUI) only send commands and render the events.
+//! the shell ([`crate::app::actor`]), and hands out a clonable [`Handle`]. Shells (headless, TUI) only send commands and render the events.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -441,7 +440,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         cancel.clone(),
         tokio::runtime::Handle::current(),
     );
-    let done = spawn_core_thread(actor, sockets)?;
+    let done = tokio::spawn(actor.run(sockets));
     Ok(Running {
         handle: Handle { tx, cancel },
         events: erx,
@@ -473,34 +472,4 @@ async fn listen(cfg: &Config) -> Result<(TcpListener, String), StartError> {
     };
     let bound = format!("ws://{host}:{}", a.port());
     Ok((l, cfg.public_url.clone().unwrap_or(bound)))
-}
-
-/// Run the shell on a thread of its own: the store's blocking calls (sled's flushes) then
-/// never hold up the runtime's workers, which carry the connections. `done` completes once
-/// the core has stopped and its store is closed.
-fn spawn_core_thread(
-    actor: Actor,
-    sockets: Sockets,
-) -> Result<tokio::task::JoinHandle<()>, StartError> {
-    let (done_tx, done_rx) = oneshot::channel::<()>();
-    let thread = std::thread::Builder::new()
-        .name("lama-core".into())
-        .spawn(move || {
-            match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt.block_on(actor.run(sockets)),
-                Err(e) => tracing::error!("cannot start the core's runtime: {e}"),
-            }
-            let _ = done_tx.send(());
-        });
-    thread.map_err(|e| {
-        StartError::Store(StoreError::Other(format!(
-            "cannot start the core thread: {e}"
-        )))
-    })?;
-    Ok(tokio::spawn(async move {
-        let _ = done_rx.await;
-    }))
 }

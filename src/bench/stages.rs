@@ -67,6 +67,19 @@ pub(super) async fn start(role: Role, dir: &Path) -> Running {
     }
 }
 
+/// Wait until the instance behind `h` holds channel `g`.
+async fn holds_channel(h: &runtime::Handle, g: &str) {
+    while !h
+        .channels()
+        .await
+        .expect("channels")
+        .iter()
+        .any(|(ch, _)| ch.id == g)
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 pub(super) async fn stop(r: Running) {
     r.handle.shutdown();
     let _ = r.done.await;
@@ -176,15 +189,7 @@ pub(super) async fn bench_live(tmp: &Path, n: usize) -> Vec<f64> {
         .expect("channel");
     // Both clients must hold the channel before anyone writes.
     for c in [&a.handle, &b.handle] {
-        while !c
-            .channels()
-            .await
-            .expect("channels")
-            .iter()
-            .any(|(ch, _)| ch.id == g)
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        holds_channel(c, &g).await;
     }
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
@@ -324,16 +329,7 @@ pub(super) async fn bench_fanout(tmp: &Path, k: usize, msgs: usize) -> Vec<f64> 
         .await
         .expect("channel");
     for c in &clients {
-        while !c
-            .handle
-            .channels()
-            .await
-            .expect("channels")
-            .iter()
-            .any(|(ch, _)| ch.id == g)
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        holds_channel(&c.handle, &g).await;
     }
     let mut out = Vec::with_capacity(msgs);
     for i in 0..msgs {

@@ -126,11 +126,7 @@ impl NodeCore {
         let invite = Invite {
             person_id: parse_hex::<32>(&self.me.person_id(), "person_id")
                 .expect("invariant: our id is 32 bytes of hex"),
-            transport_key: self
-                .me
-                .instance
-                .transport_key_bytes()
-                .expect("invariant: our transport key is valid"),
+            transport_key: self.our_transport_key(),
             token,
             expires_at: rec.expires_at,
             urls: vec![url],
@@ -201,6 +197,13 @@ impl NodeCore {
         }))
     }
 
+    fn our_transport_key(&self) -> [u8; 32] {
+        self.me
+            .instance
+            .transport_key_bytes()
+            .expect("invariant: our transport key is valid")
+    }
+
     fn card(&self) -> String {
         Code::Card(Card {
             name: self.me.person.name.clone(),
@@ -212,11 +215,7 @@ impl NodeCore {
                 .to_bytes(),
             instance_id: parse_hex::<32>(&self.me.instance_id(), "instance_id")
                 .expect("invariant: our id is 32 bytes of hex"),
-            transport_key: self
-                .me
-                .instance
-                .transport_key_bytes()
-                .expect("invariant: our transport key is valid"),
+            transport_key: self.our_transport_key(),
             urls: self.info.endpoint.iter().cloned().collect(),
         })
         .encode()
