@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 
 use crate::domain::identity::{LocalIdentity, Secrets};
-use crate::domain::ChannelInfo;
+use crate::domain::Channel;
 use crate::domain::Code;
 use crate::domain::ShortCode;
 use crate::net::handshake::{Handshake, Session};
@@ -107,10 +107,11 @@ pub fn sync(data: &[u8]) {
     };
     let (me, peer) = (identity(1, "a@fuzz"), identity(10, "b@fuzz"));
     let mut log = MemLog::default();
-    log.add_channel(ChannelInfo {
+    log.add_channel(Channel {
         id: "g-fuzz".into(),
         name: "fuzz".into(),
         members: vec![me.person_id(), peer.person_id()],
+        created_at: 0,
     });
     let mut engine = Engine::new(me.person_id());
     let _ = engine.open(

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use lama_tui::domain::identity::{LocalIdentity, Secrets};
 use lama_tui::domain::log::Log;
-use lama_tui::domain::ChannelInfo;
+use lama_tui::domain::Channel;
 use lama_tui::domain::{sign_entry, Body, Entry, Hlc};
 use lama_tui::net::sync::{Engine, Invalid, MemLog, PeerInfo, SyncMsg};
 
@@ -422,10 +422,11 @@ fn every_invalid_entry_is_refused_counted_and_reported() {
     let eve = inst(30, "eve");
     let mut log = MemLog::default();
     let (n, a) = (node.id.person_id(), alice.id.person_id());
-    log.add_channel(ChannelInfo {
+    log.add_channel(Channel {
         id: "g-x".into(),
         name: "x".into(),
         members: vec![n.clone(), a.clone()],
+        created_at: 0,
     });
     let mut engine = Engine::new(n.clone());
     let _ = engine.open(
@@ -607,10 +608,11 @@ fn an_author_never_seen_is_unknown() {
     let alice = inst(10, "alice");
     let (n, a) = (node.id.person_id(), alice.id.person_id());
     let mut log = MemLog::default();
-    log.add_channel(ChannelInfo {
+    log.add_channel(Channel {
         id: "g-y".into(),
         name: "y".into(),
         members: vec![n.clone(), a.clone()],
+        created_at: 0,
     });
     let mut engine = Engine::new(n);
     let _ = engine.open(
@@ -724,11 +726,11 @@ impl Log for Unreadable {
         self.check()?;
         self.inner.heads(ch)
     }
-    fn channels(&self) -> Result<Vec<ChannelInfo>, lama_tui::domain::log::LogError> {
+    fn channels(&self) -> Result<Vec<Channel>, lama_tui::domain::log::LogError> {
         self.check()?;
         self.inner.channels()
     }
-    fn channel(&self, ch: &str) -> Result<Option<ChannelInfo>, lama_tui::domain::log::LogError> {
+    fn channel(&self, ch: &str) -> Result<Option<Channel>, lama_tui::domain::log::LogError> {
         self.check()?;
         self.inner.channel(ch)
     }
@@ -765,7 +767,7 @@ impl Log for Unreadable {
     fn insert(
         &mut self,
         e: &Entry,
-        c: Option<&ChannelInfo>,
+        c: Option<&Channel>,
     ) -> Result<(), lama_tui::domain::log::LogError> {
         self.inner.insert(e, c)
     }
@@ -789,10 +791,11 @@ fn a_store_that_cannot_read_gives_no_verdict_and_nothing_is_refused() {
         inner: MemLog::default(),
         broken: false,
     };
-    log.inner.add_channel(ChannelInfo {
+    log.inner.add_channel(Channel {
         id: "g-x".into(),
         name: "x".into(),
         members: vec![n.clone(), a.clone()],
+        created_at: 0,
     });
     let mut engine = Engine::new(n);
     let peer = PeerInfo {

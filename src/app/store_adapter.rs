@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::core::store::CoreStore;
 use crate::domain::invitation::PairingCommit;
 use crate::domain::log::{Log, LogError};
-use crate::domain::{Channel, ChannelInfo, Contact, Entry, Id, InviteRecord, Person, Profile};
+use crate::domain::{Channel, Contact, Entry, Id, InviteRecord, Person, Profile};
 use crate::store::{Store, StoreError};
 
 /// Bytes a probe write must fit before a store that hit a full disk is reopened.
@@ -40,10 +40,10 @@ impl Log for SledStore {
     fn heads(&self, ch: &str) -> Result<Vec<(Id, u64)>, LogError> {
         self.store.heads(ch)
     }
-    fn channels(&self) -> Result<Vec<ChannelInfo>, LogError> {
+    fn channels(&self) -> Result<Vec<Channel>, LogError> {
         Log::channels(&self.store)
     }
-    fn channel(&self, ch: &str) -> Result<Option<ChannelInfo>, LogError> {
+    fn channel(&self, ch: &str) -> Result<Option<Channel>, LogError> {
         self.store.channel(ch)
     }
     fn range(
@@ -64,10 +64,10 @@ impl Log for SledStore {
     fn membership(&self, ch: &str) -> Result<Vec<Entry>, LogError> {
         self.store.membership(ch)
     }
-    fn insert(&mut self, e: &Entry, channel: Option<&ChannelInfo>) -> Result<(), LogError> {
+    fn insert(&mut self, e: &Entry, channel: Option<&Channel>) -> Result<(), LogError> {
         self.store.insert(e, channel)
     }
-    fn insert_many(&mut self, items: &[(Entry, Option<ChannelInfo>)]) -> Result<(), LogError> {
+    fn insert_many(&mut self, items: &[(Entry, Option<Channel>)]) -> Result<(), LogError> {
         self.store.insert_many(items)
     }
     fn put_person(&mut self, p: &Person) -> Result<(), LogError> {

@@ -10,7 +10,7 @@ use crate::core::store::CoreStore;
 use crate::domain::channel::direct_members;
 use crate::domain::invitation::{Guesses, PairingCommit};
 use crate::domain::log::{Log, LogError};
-use crate::domain::{Channel, ChannelInfo, Contact, Entry, Id, InviteRecord, InviteStatus};
+use crate::domain::{Channel, Contact, Entry, Id, InviteRecord, InviteStatus};
 use crate::domain::{Person, Profile};
 use crate::net::sync::MemLog;
 
@@ -67,14 +67,9 @@ impl MemStore {
         Ok(())
     }
 
-    fn record_for(&self, e: &Entry, channel: Option<&ChannelInfo>) -> Option<Channel> {
+    fn record_for(&self, e: &Entry, channel: Option<&Channel>) -> Option<Channel> {
         match channel {
-            Some(c) => Some(Channel {
-                id: c.id.clone(),
-                name: c.name.clone(),
-                members: c.members.clone(),
-                created_at: e.hlc.ms / 1000,
-            }),
+            Some(c) => Some(c.clone()),
             None if !self.records.contains_key(&e.channel) => {
                 direct_members(&e.channel).map(|members| Channel {
                     id: e.channel.clone(),
@@ -88,14 +83,6 @@ impl MemStore {
     }
 }
 
-fn info_of(c: &Channel) -> ChannelInfo {
-    ChannelInfo {
-        id: c.id.clone(),
-        name: c.name.clone(),
-        members: c.members.clone(),
-    }
-}
-
 impl Log for MemStore {
     fn head(&self, ch: &str, author: &str) -> Result<Option<(u64, Id)>, LogError> {
         self.log.head(ch, author)
@@ -103,11 +90,11 @@ impl Log for MemStore {
     fn heads(&self, ch: &str) -> Result<Vec<(Id, u64)>, LogError> {
         self.log.heads(ch)
     }
-    fn channels(&self) -> Result<Vec<ChannelInfo>, LogError> {
-        Ok(self.records.values().map(info_of).collect())
+    fn channels(&self) -> Result<Vec<Channel>, LogError> {
+        Ok(self.records.values().cloned().collect())
     }
-    fn channel(&self, ch: &str) -> Result<Option<ChannelInfo>, LogError> {
-        Ok(self.records.get(ch).map(info_of))
+    fn channel(&self, ch: &str) -> Result<Option<Channel>, LogError> {
+        Ok(self.records.get(ch).cloned())
     }
     fn range(
         &self,
@@ -127,7 +114,7 @@ impl Log for MemStore {
     fn membership(&self, ch: &str) -> Result<Vec<Entry>, LogError> {
         self.log.membership(ch)
     }
-    fn insert(&mut self, e: &Entry, channel: Option<&ChannelInfo>) -> Result<(), LogError> {
+    fn insert(&mut self, e: &Entry, channel: Option<&Channel>) -> Result<(), LogError> {
         self.writable()?;
         if let Some(rec) = self.record_for(e, channel) {
             self.records.insert(rec.id.clone(), rec);

@@ -1,4 +1,5 @@
-//! Channel records: a channel's id, name and members as the store keeps them.
+//! Channels: a channel's id, name, current members and creation time, one type for the
+//! store, sync and the shells.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,19 +14,8 @@ pub struct Channel {
     pub name: String,
     /// Member person ids.
     pub members: Vec<Id>,
-    /// Unix seconds.
+    /// Unix seconds: when it was made (its create entry, or the pairing for a 1:1).
     pub created_at: u64,
-}
-
-/// What a channel is, as far as sync is concerned.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChannelInfo {
-    /// Id.
-    pub id: String,
-    /// Display name.
-    pub name: String,
-    /// Current member ids.
-    pub members: Vec<Id>,
 }
 
 /// Members of the 1:1 channel `a<->b`, if `ch` is one.

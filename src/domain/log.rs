@@ -2,7 +2,7 @@
 //! store (sled) and by an in-memory log in the simulations.
 
 use crate::domain::identity::{Id, Person};
-use crate::domain::{ChannelInfo, Entry};
+use crate::domain::{Channel, Entry};
 
 /// Errors of the storage behind a [`Log`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -33,9 +33,9 @@ pub trait Log {
     /// All author heads of a channel.
     fn heads(&self, ch: &str) -> Result<Vec<(Id, u64)>, LogError>;
     /// All channels.
-    fn channels(&self) -> Result<Vec<ChannelInfo>, LogError>;
+    fn channels(&self) -> Result<Vec<Channel>, LogError>;
     /// One channel.
-    fn channel(&self, ch: &str) -> Result<Option<ChannelInfo>, LogError>;
+    fn channel(&self, ch: &str) -> Result<Option<Channel>, LogError>;
     /// Up to `limit` entries of an author's log from `from_seq` on.
     fn range(
         &self,
@@ -51,10 +51,10 @@ pub trait Log {
     /// The channel's membership entries (create, members), in view order.
     fn membership(&self, ch: &str) -> Result<Vec<Entry>, LogError>;
     /// Store an entry (and the channel record it changes) atomically.
-    fn insert(&mut self, e: &Entry, channel: Option<&ChannelInfo>) -> Result<(), LogError>;
+    fn insert(&mut self, e: &Entry, channel: Option<&Channel>) -> Result<(), LogError>;
     /// Store several entries (each with the channel record it changes) in one go; the
     /// default stores them one by one.
-    fn insert_many(&mut self, items: &[(Entry, Option<ChannelInfo>)]) -> Result<(), LogError> {
+    fn insert_many(&mut self, items: &[(Entry, Option<Channel>)]) -> Result<(), LogError> {
         for (e, c) in items {
             self.insert(e, c.as_ref())?;
         }

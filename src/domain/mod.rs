@@ -13,7 +13,7 @@ pub mod kinds;
 pub mod log;
 pub mod short_code;
 
-pub use channel::{Channel, ChannelInfo};
+pub use channel::Channel;
 pub use codes::{Card, Code, CodeError, Invite};
 pub use contact::Contact;
 pub use entry::{sign_entry, Body, Entry, Hlc, ViewKey};

@@ -15,7 +15,6 @@ use crate::domain::channel::direct_members;
 use crate::domain::identity::{Id, Person};
 use crate::domain::log::{Log, LogError};
 use crate::domain::Channel;
-use crate::domain::ChannelInfo;
 use crate::domain::Entry;
 use crate::store::Store;
 
@@ -51,14 +50,6 @@ fn view_key(e: &Entry) -> Vec<u8> {
     k
 }
 
-fn info_of(c: Channel) -> ChannelInfo {
-    ChannelInfo {
-        id: c.id,
-        name: c.name,
-        members: c.members,
-    }
-}
-
 fn le(e: super::StoreError) -> LogError {
     LogError {
         disk_full: matches!(e, super::StoreError::DiskFull(_)),
@@ -80,7 +71,7 @@ struct Prepared {
 impl Store {
     /// Write entries (entry, head, view index, membership index, channel record) in one
     /// transaction: all or nothing.
-    fn write_entries(&self, items: &[(&Entry, Option<&ChannelInfo>)]) -> Result<(), LogError> {
+    fn write_entries(&self, items: &[(&Entry, Option<&Channel>)]) -> Result<(), LogError> {
         let mut seen_direct: std::collections::BTreeSet<String> = Default::default();
         let mut prepared = Vec::with_capacity(items.len());
         for (e, channel) in items {
@@ -91,12 +82,7 @@ impl Store {
             hv.extend_from_slice(crate::domain::identity::sha256_hex(&ev).as_bytes());
             // A 1:1 channel seen first through a relay gets its record here.
             let record = match channel {
-                Some(c) => Some(Channel {
-                    id: c.id.clone(),
-                    name: c.name.clone(),
-                    members: c.members.clone(),
-                    created_at: e.hlc.ms / 1000,
-                }),
+                Some(c) => Some((*c).clone()),
                 None if !seen_direct.contains(&e.channel) => {
                     seen_direct.insert(e.channel.clone());
                     match (direct_members(&e.channel), self.get_channel(&e.channel)) {
@@ -310,13 +296,13 @@ impl Log for Store {
         Ok(out)
     }
 
-    fn channels(&self) -> Result<Vec<ChannelInfo>, LogError> {
+    fn channels(&self) -> Result<Vec<Channel>, LogError> {
         let list = Store::channels(self).map_err(le)?;
-        Ok(list.into_iter().map(info_of).collect())
+        Ok(list)
     }
 
-    fn channel(&self, ch: &str) -> Result<Option<ChannelInfo>, LogError> {
-        Ok(self.get_channel(ch).map_err(le)?.map(info_of))
+    fn channel(&self, ch: &str) -> Result<Option<Channel>, LogError> {
+        self.get_channel(ch).map_err(le)
     }
 
     fn range(
@@ -367,12 +353,12 @@ impl Log for Store {
         Ok(out)
     }
 
-    fn insert(&mut self, e: &Entry, channel: Option<&ChannelInfo>) -> Result<(), LogError> {
+    fn insert(&mut self, e: &Entry, channel: Option<&Channel>) -> Result<(), LogError> {
         self.write_entries(&[(e, channel)])
     }
 
-    fn insert_many(&mut self, items: &[(Entry, Option<ChannelInfo>)]) -> Result<(), LogError> {
-        let refs: Vec<(&Entry, Option<&ChannelInfo>)> =
+    fn insert_many(&mut self, items: &[(Entry, Option<Channel>)]) -> Result<(), LogError> {
+        let refs: Vec<(&Entry, Option<&Channel>)> =
             items.iter().map(|(e, c)| (e, c.as_ref())).collect();
         self.write_entries(&refs)
     }

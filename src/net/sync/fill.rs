@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 use crate::domain::identity::Id;
 use crate::domain::log::{Log, LogError};
-use crate::domain::{ChannelInfo, Entry, ViewKey};
+use crate::domain::{Channel, Entry, ViewKey};
 use crate::net::sync::{
     Engine, Output, Session, SyncMsg, BATCH_MAX_BYTES, BATCH_MAX_ENTRIES, CURSOR_CHUNK,
     CURSOR_MIN_CHUNK, WINDOW,
@@ -81,7 +81,7 @@ impl Engine {
         log: &L,
         link: u64,
         only: Option<&BTreeSet<String>>,
-    ) -> Result<Option<Vec<ChannelInfo>>, LogError> {
+    ) -> Result<Option<Vec<Channel>>, LogError> {
         let Some(s) = self.sessions.get(&link).filter(|s| s.started) else {
             return Ok(None);
         };
@@ -106,7 +106,7 @@ impl Engine {
 fn pending_logs<L: Log + ?Sized>(
     log: &L,
     s: &Session,
-    visible: &[ChannelInfo],
+    visible: &[Channel],
 ) -> Result<Vec<LogKey>, LogError> {
     let mut pending = Vec::new();
     for c in visible {

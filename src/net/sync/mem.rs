@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use crate::domain::channel::direct_members;
 use crate::domain::identity::{Id, Person};
 use crate::domain::log::{Log, LogError};
-use crate::domain::{Body, ChannelInfo, Entry};
+use crate::domain::{Body, Channel, Entry};
 
 /// An in-memory [`Log`], for tests and simulations.
 #[derive(Clone, Debug, Default)]
 pub struct MemLog {
     entries: BTreeMap<(String, Id, u64), Entry>,
-    channels: BTreeMap<String, ChannelInfo>,
+    channels: BTreeMap<String, Channel>,
     persons: BTreeMap<Id, Person>,
     /// Fail every write from now on (a full disk).
     pub fail_writes: bool,
@@ -19,7 +19,7 @@ pub struct MemLog {
 
 impl MemLog {
     /// Add a channel record directly (as pairing does for 1:1 channels).
-    pub fn add_channel(&mut self, c: ChannelInfo) {
+    pub fn add_channel(&mut self, c: Channel) {
         self.channels.insert(c.id.clone(), c);
     }
 
@@ -60,27 +60,29 @@ impl Log for MemLog {
         }
         Ok(m.into_iter().collect())
     }
-    fn channels(&self) -> Result<Vec<ChannelInfo>, LogError> {
-        let mut v: Vec<ChannelInfo> = self.channels.values().cloned().collect();
+    fn channels(&self) -> Result<Vec<Channel>, LogError> {
+        let mut v: Vec<Channel> = self.channels.values().cloned().collect();
         for e in self.entries.values() {
             if let Some(m) = direct_members(&e.channel) {
                 if !v.iter().any(|c| c.id == e.channel) {
-                    v.push(ChannelInfo {
+                    v.push(Channel {
                         id: e.channel.clone(),
                         name: String::new(),
                         members: m,
+                        created_at: e.hlc.ms / 1000,
                     });
                 }
             }
         }
         Ok(v)
     }
-    fn channel(&self, ch: &str) -> Result<Option<ChannelInfo>, LogError> {
+    fn channel(&self, ch: &str) -> Result<Option<Channel>, LogError> {
         Ok(self.channels.get(ch).cloned().or_else(|| {
-            direct_members(ch).map(|m| ChannelInfo {
+            direct_members(ch).map(|m| Channel {
                 id: ch.into(),
                 name: String::new(),
                 members: m,
+                created_at: 0,
             })
         }))
     }
@@ -120,7 +122,7 @@ impl Log for MemLog {
         v.sort_by_key(Entry::view_key);
         Ok(v)
     }
-    fn insert(&mut self, e: &Entry, channel: Option<&ChannelInfo>) -> Result<(), LogError> {
+    fn insert(&mut self, e: &Entry, channel: Option<&Channel>) -> Result<(), LogError> {
         if self.fail_writes {
             return Err(LogError {
                 message: "disk full".into(),

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::domain::log::{Log, LogError};
-use crate::domain::{ChannelInfo, Entry};
+use crate::domain::{Channel, Entry};
 use crate::net::sync::rules::{
     channel_effect, check_entry_pre, verify_signatures, CheckError, Overlay,
 };
@@ -12,7 +12,7 @@ use crate::net::sync::{Check, Engine, Have, Output, Rejection, SyncMsg};
 
 /// A checked batch: the entries to store (each with the channel record it changes) and the
 /// refusals to report.
-type Checked = (Vec<(Entry, Option<ChannelInfo>)>, Vec<Rejection>);
+type Checked = (Vec<(Entry, Option<Channel>)>, Vec<Rejection>);
 
 impl Engine {
     /// Handle a sync message from `link`.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::channel::direct_members;
 use crate::domain::identity::{verify_hex_sig, Id, Person};
 use crate::domain::log::{Log, LogError};
-use crate::domain::{Body, ChannelInfo, Entry, ViewKey};
+use crate::domain::{Body, Channel, Entry, ViewKey};
 use crate::net::sync::{BATCH_VERIFY_MIN, MAX_MEMBERS, MAX_TEXT};
 
 /// Why an entry was refused.
@@ -85,12 +85,13 @@ pub fn members_of<L: Log + ?Sized>(log: &L, ch: &str) -> Result<Option<Vec<Id>>,
 pub(super) fn channel_effect<L: Log + ?Sized>(
     log: &L,
     e: &Entry,
-) -> Result<Option<ChannelInfo>, LogError> {
+) -> Result<Option<Channel>, LogError> {
     Ok(match &e.body {
-        Body::Create { name, members } => Some(ChannelInfo {
+        Body::Create { name, members } => Some(Channel {
             id: e.channel.clone(),
             name: name.clone(),
             members: sorted_unique(members.iter().cloned()),
+            created_at: e.hlc.ms / 1000,
         }),
         Body::Members { add, remove } => log.channel(&e.channel)?.map(|mut c| {
             let mut set: BTreeSet<Id> = c.members.into_iter().collect();
@@ -279,7 +280,7 @@ pub(super) struct Overlay<'a, L: Log + ?Sized> {
     heads: BTreeMap<(String, Id), (u64, Id)>,
     entries: BTreeMap<(String, Id, u64), Entry>,
     persons: BTreeMap<Id, Person>,
-    channels: BTreeMap<String, ChannelInfo>,
+    channels: BTreeMap<String, Channel>,
     membership: BTreeMap<String, Vec<Entry>>,
 }
 
@@ -295,7 +296,7 @@ impl<'a, L: Log + ?Sized> Overlay<'a, L> {
         }
     }
 
-    pub(super) fn add(&mut self, e: &Entry, ch: Option<ChannelInfo>) {
+    pub(super) fn add(&mut self, e: &Entry, ch: Option<Channel>) {
         self.heads
             .insert((e.channel.clone(), e.author.clone()), (e.seq, e.id()));
         if let Some(p) = &e.person {
@@ -331,7 +332,7 @@ impl<L: Log + ?Sized> Log for Overlay<'_, L> {
         }
         Ok(m.into_iter().collect())
     }
-    fn channels(&self) -> Result<Vec<ChannelInfo>, LogError> {
+    fn channels(&self) -> Result<Vec<Channel>, LogError> {
         let mut v = self.base.channels()?;
         for c in self.channels.values() {
             match v.iter_mut().find(|x| x.id == c.id) {
@@ -341,7 +342,7 @@ impl<L: Log + ?Sized> Log for Overlay<'_, L> {
         }
         Ok(v)
     }
-    fn channel(&self, ch: &str) -> Result<Option<ChannelInfo>, LogError> {
+    fn channel(&self, ch: &str) -> Result<Option<Channel>, LogError> {
         match self.channels.get(ch) {
             Some(c) => Ok(Some(c.clone())),
             None => self.base.channel(ch),
@@ -376,7 +377,7 @@ impl<L: Log + ?Sized> Log for Overlay<'_, L> {
         }
         Ok(v)
     }
-    fn insert(&mut self, _: &Entry, _: Option<&ChannelInfo>) -> Result<(), LogError> {
+    fn insert(&mut self, _: &Entry, _: Option<&Channel>) -> Result<(), LogError> {
         Err(LogError::new("an overlay is read-only"))
     }
     fn put_person(&mut self, _: &Person) -> Result<(), LogError> {
