@@ -110,15 +110,15 @@ pub fn sync(data: &[u8]) {
     log.add_channel(Channel {
         id: "g-fuzz".into(),
         name: "fuzz".into(),
-        members: vec![me.person_id(), peer.person_id()],
+        members: vec![me.person_id().to_string(), peer.person_id().to_string()],
         created_at: 0,
     });
-    let mut engine = Engine::new(me.person_id());
+    let mut engine = Engine::new(me.person_id().to_string());
     let _ = engine.open(
         &log,
         1,
         PeerInfo {
-            person_id: peer.person_id(),
+            person_id: peer.person_id().to_string(),
             is_my_replica: false,
         },
     );

@@ -3,7 +3,8 @@
 //! Map of the crate, bottom up (`tests/layers.rs` checks the directions and that no modules
 //! import each other in a circle):
 //! - [`domain`]: imports nothing else of the crate and no I/O: identities (Person,
-//!   Instance, Profile, ids, keys), contacts, channels, invitations with their codes and
+//!   Instance, Profile, keys), the id types `PersonId`, `InstanceId`, `ChannelId` that
+//!   validate when parsed, contacts, channels, invitations with their codes and
 //!   short codes, entries and the HLC, the sync storage port (`log::Log`), and the closed
 //!   vocabularies (`ErrorKind`, `Via`, `InviteState`).
 //! - [`net`]: the wire protocol over the domain. Pure: `wire` (messages, limits),

@@ -418,7 +418,7 @@ fn the_attack_matrix_is_refused_and_the_node_keeps_serving() {
             let (_, mut session) = raw_handshake(&mut ws, &mallory).await;
             // k's Person, an Instance claiming to be owned by it, signed with Mallory's key.
             let mut instance = mallory.instance.clone();
-            instance.owner = k.person_id();
+            instance.owner = k.person_id().to_string();
             let sig = mallory.sign_as_person(&hello_signed_bytes(
                 session.handshake_hash(),
                 &instance.id(),

@@ -61,7 +61,7 @@ fn connected(s: &Sim, p: usize, person_id: &str) -> bool {
 }
 
 fn pid(s: &Sim, p: usize) -> String {
-    s.peers[p].me.person_id()
+    s.peers[p].me.person_id().to_string()
 }
 
 /// Pair client `c` with node `n` by an invitation; returns the verification string.

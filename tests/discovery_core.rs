@@ -48,8 +48,8 @@ fn only_signed_fresh_announcements_of_known_instances_pass() {
     );
     // Another key claims the node's ids.
     let mut forged = Announcement::signed(&other, "ws://evil:1", NOW);
-    forged.person_id = node.person_id();
-    forged.instance_id = node.instance_id();
+    forged.person_id = node.person_id().to_string();
+    forged.instance_id = node.instance_id().to_string();
     assert_eq!(
         forged.verify(Some(&c), NOW, None),
         Err(Ignored::BadSignature)

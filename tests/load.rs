@@ -112,7 +112,7 @@ fn a_hundred_clients_send_a_hundred_messages_each_through_one_node() {
     let r = node.ask(json!({"cmd":"add_contact","card":card}), 5000);
     assert_eq!(r["event"], "contact_added", "{r}");
     let mut members: Vec<String> = clients.iter().map(|c| c.info.person_id.clone()).collect();
-    members.push(slow.person_id());
+    members.push(slow.person_id().to_string());
     let r = node.ask(
         json!({"cmd":"create_channel","name":"load","members":members}),
         5001,

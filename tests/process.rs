@@ -24,8 +24,8 @@ fn make_contacts(a_dir: &std::path::Path, b_dir: &std::path::Path, b_url: Option
             instances: vec![b_inst.clone()],
             endpoints: b_url
                 .map(|u| Endpoint {
-                    person_id: b_person.id(),
-                    instance_id: b_inst.id(),
+                    person_id: b_person.id().to_string(),
+                    instance_id: b_inst.id().to_string(),
                     url: u.into(),
                     transport_key: b_inst.transport_key.clone(),
                 })

@@ -40,7 +40,7 @@ fn inst(seed: u8, name: &str) -> Inst {
         },
     );
     Inst {
-        engine: Engine::new(id.person_id()),
+        engine: Engine::new(id.person_id().to_string()),
         id,
         log: MemLog::default(),
     }
@@ -88,7 +88,7 @@ impl Net {
     }
 
     fn pid(&self, i: usize) -> String {
-        self.insts[i].id.person_id()
+        self.insts[i].id.person_id().to_string()
     }
 
     fn push(&mut self, at: usize, sends: Vec<(u64, SyncMsg)>) {
@@ -421,7 +421,10 @@ fn every_invalid_entry_is_refused_counted_and_reported() {
     let alice = inst(10, "alice");
     let eve = inst(30, "eve");
     let mut log = MemLog::default();
-    let (n, a) = (node.id.person_id(), alice.id.person_id());
+    let (n, a) = (
+        node.id.person_id().to_string(),
+        alice.id.person_id().to_string(),
+    );
     log.add_channel(Channel {
         id: "g-x".into(),
         name: "x".into(),
@@ -606,7 +609,10 @@ fn membership_changes_are_signed_entries_judged_at_their_place_in_the_view() {
 fn an_author_never_seen_is_unknown() {
     let node = inst(1, "node");
     let alice = inst(10, "alice");
-    let (n, a) = (node.id.person_id(), alice.id.person_id());
+    let (n, a) = (
+        node.id.person_id().to_string(),
+        alice.id.person_id().to_string(),
+    );
     let mut log = MemLog::default();
     log.add_channel(Channel {
         id: "g-y".into(),
@@ -614,12 +620,12 @@ fn an_author_never_seen_is_unknown() {
         members: vec![n.clone(), a.clone()],
         created_at: 0,
     });
-    let mut engine = Engine::new(n);
+    let mut engine = Engine::new(n.to_string());
     let _ = engine.open(
         &log,
         1,
         PeerInfo {
-            person_id: a,
+            person_id: a.to_string(),
             is_my_replica: false,
         },
     );
@@ -786,7 +792,10 @@ impl Log for Unreadable {
 fn a_store_that_cannot_read_gives_no_verdict_and_nothing_is_refused() {
     let node = inst(1, "node");
     let alice = inst(10, "alice");
-    let (n, a) = (node.id.person_id(), alice.id.person_id());
+    let (n, a) = (
+        node.id.person_id().to_string(),
+        alice.id.person_id().to_string(),
+    );
     let mut log = Unreadable {
         inner: MemLog::default(),
         broken: false,
@@ -797,9 +806,9 @@ fn a_store_that_cannot_read_gives_no_verdict_and_nothing_is_refused() {
         members: vec![n.clone(), a.clone()],
         created_at: 0,
     });
-    let mut engine = Engine::new(n);
+    let mut engine = Engine::new(n.to_string());
     let peer = PeerInfo {
-        person_id: a,
+        person_id: a.to_string(),
         is_my_replica: false,
     };
     engine.open(&log, 1, peer).expect("readable at first");

@@ -25,8 +25,8 @@ fn me(role: Role) -> (LocalIdentity, IdentityInfo) {
     let info = IdentityInfo {
         role,
         name: i.person.name.clone(),
-        person_id: i.person_id(),
-        instance_id: i.instance_id(),
+        person_id: i.person_id().to_string(),
+        instance_id: i.instance_id().to_string(),
         endpoint: (role == Role::Node).then(|| "ws://localhost:8765".to_string()),
     };
     (i, info)
@@ -74,7 +74,7 @@ fn chat_state() -> State {
         }]),
     );
     let ch = lama_tui::net::pairing::direct_channel_id(&me_id.person_id(), &alice.person_id());
-    let mut members = vec![me_id.person_id(), alice.person_id()];
+    let mut members = vec![me_id.person_id().to_string(), alice.person_id().to_string()];
     members.sort();
     update(
         &mut s,
@@ -102,7 +102,7 @@ fn chat_state() -> State {
     let msg = |i: u64, who: &LocalIdentity, text: &str| MessageView {
         channel: ch.clone(),
         entry: format!("{i:064}"),
-        author: who.person_id(),
+        author: who.person_id().to_string(),
         author_name: who.person.name.clone(),
         ts: NOW * 1000 - 86_400_000 + i * 3_600_000,
         text: Some(text.into()),
@@ -117,7 +117,7 @@ fn chat_state() -> State {
     update(
         &mut s,
         Action::Runtime(Event::Synced {
-            person_id: alice.person_id(),
+            person_id: alice.person_id().to_string(),
         }),
     );
     s
@@ -398,7 +398,7 @@ fn new_group_channel_picks_members_from_contacts() {
         fx,
         vec![lama_tui::ui::state::Effect::CreateGroup(
             "team".into(),
-            vec![alice]
+            vec![alice.to_string()]
         )]
     );
 }

@@ -35,17 +35,17 @@ fn compute() -> Vec<(String, String)> {
         "a.person_canonical",
         String::from_utf8(a.person.canonical()).unwrap(),
     );
-    put("a.person_id", a.person_id());
+    put("a.person_id", a.person_id().to_string());
     put(
         "a.instance_canonical",
         String::from_utf8(a.instance.canonical()).unwrap(),
     );
-    put("a.instance_id", a.instance_id());
+    put("a.instance_id", a.instance_id().to_string());
     put("b.person_secret", hex::encode([0x11; 32]));
     put("b.instance_secret", hex::encode([0x12; 32]));
     put("b.transport_secret", hex::encode([0x13; 32]));
-    put("b.person_id", b.person_id());
-    put("b.instance_id", b.instance_id());
+    put("b.person_id", b.person_id().to_string());
+    put("b.instance_id", b.instance_id().to_string());
     put("b.transport_public", b.instance.transport_key.clone());
 
     let (ea, eb) = ([0x41u8; 32], [0x42u8; 32]);

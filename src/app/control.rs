@@ -6,7 +6,7 @@
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use crate::domain::{invitation, short_code, ErrorKind};
+use crate::domain::{invitation, short_code, ChannelId, ErrorKind, PersonId};
 
 mod events;
 
@@ -105,40 +105,40 @@ pub enum Request {
     /// Remove a contact.
     RemoveContact {
         /// Person id.
-        person_id: NonEmpty,
+        person_id: PersonId,
     },
     /// Create a group channel.
     CreateChannel {
         /// Name.
         name: NonEmpty,
         /// Member person ids (we are added).
-        members: Vec<String>,
+        members: Vec<PersonId>,
     },
     /// Add a member to a group channel.
     AddMember {
         /// Channel id.
-        channel: NonEmpty,
+        channel: ChannelId,
         /// Person id.
-        person_id: NonEmpty,
+        person_id: PersonId,
     },
     /// Remove a member from a group channel.
     RemoveMember {
         /// Channel id.
-        channel: NonEmpty,
+        channel: ChannelId,
         /// Person id.
-        person_id: NonEmpty,
+        person_id: PersonId,
     },
     /// Write a text message.
     Send {
         /// Channel id.
-        channel: NonEmpty,
+        channel: ChannelId,
         /// Text.
         text: NonEmpty,
     },
     /// The last messages of a channel.
     History {
         /// Channel id.
-        channel: NonEmpty,
+        channel: ChannelId,
         /// How many; default [`DEFAULT_HISTORY_LIMIT`].
         limit: Option<u64>,
     },

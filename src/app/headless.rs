@@ -168,11 +168,11 @@ async fn execute_data(handle: &Handle, req: Request) -> Result<Event, CommandErr
                 .collect(),
         },
         Request::RemoveContact { person_id } => {
-            if !handle.remove_contact(person_id.0.clone()).await? {
+            if !handle.remove_contact(person_id.to_string()).await? {
                 return Err(CommandError::UnknownContact);
             }
             Event::ContactRemoved {
-                person_id: person_id.0,
+                person_id: person_id.into(),
             }
         }
         Request::Channels => Event::Channels {
@@ -189,23 +189,25 @@ async fn execute_data(handle: &Handle, req: Request) -> Result<Event, CommandErr
                 .collect(),
         },
         Request::CreateChannel { name, members } => Event::ChannelCreated {
-            channel: handle.create_channel(name.0, members).await?,
+            channel: handle
+                .create_channel(name.0, members.into_iter().map(String::from).collect())
+                .await?,
         },
         Request::AddMember { channel, person_id } => {
-            members(handle, channel.0, person_id.0, true).await?
+            members(handle, channel.into(), person_id.into(), true).await?
         }
         Request::RemoveMember { channel, person_id } => {
-            members(handle, channel.0, person_id.0, false).await?
+            members(handle, channel.into(), person_id.into(), false).await?
         }
         Request::Send { channel, text } => Event::Sent {
-            entry: handle.send(channel.0.clone(), text.0).await?,
-            channel: channel.0,
+            entry: handle.send(channel.to_string(), text.0).await?,
+            channel: channel.into(),
         },
         Request::History { channel, limit } => {
             let limit = limit.map_or(DEFAULT_HISTORY_LIMIT, |n| n as usize);
-            let list = handle.history(channel.0.clone(), limit).await?;
+            let list = handle.history(channel.to_string(), limit).await?;
             Event::History {
-                channel: channel.0,
+                channel: channel.into(),
                 messages: list.iter().map(MessageJson::from).collect(),
             }
         }
@@ -238,7 +240,7 @@ async fn execute_pairing(handle: &Handle, req: Request) -> Result<Event, Command
         Request::Connect { url } => {
             let peer = handle.connect(url.0).await?;
             Event::ConnectOk {
-                person_id: peer.person_id,
+                person_id: peer.person_id.to_string(),
                 name: peer.person.name,
             }
         }

@@ -214,7 +214,7 @@ async fn reuse(handle: &Handle, dir: &Path) -> Result<Provisioned, ProvisionErro
         .find(|c| c.contact.via == Via::Provision)
         .ok_or_else(|| ProvisionError::ForeignNode(dir.to_path_buf()))?;
     Ok(Provisioned {
-        person_id: contact.contact.person_id(),
+        person_id: contact.contact.person_id().to_string(),
         endpoint: contact.contact.endpoints.first().map(|e| e.url.clone()),
         verification: None,
         reused: true,

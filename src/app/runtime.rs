@@ -365,9 +365,11 @@ pub fn load_identity(cfg: &Config, store: &Store) -> Result<LocalIdentity, Start
         }
         None => {
             store.put_identity(&ident.person, &ident.instance)?;
-            std::fs::write(&marker, ident.person_id()).map_err(|source| StartError::DataDir {
-                dir: dir.clone(),
-                source,
+            std::fs::write(&marker, ident.person_id().as_str()).map_err(|source| {
+                StartError::DataDir {
+                    dir: dir.clone(),
+                    source,
+                }
             })?;
         }
     }
@@ -403,8 +405,8 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     let info = IdentityInfo {
         role: cfg.role,
         name: me.person.name.clone(),
-        person_id: me.person_id(),
-        instance_id: me.instance_id(),
+        person_id: me.person_id().to_string(),
+        instance_id: me.instance_id().to_string(),
         endpoint,
     };
     tracing::info!(

@@ -13,7 +13,9 @@ use crate::domain::identity::{check_name, parse_hex, short_id, verification_stri
 use crate::domain::invitation::InviteRecord;
 use crate::domain::log::LogError;
 use crate::domain::short_code::{ShortCode, MAX_CODE_TTL_SECS, MAX_SLOT};
-use crate::domain::{Body, Card, Channel, Code, Entry, Invite, InviteState, InviteStatus};
+use crate::domain::{
+    Body, Card, Channel, Code, Entry, Invite, InviteState, InviteStatus, PersonId,
+};
 use crate::net::handshake::HelloExtras;
 use crate::net::manager::DialState;
 use crate::net::pairing::{self, direct_channel};
@@ -90,7 +92,7 @@ impl NodeCore {
             .into_iter()
             .map(|c| {
                 let id = c.person_id();
-                let live = self.live.get(&id).cloned().unwrap_or_default();
+                let live = self.live.get(id.as_str()).cloned().unwrap_or_default();
                 let state = if self.links.contains_key(&id) {
                     PeerState::Connected
                 } else if self.manager.state(&id) == Some(&DialState::Dialing) {
@@ -255,7 +257,7 @@ impl NodeCore {
         if let Some(m) = set.iter().find(|m| parse_hex::<32>(m, "member").is_err()) {
             return Err(ArgError::MemberNotAPersonId(m.clone()).into());
         }
-        set.insert(self.me.person_id());
+        set.insert(self.me.person_id().to_string());
         let mut raw = [0u8; 16];
         rng.fill_bytes(&mut raw);
         let id = format!("g-{}", hex::encode(raw));
@@ -382,7 +384,7 @@ impl NodeCore {
     }
 
     fn reconnect(&mut self) -> usize {
-        let links: Vec<(String, u64)> = self
+        let links: Vec<(PersonId, u64)> = self
             .links
             .iter()
             .map(|(p, s)| (p.clone(), s.conn))
@@ -428,7 +430,7 @@ impl NodeCore {
             .urls
             .iter()
             .map(|u| crate::domain::Endpoint {
-                person_id: pid.clone(),
+                person_id: pid.to_string(),
                 instance_id: hex::encode(c.instance_id),
                 url: u.clone(),
                 transport_key: hex::encode(c.transport_key),
@@ -453,7 +455,7 @@ impl NodeCore {
         tracing::info!(peer = %pid, "contact added from a card");
         Ok(crate::core::Paired {
             verification: verification_string(&self.me.person, &person),
-            person_id: pid,
+            person_id: pid.to_string(),
             name: person.name,
         })
     }

@@ -226,7 +226,7 @@ impl NodeCore {
 
     fn client_commit(&mut self, conn: ConnId, c: Box<ClientConn>, commit: ClientCommit) {
         let paired = Paired {
-            person_id: commit.contact.person_id(),
+            person_id: commit.contact.person_id().to_string(),
             name: commit.contact.person.name.clone(),
             verification: commit.verification.clone(),
         };

@@ -4,7 +4,7 @@
 use crate::core::{Conn, ConnId, CoreStore, Event, IdentityInfo, LinkSlot, NodeCore, Output};
 use crate::domain::identity::{parse_hex, short_id, LocalIdentity};
 use crate::domain::log::LogError;
-use crate::domain::{Contact, Endpoint, ErrorKind, PeerIdentity, Profile};
+use crate::domain::{Contact, Endpoint, ErrorKind, PeerIdentity, PersonId, Profile};
 use crate::net::discovery::Announcement;
 use crate::net::handshake::{msg_name, HelloExtras};
 use crate::net::link::LinkEnd;
@@ -36,8 +36,8 @@ pub fn current_profile(
         .endpoint
         .iter()
         .map(|url| Endpoint {
-            person_id: me.person_id(),
-            instance_id: me.instance_id(),
+            person_id: me.person_id().to_string(),
+            instance_id: me.instance_id().to_string(),
             url: url.clone(),
             transport_key: me.instance.transport_key.clone(),
         })
@@ -101,20 +101,20 @@ impl NodeCore {
         self.conns.insert(conn, Conn::Link(pid.clone()));
         self.manager.link_up(&pid);
         let info = PeerInfo {
-            person_id: pid.clone(),
+            person_id: pid.to_string(),
             is_my_replica,
         };
         match self.engine.open(&*self.store, conn, info) {
             Ok(out) => self.dispatch(out),
             Err(e) => self.link_store_fault(conn, &e),
         }
-        let st = self.live.entry(pid.clone()).or_default();
+        let st = self.live.entry(pid.to_string()).or_default();
         st.last_seen = Some(now / 1000);
         st.last_error = None;
         if first {
             tracing::info!(peer = %pid, "connected");
             self.emit(Event::Connected {
-                person_id: pid,
+                person_id: pid.to_string(),
                 name: peer.person.name,
             });
         }
@@ -136,14 +136,14 @@ impl NodeCore {
         c.replica
     }
 
-    pub(super) fn on_link_down(&mut self, conn: ConnId, pid: String, end: LinkEnd) {
+    pub(super) fn on_link_down(&mut self, conn: ConnId, pid: PersonId, end: LinkEnd) {
         if self.links.get(&pid).map(|s| s.conn) != Some(conn) {
             return; // a replaced or losing duplicate link
         }
         self.links.remove(&pid);
         self.engine.close(conn);
         let now = self.now;
-        let st = self.live.entry(pid.clone()).or_default();
+        let st = self.live.entry(pid.to_string()).or_default();
         st.last_seen = Some(now / 1000);
         if end.code != Some(CloseCode::Shutdown) {
             st.last_error = Some(end.reason.clone());
@@ -155,7 +155,7 @@ impl NodeCore {
         }
         tracing::info!(peer = %pid, "disconnected: {}", end.reason);
         self.emit(Event::Disconnected {
-            person_id: pid,
+            person_id: pid.to_string(),
             reason: end.reason,
         });
     }
@@ -324,7 +324,7 @@ impl NodeCore {
         };
         let (instance_id, key) = match (c.endpoints.first(), c.instances.first()) {
             (Some(e), _) => (e.instance_id.clone(), e.transport_key.clone()),
-            (None, Some(i)) => (i.id(), i.transport_key.clone()),
+            (None, Some(i)) => (i.id().to_string(), i.transport_key.clone()),
             (None, None) => return Ok(()),
         };
         c.endpoints.retain(|e| e.instance_id != instance_id);
@@ -352,7 +352,7 @@ impl NodeCore {
             return;
         }
         for req in self.manager.poll(self.now) {
-            if self.links.contains_key(&req.person_id) {
+            if self.links.contains_key(req.person_id.as_str()) {
                 self.manager.link_up(&req.person_id);
                 continue;
             }
@@ -384,8 +384,11 @@ impl NodeCore {
 
     pub(super) fn refresh_replicated(&mut self) {
         if let Ok(cs) = self.store.contacts() {
-            self.engine
-                .set_replicated(cs.iter().filter(|c| c.replica_for).map(Contact::person_id));
+            self.engine.set_replicated(
+                cs.iter()
+                    .filter(|c| c.replica_for)
+                    .map(|c| c.person_id().to_string()),
+            );
         }
     }
 
@@ -417,7 +420,7 @@ impl NodeCore {
                 self.store_full = false;
                 tracing::info!("the disk has room again: store reopened");
                 let now = self.now;
-                let peers: Vec<(String, ConnId)> = self
+                let peers: Vec<(PersonId, ConnId)> = self
                     .links
                     .iter()
                     .map(|(p, s)| (p.clone(), s.conn))

@@ -139,7 +139,7 @@ impl CoreStore for MemStore {
     }
     fn put_contact(&mut self, c: &Contact) -> Result<(), LogError> {
         self.writable()?;
-        self.contacts.insert(c.person_id(), c.clone());
+        self.contacts.insert(c.person_id().to_string(), c.clone());
         Ok(())
     }
     fn remove_contact(&mut self, person_id: &str) -> Result<bool, LogError> {
@@ -192,12 +192,12 @@ impl CoreStore for MemStore {
                 return Ok(PairingCommit::InviteGone(Some(r)));
             }
             rec.status = InviteStatus::Used {
-                by: pid.clone(),
+                by: pid.to_string(),
                 at: now,
             };
             self.invites.insert(t.to_string(), rec);
         }
-        self.contacts.insert(pid, contact.clone());
+        self.contacts.insert(pid.to_string(), contact.clone());
         self.records
             .entry(channel.id.clone())
             .or_insert_with(|| channel.clone());

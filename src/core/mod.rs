@@ -28,7 +28,7 @@ pub use crate::net::pairing::flow::Rng;
 pub use api::*;
 
 use crate::domain::identity::LocalIdentity;
-use crate::domain::{PeerIdentity, Profile};
+use crate::domain::{PeerIdentity, PersonId, Profile};
 use crate::net::discovery::Announcement;
 use crate::net::handshake::HelloExtras;
 use crate::net::link::{ConnError, LinkEnd};
@@ -211,7 +211,7 @@ enum Conn {
     /// Our side of pairing as the listener.
     Node(Box<pair::NodeConn>),
     /// An established link with this person.
-    Link(String),
+    Link(PersonId),
 }
 
 /// A link whose handshake and authorisation are done.
@@ -234,12 +234,12 @@ pub struct NodeCore {
     profile: Profile,
     store: Box<dyn CoreStore>,
     conns: HashMap<ConnId, Conn>,
-    links: HashMap<String, LinkSlot>,
+    links: HashMap<PersonId, LinkSlot>,
     live: HashMap<String, LiveState>,
     manager: Manager,
     engine: Engine,
     /// Contacts to redial at once when their link ends (after `reconnect`).
-    redial: HashSet<String>,
+    redial: HashSet<PersonId>,
     announce_seen: HashMap<String, u64>,
     next_conn: ConnId,
     /// Node: the trust secret stretched for our own Person id (the salt dialers use).
@@ -273,7 +273,7 @@ impl NodeCore {
             _ => None,
         };
         let mut manager = Manager::new(seed);
-        let mut engine = Engine::new(me.person_id());
+        let mut engine = Engine::new(me.person_id().to_string());
         let contacts = store.contacts()?;
         for c in &contacts {
             manager.set_endpoints(&c.person_id(), links::dial_targets(c), now);
@@ -282,7 +282,7 @@ impl NodeCore {
             contacts
                 .iter()
                 .filter(|c| c.replica_for)
-                .map(|c| c.person_id()),
+                .map(|c| c.person_id().to_string()),
         );
         Ok(NodeCore {
             cfg,

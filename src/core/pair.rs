@@ -354,7 +354,7 @@ impl NodeCore {
         }
         tracing::info!(peer = %pid, via = %contact.via, "paired");
         self.emit(Event::ContactAdded {
-            person_id: pid,
+            person_id: pid.to_string(),
             name,
             via: contact.via,
             verification: c.verification.clone(),

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::identity::{Endpoint, Id, Instance, Person, Profile};
+use crate::domain::identity::{Endpoint, Instance, Person, Profile};
 use crate::domain::Via;
 
 /// A contact: a Person we trust, with what we know of how to reach it.
@@ -33,7 +33,7 @@ pub struct Contact {
 
 impl Contact {
     /// The contact's Person id.
-    pub fn person_id(&self) -> Id {
+    pub fn person_id(&self) -> crate::domain::PersonId {
         self.person.id()
     }
 }

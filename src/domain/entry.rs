@@ -141,7 +141,7 @@ pub fn sign_entry(
 ) -> Entry {
     let mut e = Entry {
         channel: channel.into(),
-        author: me.person_id(),
+        author: me.person_id().to_string(),
         seq,
         prev,
         hlc,

@@ -4,6 +4,7 @@
 //! public keys. Two instances that pick the same name therefore get different Person ids:
 //! a name clash can never be mistaken for the same person (ONE.core's key-mismatch trap).
 
+use crate::domain::ids::{InstanceId, PersonId};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -103,8 +104,8 @@ impl Person {
     }
 
     /// The Person id: SHA-256 of the canonical encoding.
-    pub fn id(&self) -> Id {
-        sha256_hex(&self.canonical())
+    pub fn id(&self) -> PersonId {
+        PersonId::from_digest(sha256_hex(&self.canonical()))
     }
 
     /// Check the object's fields and return its verifying key.
@@ -125,8 +126,8 @@ impl Instance {
     }
 
     /// The Instance id: SHA-256 of the canonical encoding.
-    pub fn id(&self) -> Id {
-        sha256_hex(&self.canonical())
+    pub fn id(&self) -> InstanceId {
+        InstanceId::from_digest(sha256_hex(&self.canonical()))
     }
 
     /// The transport (Noise static) public key bytes.
@@ -213,7 +214,7 @@ impl LocalIdentity {
         let instance = Instance {
             kind: "Instance".into(),
             name: instance_name.into(),
-            owner: person.id(),
+            owner: person.id().to_string(),
             sign_key: hex::encode(inst_key.verifying_key().as_bytes()),
             transport_key: hex::encode(transport_pub.as_bytes()),
         };
@@ -225,12 +226,12 @@ impl LocalIdentity {
     }
 
     /// Person id.
-    pub fn person_id(&self) -> Id {
+    pub fn person_id(&self) -> PersonId {
         self.person.id()
     }
 
     /// Instance id.
-    pub fn instance_id(&self) -> Id {
+    pub fn instance_id(&self) -> InstanceId {
         self.instance.id()
     }
 
@@ -308,7 +309,7 @@ impl Profile {
         Self::signed_from(
             me,
             Profile {
-                person_id: me.person_id(),
+                person_id: me.person_id().to_string(),
                 name: me.person.name.clone(),
                 endpoints,
                 version,
@@ -375,7 +376,7 @@ pub struct PeerIdentity {
     /// The peer's Instance.
     pub instance: Instance,
     /// `person.id()`.
-    pub person_id: String,
+    pub person_id: PersonId,
     /// `instance.id()`.
-    pub instance_id: String,
+    pub instance_id: InstanceId,
 }

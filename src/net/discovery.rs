@@ -86,8 +86,8 @@ impl Announcement {
     /// A signed announcement.
     pub fn signed(me: &LocalIdentity, url: &str, ts: u64) -> Announcement {
         let mut a = Announcement {
-            person_id: me.person_id(),
-            instance_id: me.instance_id(),
+            person_id: me.person_id().to_string(),
+            instance_id: me.instance_id().to_string(),
             url: url.into(),
             ts,
             sig: String::new(),

@@ -358,7 +358,7 @@ impl Store {
                     return Err(ConflictableTransactionError::Abort(Some(r)));
                 }
                 rec.status = InviteStatus::Used {
-                    by: pid.clone(),
+                    by: pid.to_string(),
                     at: now,
                 };
                 let b = serde_json::to_vec(&rec).expect("invariant: invites serialise");

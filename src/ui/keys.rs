@@ -51,7 +51,7 @@ fn main_key(s: &mut State, code: KeyCode) -> Vec<Effect> {
         KeyCode::Char('d') if s.focus == Focus::Contacts => {
             if let Some(c) = s.contacts.get(s.contact_sel) {
                 s.popup = Some(Popup::ConfirmRemove(
-                    c.contact.person_id(),
+                    c.contact.person_id().to_string(),
                     c.contact.person.name.clone(),
                 ));
             }
@@ -101,11 +101,9 @@ fn navigate(s: &mut State, code: KeyCode) -> Vec<Effect> {
                 // Open the 1:1 channel with the selected contact.
                 if let Some(c) = s.contacts.get(s.contact_sel) {
                     let pid = c.contact.person_id();
-                    if let Some(i) = s
-                        .channels
-                        .iter()
-                        .position(|(ch, _)| ch.members.len() == 2 && ch.members.contains(&pid))
-                    {
+                    if let Some(i) = s.channels.iter().position(|(ch, _)| {
+                        ch.members.len() == 2 && ch.members.iter().any(|m| *m == pid)
+                    }) {
                         s.focus = Focus::Composer;
                         return s.select_channel(i);
                     }
@@ -380,7 +378,7 @@ fn group_key(
                 if let Some(i) = picked.iter().position(|p| *p == pid) {
                     picked.remove(i);
                 } else {
-                    picked.push(pid);
+                    picked.push(pid.to_string());
                 }
             }
         }

@@ -267,7 +267,11 @@ fn new_group(s: &State, group: (&str, &[String], usize, bool), f: &mut Frame, ar
     ];
     for (i, c) in s.contacts.iter().enumerate() {
         let pid = c.contact.person_id();
-        let mark = if picked.contains(&pid) { "[x]" } else { "[ ]" };
+        let mark = if picked.iter().any(|p| *p == pid) {
+            "[x]"
+        } else {
+            "[ ]"
+        };
         let l = format!("{mark} {} {}", c.contact.person.name, short_id(&pid));
         lines.push(if on_members && i == cursor {
             Line::styled(l, Style::default().add_modifier(Modifier::REVERSED))

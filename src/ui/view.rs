@@ -116,7 +116,9 @@ fn render_contacts(s: &State, f: &mut Frame, area: Rect) {
                 .channels
                 .iter()
                 .find(|(ch, _)| {
-                    ch.members.len() == 2 && ch.id.contains("<->") && ch.members.contains(&pid)
+                    ch.members.len() == 2
+                        && ch.id.contains("<->")
+                        && ch.members.iter().any(|m| *m == pid)
                 })
                 .map(|(_, n)| *n)
                 .unwrap_or(0);
@@ -267,7 +269,7 @@ fn render_status(s: &State, f: &mut Frame, area: Rect) {
             match c.state {
                 PeerState::Connected => match c.behind {
                     Some(n) if n > 0 => format!("{name}: {n} behind"),
-                    _ if s.synced.contains(&pid) => format!("{name}: caught up"),
+                    _ if s.synced.iter().any(|p| *p == pid) => format!("{name}: caught up"),
                     _ => format!("{name}: syncing"),
                 },
                 PeerState::Connecting => format!("{name}: connecting"),

@@ -164,8 +164,8 @@ impl Sim {
         let info = IdentityInfo {
             role: spec.role,
             name: spec.name.clone(),
-            person_id: me.person_id(),
-            instance_id: me.instance_id(),
+            person_id: me.person_id().to_string(),
+            instance_id: me.instance_id().to_string(),
             endpoint: url.clone(),
         };
         let cfg = CoreConfig {

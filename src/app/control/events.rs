@@ -64,7 +64,7 @@ pub struct ContactJson {
 impl From<&ContactView> for ContactJson {
     fn from(c: &ContactView) -> Self {
         ContactJson {
-            person_id: c.contact.person_id(),
+            person_id: c.contact.person_id().to_string(),
             name: c.contact.person.name.clone(),
             display_name: c.contact.profile.as_ref().map(|p| p.name.clone()),
             via: c.contact.via,

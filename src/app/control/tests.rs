@@ -22,6 +22,19 @@ fn ne(s: &str) -> NonEmpty {
     NonEmpty(s.into())
 }
 
+/// A person id, 64 hex characters: `aa…`, `bb…`.
+fn pid(c: char) -> String {
+    c.to_string().repeat(64)
+}
+
+fn person(c: char) -> PersonId {
+    PersonId::parse(&pid(c)).expect("64 hex")
+}
+
+fn channel(s: &str) -> ChannelId {
+    ChannelId::parse(s).expect("a channel id")
+}
+
 #[test]
 fn every_command_parses_from_its_documented_form() {
     let cases = [
@@ -98,48 +111,50 @@ fn every_command_parses_from_its_documented_form() {
         ),
         (json!({"cmd":"channels"}), Request::Channels),
         (
-            json!({"cmd":"remove_contact","person_id":"p"}),
-            Request::RemoveContact { person_id: ne("p") },
+            json!({"cmd":"remove_contact","person_id":pid('a')}),
+            Request::RemoveContact {
+                person_id: person('a'),
+            },
         ),
         (
-            json!({"cmd":"create_channel","name":"n","members":["a","b"]}),
+            json!({"cmd":"create_channel","name":"n","members":[pid('a'),pid('b')]}),
             Request::CreateChannel {
                 name: ne("n"),
-                members: vec!["a".into(), "b".into()],
+                members: vec![person('a'), person('b')],
             },
         ),
         (
-            json!({"cmd":"add_member","channel":"g","person_id":"p"}),
+            json!({"cmd":"add_member","channel":"g","person_id":pid('a')}),
             Request::AddMember {
-                channel: ne("g"),
-                person_id: ne("p"),
+                channel: channel("g"),
+                person_id: person('a'),
             },
         ),
         (
-            json!({"cmd":"remove_member","channel":"g","person_id":"p"}),
+            json!({"cmd":"remove_member","channel":"g","person_id":pid('a')}),
             Request::RemoveMember {
-                channel: ne("g"),
-                person_id: ne("p"),
+                channel: channel("g"),
+                person_id: person('a'),
             },
         ),
         (
             json!({"cmd":"send","channel":"g","text":"hi"}),
             Request::Send {
-                channel: ne("g"),
+                channel: channel("g"),
                 text: ne("hi"),
             },
         ),
         (
             json!({"cmd":"history","channel":"g"}),
             Request::History {
-                channel: ne("g"),
+                channel: channel("g"),
                 limit: None,
             },
         ),
         (
             json!({"cmd":"history","channel":"g","limit":3}),
             Request::History {
-                channel: ne("g"),
+                channel: channel("g"),
                 limit: Some(3),
             },
         ),
@@ -191,11 +206,19 @@ fn bad_lines_name_what_is_wrong() {
         r#"{"cmd":"history","channel":"g","limit":1000001}"#,
         r#"{"cmd":"history","channel":"g","limit":-1}"#,
         r#"{"cmd":"send","channel":"g"}"#,
+        r#"{"cmd":"remove_contact","person_id":"p"}"#,
+        r#"{"cmd":"add_member","channel":"g","person_id":"ABAB"}"#,
+        r#"{"cmd":"send","channel":"G\u0000x","text":"hi"}"#,
+        r#"{"cmd":"create_channel","name":"n","members":["not hex"]}"#,
     ] {
         let b = bad(line);
         assert_eq!(b.kind, ErrorKind::BadArgument, "{line}: {b:?}");
         assert!(!b.message.is_empty());
     }
+    let b = bad(r#"{"cmd":"remove_contact","person_id":"p"}"#);
+    assert!(b.message.contains("not a person id"), "{}", b.message);
+    let b = bad(r#"{"cmd":"send","channel":"G\u0000x","text":"hi"}"#);
+    assert!(b.message.contains("control character"), "{}", b.message);
     let b = bad(r#"{"cmd":"send","channel":"g"}"#);
     assert!(
         b.message.contains("`send`") && b.message.contains("text"),
@@ -447,10 +470,14 @@ fn the_event_field_comes_first_and_the_id_last() {
 
 /// Turn a documented command template (`"code":...`, `"ttl_secs":N`) into a real line.
 fn fill_template(t: &str) -> String {
-    t.replace(":...", ":\"x\"")
-        .replace(":N", ":5")
-        .replace("<id>", "\"x\"")
-        .replace("[person ids]", "[\"x\"]")
+    t.replace(
+        "\"person_id\":...",
+        &format!("\"person_id\":\"{}\"", pid('a')),
+    )
+    .replace("[person ids]", &format!("[\"{}\"]", pid('a')))
+    .replace(":...", ":\"x\"")
+    .replace(":N", ":5")
+    .replace("<id>", "\"x\"")
 }
 
 #[test]

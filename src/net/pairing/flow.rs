@@ -262,7 +262,7 @@ impl ClientFlow {
             ClientState::Dial(ClientWay::Secret) => {
                 let node = peer.person_id.clone();
                 self.state = ClientState::Stretching(peer);
-                Ok(ClientStep::Stretch(node))
+                Ok(ClientStep::Stretch(node.to_string()))
             }
             _ => Err(PairError::Protocol("unexpected hello".into())),
         }

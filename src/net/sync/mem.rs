@@ -143,7 +143,7 @@ impl Log for MemLog {
                 disk_full: true,
             });
         }
-        self.persons.insert(p.id(), p.clone());
+        self.persons.insert(p.id().to_string(), p.clone());
         Ok(())
     }
     fn flush(&mut self) -> Result<(), LogError> {

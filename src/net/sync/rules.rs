@@ -300,7 +300,7 @@ impl<'a, L: Log + ?Sized> Overlay<'a, L> {
         self.heads
             .insert((e.channel.clone(), e.author.clone()), (e.seq, e.id()));
         if let Some(p) = &e.person {
-            self.persons.insert(p.id(), p.clone());
+            self.persons.insert(p.id().to_string(), p.clone());
         }
         if let Some(c) = ch {
             self.channels.insert(c.id.clone(), c);
