@@ -3,7 +3,7 @@
 //! discovery announcements and the core's timer into inputs, and carries out every output.
 //! It decides nothing itself.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -22,6 +22,9 @@ use crate::net::wire::WireMsg;
 
 /// Handshakes in progress at once; a further connection evicts the oldest of them.
 pub const MAX_PENDING_HANDSHAKES: usize = 64;
+/// Events held back while the shell's queue is full (a burst of a catch-up emits
+/// thousands at once); past this many a shell is taken as no longer reading.
+pub const EVENT_BACKLOG_MAX: usize = 1 << 18;
 
 /// A command and where its answer goes.
 pub type Request = (Command, oneshot::Sender<Result<Answer, CommandError>>);
@@ -66,6 +69,9 @@ pub struct Actor {
     /// Accepted connections get odd ids; the core names its dials with even ones.
     next_accept: ConnId,
     slots: PendingHandshakes,
+    /// Events waiting for room in the shell's queue, oldest first: none is dropped
+    /// because a burst outran the shell, and the core never waits for the shell.
+    backlog: VecDeque<Event>,
 }
 
 impl Actor {
@@ -95,6 +101,7 @@ impl Actor {
             next_cmd: 0,
             next_accept: 1,
             slots: PendingHandshakes::default(),
+            backlog: VecDeque::new(),
         }
     }
 
@@ -117,6 +124,9 @@ impl Actor {
         let timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(timer);
         let mut armed: Option<u64> = None;
+        // A second handle on the shell's queue: waiting for room in it must not hold
+        // `self`, which every other branch needs.
+        let events = self.events.clone();
         loop {
             // Checked first on every turn: after a lost store nothing else may run.
             if self.cancel.is_cancelled() {
@@ -140,6 +150,11 @@ impl Actor {
                 }
                 Some(input) = self.conn_rx.recv() => self.input(input),
                 Some(a) = arx.recv() => self.input(Input::Announcement(a)),
+                Ok(permit) = events.reserve(), if !self.backlog.is_empty() => {
+                    if let Some(e) = self.backlog.pop_front() {
+                        permit.send(e);
+                    }
+                }
                 // tokio's sleep may wake a little early or late: the clock decides.
                 () = &mut timer, if deadline.is_some() => {
                     if deadline.is_some_and(|d| now_ms() >= d) {
@@ -212,12 +227,7 @@ impl Actor {
                     let _ = tx.send(result);
                 }
             }
-            Output::Event(e) => {
-                // A shell that stopped reading must not stall the core; events are advisory.
-                if self.events.try_send(e).is_err() {
-                    tracing::debug!("event queue full or closed; event dropped");
-                }
-            }
+            Output::Event(e) => self.emit(e),
             Output::Stretch { conn, secret, node } => {
                 let tx = self.ctx.tx.clone();
                 self.tasks.spawn_on(
@@ -235,6 +245,25 @@ impl Actor {
                 );
             }
             Output::Stop => self.cancel.cancel(),
+        }
+    }
+
+    /// Hand an event to the shell, in order; when its queue is full, hold it back.
+    fn emit(&mut self, e: Event) {
+        if self.backlog.is_empty() {
+            match self.events.try_send(e) {
+                Ok(()) => return,
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+                Err(mpsc::error::TrySendError::Full(e)) => self.backlog.push_back(e),
+            }
+        } else {
+            self.backlog.push_back(e);
+        }
+        if self.backlog.len() > EVENT_BACKLOG_MAX {
+            self.backlog.pop_front();
+            tracing::warn!(
+                "the shell has not read {EVENT_BACKLOG_MAX} events: the oldest is dropped"
+            );
         }
     }
 
