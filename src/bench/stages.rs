@@ -212,18 +212,26 @@ pub(super) async fn bench_live(tmp: &Path, n: usize) -> Vec<f64> {
     out
 }
 
+/// A node in `nd` paired with a client in `cd`, both stopped, the node holding `n` entries
+/// in their 1:1 channel: (channel id, node person id).
+async fn stopped_pair_with_history(nd: &Path, cd: &Path, n: usize) -> (String, String) {
+    let mut node = start(Role::Node, nd).await;
+    let mut client = start(Role::Client, cd).await;
+    let ch = pair(&mut node, &mut client).await;
+    let node_pid = node.info.person_id.clone();
+    stop(client).await;
+    stop(node).await;
+    fill(nd, &ch, n, 1_800_000_000_000);
+    (ch, node_pid)
+}
+
 /// Catch-up: an empty client syncs `n` messages from a node; entries/s.
 pub(super) async fn bench_catchup(tmp: &Path, n: usize, run: usize) -> f64 {
     let (nd, cd) = (
         tmp.join(format!("cu{run}-n")),
         tmp.join(format!("cu{run}-c")),
     );
-    let mut node = start(Role::Node, &nd).await;
-    let mut client = start(Role::Client, &cd).await;
-    let ch = pair(&mut node, &mut client).await;
-    stop(client).await;
-    stop(node).await;
-    fill(&nd, &ch, n, 1_800_000_000_000);
+    stopped_pair_with_history(&nd, &cd, n).await;
     let node = restart_node(&nd, &cd).await;
     let t = Instant::now();
     let mut client = start(Role::Client, &cd).await;
@@ -244,13 +252,8 @@ pub(super) async fn bench_reconnect(
         tmp.join(format!("rc{held}-n")),
         tmp.join(format!("rc{held}-c")),
     );
-    let mut node = start(Role::Node, &nd).await;
-    let mut client = start(Role::Client, &cd).await;
-    let ch = pair(&mut node, &mut client).await;
-    stop(client).await;
-    stop(node).await;
     // The same history on both sides: written once on the node, then synced once.
-    fill(&nd, &ch, held, 1_800_000_000_000);
+    let (ch, _) = stopped_pair_with_history(&nd, &cd, held).await;
     let node = restart_node(&nd, &cd).await;
     let mut client = start(Role::Client, &cd).await;
     wait_event(&mut client.events, |e| matches!(e, Event::Synced { .. })).await;
@@ -372,13 +375,7 @@ pub(super) async fn bench_memory(tmp: &Path, bin: &Path, n: usize) -> (f64, f64,
     use tokio::io::{AsyncBufReadExt, BufReader};
     let nd = tmp.join("mem-n");
     let cd = tmp.join("mem-c");
-    let mut node = start(Role::Node, &nd).await;
-    let mut client = start(Role::Client, &cd).await;
-    let ch = pair(&mut node, &mut client).await;
-    let node_pid = node.info.person_id.clone();
-    stop(client).await;
-    stop(node).await;
-    fill(&nd, &ch, n, 1_800_000_000_000);
+    let (_, node_pid) = stopped_pair_with_history(&nd, &cd, n).await;
     let t = Instant::now();
     let mut child = tokio::process::Command::new(bin)
         .args([

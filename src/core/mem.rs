@@ -51,11 +51,6 @@ impl MemStore {
         }
     }
 
-    /// A channel's view (every entry, view order): for assertions.
-    pub fn view(&self, ch: &str) -> Vec<Entry> {
-        self.log.view(ch)
-    }
-
     fn writable(&mut self) -> Result<(), LogError> {
         if self.full_seen || self.disk.is_full() {
             self.full_seen = true;
