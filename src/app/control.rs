@@ -6,6 +6,7 @@
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+use crate::domain::ids::IdError;
 use crate::domain::{invitation, short_code, ChannelId, ErrorKind, PersonId};
 
 mod events;
@@ -261,11 +262,37 @@ pub fn parse_line(line: &str) -> Result<(Option<Value>, Request), BadLine> {
         let msg = format!("unknown command `{cmd}`; see docs/HEADLESS.md for the list");
         return Err(bad(id, ErrorKind::UnknownCommand, msg));
     }
+    if let Some(e) = malformed_id(&obj) {
+        let msg = format!("`{cmd}`: {e}");
+        return Err(bad(id, ErrorKind::BadId, msg));
+    }
     let req = Request::deserialize(Value::Object(obj))
         .map_err(|e| format!("`{cmd}`: {e}; see docs/HEADLESS.md"))
         .and_then(|r| r.check().map(|()| r))
         .map_err(|msg| bad(id.clone(), ErrorKind::BadArgument, msg))?;
     Ok((id, req))
+}
+
+/// The first id argument that is text but not an id of its kind (`bad_id`, not
+/// `bad_argument`: the value has the right type and the wrong grammar).
+fn malformed_id(obj: &serde_json::Map<String, Value>) -> Option<IdError> {
+    if let Some(Value::String(s)) = obj.get("channel") {
+        if let Err(e) = ChannelId::parse(s) {
+            return Some(e);
+        }
+    }
+    if let Some(Value::String(s)) = obj.get("person_id") {
+        if let Err(e) = PersonId::parse(s) {
+            return Some(e);
+        }
+    }
+    if let Some(Value::Array(ms)) = obj.get("members") {
+        let texts = ms.iter().filter_map(Value::as_str);
+        if let Some(e) = texts.filter_map(|s| PersonId::parse(s).err()).next() {
+            return Some(e);
+        }
+    }
+    None
 }
 
 #[cfg(test)]

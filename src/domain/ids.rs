@@ -1,6 +1,6 @@
 //! Ids as types: a `PersonId` and an `InstanceId` are 64 lowercase hex characters (the
-//! SHA-256 of the object's canonical encoding); a `ChannelId` is non-empty text of at most
-//! [`MAX_CHANNEL_ID`] bytes with no control character. Each validates when parsed (from a
+//! SHA-256 of the object's canonical encoding); a `ChannelId` is `g-` + 32 hex (a group) or
+//! two sorted person ids joined by `<->` (a 1:1). Each validates when parsed (from a
 //! command, a code or JSON), so an id that is not one is refused at the edge, with its
 //! cause, instead of deep inside a lookup. On the wire and on disk they are the same
 //! strings as before.
@@ -46,17 +46,43 @@ fn check_hex64(kind: &'static str, s: &str) -> Result<(), IdError> {
     Ok(())
 }
 
-fn check_channel(kind: &'static str, s: &str) -> Result<(), IdError> {
+fn is_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Why `s` is not a channel id, or `None` when it is one. The grammar is strict so that no
+/// two ids can be confused anywhere (in a store key, a prefix scan, a member list):
+/// `g-` + 32 lowercase hex for a group; `A<->B` for a 1:1, where A and B are person ids
+/// (64 lowercase hex) and A < B.
+pub fn channel_id_problem(s: &str) -> Option<&'static str> {
     if s.is_empty() {
-        return Err(id_error(kind, s, "it is empty"));
+        return Some("it is empty");
     }
     if s.len() > MAX_CHANNEL_ID {
-        return Err(id_error(kind, s, "it is longer than 200 bytes"));
+        return Some("it is longer than 200 bytes");
     }
     if s.chars().any(char::is_control) {
-        return Err(id_error(kind, s, "it holds a control character"));
+        return Some("it holds a control character");
     }
-    Ok(())
+    if let Some(hex) = s.strip_prefix("g-") {
+        return (hex.len() != 32 || !is_hex(hex))
+            .then_some("a group id is `g-` and 32 lowercase hex characters");
+    }
+    match s.split_once("<->") {
+        Some((a, b)) if a.len() == 64 && b.len() == 64 && is_hex(a) && is_hex(b) => {
+            (a >= b).then_some("the two person ids of a 1:1 id must be sorted and different")
+        }
+        Some(_) => Some("a 1:1 id is two person ids (64 lowercase hex) joined by `<->`"),
+        None => Some("it must be `g-` and 32 hex (a group) or `A<->B` (a 1:1)"),
+    }
+}
+
+fn check_channel(kind: &'static str, s: &str) -> Result<(), IdError> {
+    match channel_id_problem(s) {
+        Some(why) => Err(id_error(kind, s, why)),
+        None => Ok(()),
+    }
 }
 
 /// Declares a string id newtype validated by `$check`.
@@ -190,8 +216,7 @@ id_type!(
 );
 id_type!(
     /// A channel's id: `g-` and 32 hex characters for a group, the two person ids sorted
-    /// and joined by `<->` for a 1:1; validated here only as bounded text without control
-    /// characters (the strict grammar belongs with the membership rules).
+    /// and joined by `<->` for a 1:1 ([`channel_id_problem`] says why a text is not one).
     ChannelId,
     "channel id",
     check_channel
@@ -238,8 +263,21 @@ mod tests {
             assert!(PersonId::parse(bad).is_err(), "{bad}");
             assert!(serde_json::from_str::<PersonId>(&format!("\"{bad}\"")).is_err());
         }
-        assert!(ChannelId::parse("g-team").is_ok());
-        for bad in ["", "G\u{0}x", &"x".repeat(201)] {
+        let group = format!("g-{}", "0f".repeat(16));
+        assert!(ChannelId::parse(&group).is_ok());
+        let (a, b) = ("aa".repeat(32), "bb".repeat(32));
+        assert!(ChannelId::parse(&format!("{a}<->{b}")).is_ok());
+        for bad in [
+            "",
+            "G\u{0}x",
+            &format!("{group}\u{0}x"),
+            "g-team",
+            &format!("g-{}", "0F".repeat(16)),
+            &format!("{b}<->{a}"),
+            &format!("{a}<->{a}"),
+            &format!("{a}<->x"),
+            &"x".repeat(201),
+        ] {
             let e = ChannelId::parse(bad).expect_err(bad);
             assert_eq!(e.kind, "channel id");
         }

@@ -61,6 +61,8 @@ wire_names! {
         UnknownCommand => "unknown_command",
         /// An argument is missing or has the wrong kind of value.
         BadArgument => "bad_argument",
+        /// A `person_id`, `members` or `channel` argument does not follow the id grammar.
+        BadId => "bad_id",
         /// A control line exceeds the limit.
         LineTooLong => "line_too_long",
         /// Only a node can do this.

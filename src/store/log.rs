@@ -1,7 +1,9 @@
 //! The sled implementation of the sync [`Log`]: entries, author heads, the view index and
 //! known persons, written together in one transaction per entry.
 //!
-//! Keys (all under the channel id and a 0 byte, so a channel is one prefix):
+//! Keys (all under the channel id and a 0 byte, so a channel is one prefix; after it every
+//! key of a kind has a fixed length, so a scan checks each key's length and no channel can
+//! pass for another, even one stored before ids were validated, e.g. `G` and `G\0x`):
 //! - `entries`: `ch 0 author seq_be8` → entry JSON
 //! - `heads`:   `ch 0 author` → `seq_be8 id`
 //! - `view`:    `ch 0 ms_be8 c_be4 author seq_be8` → `entries` key
@@ -48,6 +50,18 @@ fn view_key(e: &Entry) -> Vec<u8> {
     k.extend_from_slice(e.author.as_bytes());
     k.extend_from_slice(&e.seq.to_be_bytes());
     k
+}
+
+/// Key length after the channel prefix: entries (author, seq), heads (author), view and
+/// membership index (ms, c, author, seq).
+const ENTRY_TAIL: usize = 64 + 8;
+const HEAD_TAIL: usize = 64;
+const VIEW_TAIL: usize = 8 + 4 + 64 + 8;
+
+/// Whether `k` is a key of exactly the channel whose prefix is `p` (not of a longer id
+/// that starts with the same bytes).
+fn of_channel(k: &[u8], p: &[u8], tail: usize) -> bool {
+    k.len() == p.len() + tail && k.starts_with(p)
 }
 
 fn le(e: super::StoreError) -> LogError {
@@ -194,7 +208,12 @@ impl Store {
             }
         };
         let mut out = Vec::with_capacity(limit.min(1024));
-        for kv in self.view.range(start..end).rev().take(limit) {
+        let keys = self.view.range(start.clone()..end).rev();
+        let exact = keys.filter(|kv| {
+            kv.as_ref()
+                .map_or(true, |(k, _)| of_channel(k, &start, VIEW_TAIL))
+        });
+        for kv in exact.take(limit) {
             let (_, ek) = kv.map_err(|e| self.sled_err(e))?;
             if let Some(v) = self.entries.get(&ek).map_err(|e| self.sled_err(e))? {
                 out.push(self.decode_entry(&v)?);
@@ -212,12 +231,16 @@ impl Store {
         author: &str,
         id: &str,
     ) -> Result<Option<Entry>, crate::store::StoreError> {
+        let p = prefix(ch);
         for kv in self
             .entries
             .range(entry_key(ch, author, 0)..=entry_key(ch, author, u64::MAX))
             .rev()
         {
-            let (_, v) = kv.map_err(|e| self.sled_err(e))?;
+            let (k, v) = kv.map_err(|e| self.sled_err(e))?;
+            if !of_channel(&k, &p, ENTRY_TAIL) {
+                continue;
+            }
             let e = self.decode_entry(&v)?;
             {
                 if e.id() == id {
@@ -230,7 +253,14 @@ impl Store {
 
     /// Number of entries in a channel's view.
     pub fn view_len(&self, ch: &str) -> usize {
-        self.view.scan_prefix(prefix(ch)).count()
+        let p = prefix(ch);
+        self.view
+            .scan_prefix(&p)
+            .filter(|kv| {
+                kv.as_ref()
+                    .map_or(true, |(k, _)| of_channel(k, &p, VIEW_TAIL))
+            })
+            .count()
     }
 
     /// Unread count of a channel.
@@ -260,9 +290,12 @@ impl Store {
 
     /// Every entry stored for a channel (tests and audits).
     pub fn all_entries(&self, ch: &str) -> Vec<Entry> {
+        let p = prefix(ch);
         self.entries
-            .scan_prefix(prefix(ch))
-            .filter_map(|kv| kv.ok().and_then(|(_, v)| self.decode_entry(&v).ok()))
+            .scan_prefix(&p)
+            .filter_map(|kv| kv.ok())
+            .filter(|(k, _)| of_channel(k, &p, ENTRY_TAIL))
+            .filter_map(|(_, v)| self.decode_entry(&v).ok())
             .collect()
     }
 
@@ -289,6 +322,9 @@ impl Log for Store {
         let mut out = Vec::new();
         for kv in self.heads.scan_prefix(&p) {
             let (k, v) = kv.map_err(|e| self.read_err(e))?;
+            if !of_channel(&k, &p, HEAD_TAIL) {
+                continue;
+            }
             let author = String::from_utf8(k.get(p.len()..).unwrap_or_default().to_vec())
                 .map_err(|_| self.corrupt("a head key is not text"))?;
             out.push((author, self.decode_head(&v)?.0));
@@ -313,10 +349,16 @@ impl Log for Store {
         limit: usize,
     ) -> Result<Vec<Entry>, LogError> {
         let mut out = Vec::new();
+        let p = prefix(ch);
         let keys = entry_key(ch, author, from_seq)..=entry_key(ch, author, u64::MAX);
-        for kv in self.entries.range(keys).take(limit) {
-            let (_, v) = kv.map_err(|e| self.read_err(e))?;
-            out.push(self.decode_entry(&v).map_err(le)?);
+        for kv in self.entries.range(keys) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = kv.map_err(|e| self.read_err(e))?;
+            if of_channel(&k, &p, ENTRY_TAIL) {
+                out.push(self.decode_entry(&v).map_err(le)?);
+            }
         }
         Ok(out)
     }
@@ -344,8 +386,12 @@ impl Log for Store {
 
     fn membership(&self, ch: &str) -> Result<Vec<Entry>, LogError> {
         let mut out = Vec::new();
-        for kv in self.members_idx.scan_prefix(prefix(ch)) {
-            let (_, ek) = kv.map_err(|e| self.read_err(e))?;
+        let p = prefix(ch);
+        for kv in self.members_idx.scan_prefix(&p) {
+            let (k, ek) = kv.map_err(|e| self.read_err(e))?;
+            if !of_channel(&k, &p, VIEW_TAIL) {
+                continue;
+            }
             let v = self.entries.get(ek).map_err(|e| self.read_err(e))?;
             let v = v.ok_or_else(|| self.corrupt("a membership index points at no entry"))?;
             out.push(self.decode_entry(&v).map_err(le)?);

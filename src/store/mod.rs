@@ -307,7 +307,16 @@ impl Store {
         if let Some(c) = cache.as_ref() {
             return Ok(c.clone());
         }
-        let list: Vec<Channel> = self.list(&self.channels)?;
+        let mut list: Vec<Channel> = self.list(&self.channels)?;
+        // A record under an id that is not one (stored before ids were checked, by a
+        // hostile peer) is no channel: it is left on disk and never listed or synced.
+        list.retain(|c| {
+            let problem = crate::domain::ids::channel_id_problem(&c.id);
+            if let Some(why) = problem {
+                tracing::warn!(id = ?c.id, "ignoring a stored channel record: {why}");
+            }
+            problem.is_none()
+        });
         *cache = Some(list.clone());
         Ok(list)
     }

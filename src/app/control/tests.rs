@@ -22,6 +22,9 @@ fn ne(s: &str) -> NonEmpty {
     NonEmpty(s.into())
 }
 
+/// A group channel id.
+const G: &str = "g-00000000000000000000000000000000";
+
 /// A person id, 64 hex characters: `aa…`, `bb…`.
 fn pid(c: char) -> String {
     c.to_string().repeat(64)
@@ -124,37 +127,37 @@ fn every_command_parses_from_its_documented_form() {
             },
         ),
         (
-            json!({"cmd":"add_member","channel":"g","person_id":pid('a')}),
+            json!({"cmd":"add_member","channel":G,"person_id":pid('a')}),
             Request::AddMember {
-                channel: channel("g"),
+                channel: channel(G),
                 person_id: person('a'),
             },
         ),
         (
-            json!({"cmd":"remove_member","channel":"g","person_id":pid('a')}),
+            json!({"cmd":"remove_member","channel":G,"person_id":pid('a')}),
             Request::RemoveMember {
-                channel: channel("g"),
+                channel: channel(G),
                 person_id: person('a'),
             },
         ),
         (
-            json!({"cmd":"send","channel":"g","text":"hi"}),
+            json!({"cmd":"send","channel":G,"text":"hi"}),
             Request::Send {
-                channel: channel("g"),
+                channel: channel(G),
                 text: ne("hi"),
             },
         ),
         (
-            json!({"cmd":"history","channel":"g"}),
+            json!({"cmd":"history","channel":G}),
             Request::History {
-                channel: channel("g"),
+                channel: channel(G),
                 limit: None,
             },
         ),
         (
-            json!({"cmd":"history","channel":"g","limit":3}),
+            json!({"cmd":"history","channel":G,"limit":3}),
             Request::History {
-                channel: channel("g"),
+                channel: channel(G),
                 limit: Some(3),
             },
         ),
@@ -203,23 +206,32 @@ fn bad_lines_name_what_is_wrong() {
         r#"{"cmd":"accept"}"#,
         r#"{"cmd":"create_channel","name":"n"}"#,
         r#"{"cmd":"create_channel","name":"n","members":[1]}"#,
-        r#"{"cmd":"history","channel":"g","limit":1000001}"#,
-        r#"{"cmd":"history","channel":"g","limit":-1}"#,
-        r#"{"cmd":"send","channel":"g"}"#,
-        r#"{"cmd":"remove_contact","person_id":"p"}"#,
-        r#"{"cmd":"add_member","channel":"g","person_id":"ABAB"}"#,
-        r#"{"cmd":"send","channel":"G\u0000x","text":"hi"}"#,
-        r#"{"cmd":"create_channel","name":"n","members":["not hex"]}"#,
+        r#"{"cmd":"history","channel":"g-00000000000000000000000000000000","limit":1000001}"#,
+        r#"{"cmd":"history","channel":"g-00000000000000000000000000000000","limit":-1}"#,
+        r#"{"cmd":"send","channel":"g-00000000000000000000000000000000"}"#,
     ] {
         let b = bad(line);
         assert_eq!(b.kind, ErrorKind::BadArgument, "{line}: {b:?}");
         assert!(!b.message.is_empty());
     }
+    // Well-typed text that is not an id of its kind: `bad_id`, naming the grammar.
+    for line in [
+        r#"{"cmd":"remove_contact","person_id":"p"}"#,
+        r#"{"cmd":"add_member","channel":"g-00000000000000000000000000000000","person_id":"ABAB"}"#,
+        r#"{"cmd":"send","channel":"G\u0000x","text":"hi"}"#,
+        r#"{"cmd":"send","channel":"g-team","text":"hi"}"#,
+        r#"{"cmd":"create_channel","name":"n","members":["not hex"]}"#,
+    ] {
+        let b = bad(line);
+        assert_eq!(b.kind, ErrorKind::BadId, "{line}: {b:?}");
+    }
     let b = bad(r#"{"cmd":"remove_contact","person_id":"p"}"#);
     assert!(b.message.contains("not a person id"), "{}", b.message);
     let b = bad(r#"{"cmd":"send","channel":"G\u0000x","text":"hi"}"#);
     assert!(b.message.contains("control character"), "{}", b.message);
-    let b = bad(r#"{"cmd":"send","channel":"g"}"#);
+    let b = bad(r#"{"cmd":"send","channel":"g-team","text":"hi"}"#);
+    assert!(b.message.contains("32 lowercase hex"), "{}", b.message);
+    let b = bad(r#"{"cmd":"send","channel":"g-00000000000000000000000000000000"}"#);
     assert!(
         b.message.contains("`send`") && b.message.contains("text"),
         "{}",
@@ -477,6 +489,7 @@ fn fill_template(t: &str) -> String {
     .replace("[person ids]", &format!("[\"{}\"]", pid('a')))
     .replace(":...", ":\"x\"")
     .replace(":N", ":5")
+    .replace("\"channel\":<id>", &format!("\"channel\":\"{G}\""))
     .replace("<id>", "\"x\"")
 }
 
