@@ -122,7 +122,7 @@ pub fn sync(data: &[u8]) {
             is_my_replica: false,
         },
     );
-    let _ = engine.handle(&mut log, 1, msg);
+    let _ = engine.handle(&mut log, 1, msg, 1_800_000_000_000);
 }
 
 /// A line on the headless control channel.

@@ -453,7 +453,16 @@ fn the_attack_matrix_is_refused_and_the_node_keeps_serving() {
     // The contact k writes one genuine entry first (a legitimate change, before the case).
     let k = w.k.clone();
     let ch = direct_channel_id(&k.person_id(), &w.node.person_id());
-    let hlc = |ms| Hlc { ms, c: 0 };
+    // Stamps an hour ago (receivers refuse stamps ahead of their clock), 1 ms apart.
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - 3_600_000;
+    let hlc = |ms: u64| Hlc {
+        ms: t0 + ms - 1_800_000_000_000,
+        c: 0,
+    };
     let text = |t: &str| Body::Text { text: t.into() };
     let good = sign_entry(&k, &ch, 1, None, hlc(1_800_000_000_000), text("genuine"));
     let mut k_link = rt.block_on(async {

@@ -8,7 +8,16 @@ use lama_tui::domain::identity::{LocalIdentity, Secrets};
 use lama_tui::domain::log::Log;
 use lama_tui::domain::Channel;
 use lama_tui::domain::{sign_entry, Body, Entry, Hlc};
-use lama_tui::net::sync::{Engine, Invalid, MemLog, PeerInfo, SyncMsg};
+use lama_tui::net::sync::{load_roster, Engine, Invalid, MemLog, PeerInfo, SyncMsg};
+
+/// The simulated wall clock's start, and the receivers' `now` in single-engine tests.
+const NOW: u64 = 1_800_000_000_000;
+const TEAM: &str = "g-7ea70000000000000000000000000000";
+const SECRET: &str = "g-5ec00000000000000000000000000000";
+const GM: &str = "g-00000000000000000000000000000001";
+const GX: &str = "g-00000000000000000000000000000002";
+const GY: &str = "g-00000000000000000000000000000003";
+const ELSEWHERE: &str = "g-00000000000000000000000000000004";
 
 struct Rng(u64);
 impl Rng {
@@ -64,6 +73,8 @@ struct Net {
     delivered: BTreeMap<usize, Vec<SyncMsg>>,
     /// Replica relation: (instance, peer) → peer is the instance's replica.
     replica_of: Vec<(usize, usize)>,
+    /// How far each instance's wall clock is behind `clock`.
+    behind: BTreeMap<usize, u64>,
 }
 
 impl Net {
@@ -81,10 +92,16 @@ impl Net {
                 .collect(),
             next_link: 1,
             rng: Rng(seed | 1),
-            clock: 1_800_000_000_000,
+            clock: NOW,
             delivered: BTreeMap::new(),
             replica_of: vec![],
+            behind: BTreeMap::new(),
         }
+    }
+
+    /// Instance `i`'s wall clock.
+    fn now(&self, i: usize) -> u64 {
+        self.clock - self.behind.get(&i).copied().unwrap_or(0)
     }
 
     fn pid(&self, i: usize) -> String {
@@ -172,10 +189,11 @@ impl Net {
             }
         };
         self.delivered.entry(to).or_default().push(msg.clone());
+        let now = self.now(to);
         let i = &mut self.insts[to];
         let mut out = i
             .engine
-            .handle(&mut i.log, link, msg)
+            .handle(&mut i.log, link, msg, now)
             .expect("MemLog never fails here");
         i.log.flush().unwrap();
         out.send.append(&mut out.after_flush);
@@ -185,16 +203,11 @@ impl Net {
 
     fn write(&mut self, at: usize, ch: &str, text: &str) -> Entry {
         self.clock += self.rng.below(3);
+        let now = self.now(at);
         let i = &mut self.insts[at];
         let (e, out) = i
             .engine
-            .write(
-                &mut i.log,
-                &i.id,
-                ch,
-                Body::Text { text: text.into() },
-                self.clock,
-            )
+            .write(&mut i.log, &i.id, ch, Body::Text { text: text.into() }, now)
             .unwrap();
         self.push(at, out.send);
         e
@@ -254,7 +267,7 @@ fn run_convergence(seed: u64) {
         &[(0, 1), (0, 2)],
         seed,
     );
-    net.create(0, "g-team", &[0, 1, 2]);
+    net.create(0, TEAM, &[0, 1, 2]);
     net.settle();
     let mut written = 0;
     let mut cuts = 0;
@@ -262,7 +275,7 @@ fn run_convergence(seed: u64) {
         let r = net.rng.below(100);
         if r < 30 {
             let who = net.rng.below(3) as usize;
-            net.write(who, "g-team", &format!("m{round} from {who}"));
+            net.write(who, TEAM, &format!("m{round} from {who}"));
             written += 1;
         } else if r < 38 {
             let li = net.rng.below(2) as usize;
@@ -279,9 +292,9 @@ fn run_convergence(seed: u64) {
         }
     }
     net.settle();
-    let v0 = net.insts[0].log.view("g-team");
-    let v1 = net.insts[1].log.view("g-team");
-    let v2 = net.insts[2].log.view("g-team");
+    let v0 = net.insts[0].log.view(TEAM);
+    let v1 = net.insts[1].log.view(TEAM);
+    let v2 = net.insts[2].log.view(TEAM);
     assert_eq!(v0.len(), written + 1, "seed {seed}: node lost entries");
     assert_eq!(ids(&v0), ids(&v1), "seed {seed}: node and alice differ");
     assert_eq!(ids(&v0), ids(&v2), "seed {seed}: node and bob differ");
@@ -303,6 +316,197 @@ fn three_instances_converge_under_random_cuts_and_reordering() {
     for seed in 1..=40u64 {
         run_convergence(seed * 0x9e37_79b9);
     }
+}
+
+/// What a channel shows on instance `i`: its entries in view order whose authors the roster
+/// admits at their place (what `history` shows).
+fn shown(net: &Net, i: usize, ch: &str) -> Vec<String> {
+    let log = &net.insts[i].log;
+    let roster = load_roster(log, ch)
+        .expect("an in-memory log reads")
+        .expect("the channel is known");
+    log.view(ch)
+        .iter()
+        .filter(|e| roster.admits(&e.author, e.seq, &e.view_key()))
+        .map(Entry::id)
+        .collect()
+}
+
+impl Net {
+    /// A write that may be refused (Mallory's, if the removal reached her).
+    fn try_write(&mut self, at: usize, ch: &str, text: &str) {
+        self.clock += 1;
+        let now = self.now(at);
+        let i = &mut self.insts[at];
+        let body = Body::Text { text: text.into() };
+        if let Ok((_, out)) = i.engine.write(&mut i.log, &i.id, ch, body, now) {
+            self.push(at, out.send);
+        }
+    }
+
+    /// Put entries on the link from `from` to `to` as if `from` sent them (a hostile
+    /// instance writing bytes its engine would not).
+    fn inject(&mut self, from: usize, to: usize, entries: Vec<Entry>, batch: u64) {
+        for l in self.links.iter_mut().filter(|l| l.up.is_some()) {
+            let d = match (l.a, l.b) {
+                (a, b) if a == from && b == to => 0,
+                (a, b) if a == to && b == from => 1,
+                _ => continue,
+            };
+            l.q[d].push_back(SyncMsg::Entries { batch, entries });
+            return;
+        }
+    }
+
+    /// A hostile entry by `m` in `ch`, invalid by construction (so it can never fork an
+    /// honest log): `kind` picks a forged id, a stamp far ahead, a stamp not after her last
+    /// one, or (once she is removed) a backdated text or a members entry re-adding her.
+    fn hostile(&mut self, m: usize, ch: &str, kind: u64, removed: bool, t0: u64) -> Option<Entry> {
+        let me = self.insts[m].id.clone();
+        let pid = me.person_id().to_string();
+        let head = self.insts[m].log.head(ch, &pid).expect("reads");
+        let prev = head
+            .as_ref()
+            .and_then(|h| self.insts[m].log.get(ch, &pid, h.0).expect("reads"));
+        let seq = head.as_ref().map_or(1, |h| h.0 + 1);
+        let prev_id = head.map(|h| h.1);
+        let sign = |c: &str, ms: u64, body: Body| {
+            sign_entry(&me, c, seq, prev_id.clone(), Hlc { ms, c: 0 }, body)
+        };
+        let text = |t: &str| Body::Text { text: t.into() };
+        Some(match kind % 5 {
+            0 => sign(&format!("{ch}\u{0}x"), self.clock, text("forged id")),
+            1 => sign(ch, self.clock + 3_600_000, text("from the future")),
+            2 => sign(ch, prev?.hlc.ms, text("not after my last")),
+            3 if removed => sign(ch, t0 + 1, text("backdated after removal")),
+            4 if removed => {
+                let heads = [(pid.clone(), seq - 1)].into_iter().collect();
+                let body = Body::Members {
+                    add: vec![pid.clone()],
+                    remove: vec![],
+                    heads,
+                };
+                sign(ch, t0 + 2, body)
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// A node, two honest clients and Mallory, a member linked to the node and to alice. She
+/// writes, is removed at a random point, and keeps writing (her engine never learns) and
+/// injecting hostile entries. Every honest instance ends showing the same view, with every
+/// honest entry and none of hers after the removal.
+fn run_hostile(seed: u64) {
+    let mut net = Net::new(
+        vec![
+            inst(1, "node"),
+            inst(10, "alice"),
+            inst(20, "bob"),
+            inst(40, "mallory"),
+        ],
+        &[(0, 1), (0, 2), (0, 3), (1, 3)],
+        seed,
+    );
+    net.create(0, TEAM, &[0, 1, 2, 3]);
+    let t0 = net.clock;
+    net.settle();
+    let remove_at = 50 + net.rng.below(250);
+    let mut removed = false;
+    let mut honest = vec![];
+    let mut injected = 0;
+    for round in 0..400u64 {
+        if round == remove_at {
+            change(&mut net, 0, TEAM, 3, false);
+            removed = true;
+        }
+        let r = net.rng.below(100);
+        if r < 25 {
+            let who = net.rng.below(3) as usize;
+            honest.push(net.write(who, TEAM, &format!("m{round} from {who}")).id());
+        } else if r < 35 {
+            net.try_write(3, TEAM, &format!("mallory {round}"));
+        } else if r < 45 {
+            let kind = net.rng.below(5);
+            let to = if net.rng.below(2) == 0 { 0 } else { 1 };
+            if let Some(e) = net.hostile(3, TEAM, kind, removed, t0) {
+                net.inject(3, to, vec![e], 1_000_000 + round);
+                injected += 1;
+            }
+        } else if r < 52 {
+            let li = net.rng.below(4) as usize;
+            net.cut(li);
+        } else if r < 62 {
+            let li = net.rng.below(4) as usize;
+            net.connect(li);
+        } else {
+            for _ in 0..net.rng.below(8) {
+                net.step();
+            }
+        }
+    }
+    if !removed {
+        change(&mut net, 0, TEAM, 3, false);
+    }
+    net.settle();
+    let v0 = shown(&net, 0, TEAM);
+    assert_eq!(
+        v0,
+        shown(&net, 1, TEAM),
+        "seed {seed}: node and alice differ"
+    );
+    assert_eq!(v0, shown(&net, 2, TEAM), "seed {seed}: node and bob differ");
+    for id in &honest {
+        assert!(v0.contains(id), "seed {seed}: an honest entry is missing");
+    }
+    let mallory = net.pid(3);
+    let removal = net.insts[0]
+        .log
+        .view(TEAM)
+        .into_iter()
+        .find(|e| matches!(&e.body, Body::Members { remove, .. } if remove.contains(&mallory)))
+        .expect("the removal");
+    let Body::Members { heads, .. } = &removal.body else {
+        unreachable!("found as a members entry")
+    };
+    let cut = heads[&mallory];
+    for e in net.insts[0].log.view(TEAM) {
+        if e.author == mallory && v0.contains(&e.id()) {
+            assert!(
+                e.seq <= cut,
+                "seed {seed}: her seq {} after the cut shows",
+                e.seq
+            );
+        }
+    }
+    for i in 0..3 {
+        let members = load_roster(&net.insts[i].log, TEAM)
+            .expect("reads")
+            .expect("known")
+            .current();
+        assert!(
+            !members.contains(&mallory),
+            "seed {seed}: she is back at {i}"
+        );
+        assert_eq!(members.len(), 3, "seed {seed}: members at {i}");
+    }
+    assert!(injected > 5, "seed {seed}: only {injected} hostile entries");
+}
+
+#[test]
+fn honest_views_converge_while_a_removed_member_backdates_forges_and_keeps_writing() {
+    let base = seed_from_env();
+    for k in 0..24u64 {
+        run_hostile(base.wrapping_add(k.wrapping_mul(0x9e37_79b9)));
+    }
+}
+
+/// `LAMA_SEED` replays a run of the hostile simulation.
+fn seed_from_env() -> u64 {
+    std::env::var("LAMA_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed)
 }
 
 #[test]
@@ -345,23 +549,23 @@ fn entries_never_reach_a_non_member_not_even_their_ids() {
         &[(0, 1), (0, 2), (0, 3)],
         99,
     );
-    net.create(0, "g-secret", &[0, 1, 2]);
+    net.create(0, SECRET, &[0, 1, 2]);
     net.settle();
     for i in 0..50 {
-        net.write((i % 3) as usize, "g-secret", &format!("s{i}"));
+        net.write((i % 3) as usize, SECRET, &format!("s{i}"));
     }
     net.settle();
-    assert_eq!(net.insts[2].log.view("g-secret").len(), 51);
-    assert!(net.insts[3].log.view("g-secret").is_empty());
+    assert_eq!(net.insts[2].log.view(SECRET).len(), 51);
+    assert!(net.insts[3].log.view(SECRET).is_empty());
     let secret_ids: Vec<String> = net.insts[0]
         .log
-        .view("g-secret")
+        .view(SECRET)
         .iter()
         .map(Entry::id)
         .collect();
     for m in net.delivered.get(&3).cloned().unwrap_or_default() {
         let text = serde_json::to_string(&m).unwrap();
-        assert!(!text.contains("g-secret"), "eve saw the channel: {text}");
+        assert!(!text.contains(SECRET), "eve saw the channel: {text}");
         for id in &secret_ids {
             assert!(!text.contains(id.as_str()), "eve saw an entry id");
         }
@@ -426,7 +630,7 @@ fn every_invalid_entry_is_refused_counted_and_reported() {
         alice.id.person_id().to_string(),
     );
     log.add_channel(Channel {
-        id: "g-x".into(),
+        id: GX.to_string(),
         name: "x".into(),
         members: vec![n.clone(), a.clone()],
         created_at: 0,
@@ -440,21 +644,21 @@ fn every_invalid_entry_is_refused_counted_and_reported() {
             is_my_replica: false,
         },
     );
-    let e1 = signed(&alice.id, "g-x", 1, None, 10, "one");
-    let e2 = signed(&alice.id, "g-x", 2, Some(e1.id()), 11, "two");
-    let mut bad_sig = signed(&alice.id, "g-x", 1, None, 10, "one");
+    let e1 = signed(&alice.id, GX, 1, None, 10, "one");
+    let e2 = signed(&alice.id, GX, 2, Some(e1.id()), 11, "two");
+    let mut bad_sig = signed(&alice.id, GX, 1, None, 10, "one");
     bad_sig.body = Body::Text {
         text: "changed".into(),
     };
-    let gap = signed(&alice.id, "g-x", 3, Some("00".repeat(32)), 12, "gap");
-    let fork = signed(&alice.id, "g-x", 1, None, 10, "another first");
-    let bad_prev = signed(&alice.id, "g-x", 2, Some("ab".repeat(32)), 11, "bad prev");
-    let outsider = signed(&eve.id, "g-x", 1, None, 10, "let me in");
-    let not_shared = signed(&alice.id, "g-elsewhere", 1, None, 10, "hm");
+    let gap = signed(&alice.id, GX, 3, Some("00".repeat(32)), 12, "gap");
+    let fork = signed(&alice.id, GX, 1, None, 10, "another first");
+    let bad_prev = signed(&alice.id, GX, 2, Some("ab".repeat(32)), 11, "bad prev");
+    let outsider = signed(&eve.id, GX, 1, None, 10, "let me in");
+    let not_shared = signed(&alice.id, ELSEWHERE, 1, None, 10, "hm");
 
     let mut send = |entries: Vec<Entry>, batch: u64| {
         let out = engine
-            .handle(&mut log, 1, SyncMsg::Entries { batch, entries })
+            .handle(&mut log, 1, SyncMsg::Entries { batch, entries }, NOW)
             .unwrap();
         let acks: Vec<_> = out
             .after_flush
@@ -494,9 +698,9 @@ fn every_invalid_entry_is_refused_counted_and_reported() {
     assert_eq!((stored, rej.len()), (0, 0));
     assert_eq!(engine.stats.duplicates, 2);
     assert_eq!(engine.stats.invalid, 7);
-    assert_eq!(log.view("g-x").len(), 2);
-    assert!(log.view("g-elsewhere").is_empty());
-    assert!(log.head("g-elsewhere", &a).expect("reads").is_none());
+    assert_eq!(log.view(GX).len(), 2);
+    assert!(log.view(ELSEWHERE).is_empty());
+    assert!(log.head(ELSEWHERE, &a).expect("reads").is_none());
 }
 
 #[test]
@@ -507,7 +711,7 @@ fn views_merge_by_hlc_then_author_then_seq_even_with_skewed_clocks() {
     net.settle();
     net.write(0, &ch, "question");
     net.settle();
-    net.clock -= 3_600_000;
+    net.behind.insert(1, 3_600_000);
     net.write(1, &ch, "answer");
     net.settle();
     let v = net.insts[0].log.view(&ch);
@@ -526,11 +730,13 @@ fn change(net: &mut Net, at: usize, ch: &str, who: usize, add: bool) {
         Body::Members {
             add: vec![pid],
             remove: vec![],
+            heads: Default::default(),
         }
     } else {
         Body::Members {
             add: vec![],
             remove: vec![pid],
+            heads: Default::default(),
         }
     };
     let (_, out) = i
@@ -548,37 +754,37 @@ fn membership_changes_are_signed_entries_judged_at_their_place_in_the_view() {
         &[(0, 1), (0, 2)],
         11,
     );
-    net.create(0, "g-m", &[0, 1]);
+    net.create(0, GM, &[0, 1]);
     net.settle();
-    net.write(1, "g-m", "before bob");
+    net.write(1, GM, "before bob");
     net.settle();
     assert!(
-        net.insts[2].log.view("g-m").is_empty(),
+        net.insts[2].log.view(GM).is_empty(),
         "bob is not a member yet"
     );
     // The node adds bob: he gets the whole channel, history included, and can write.
-    change(&mut net, 0, "g-m", 2, true);
+    change(&mut net, 0, GM, 2, true);
     net.settle();
-    assert_eq!(net.insts[2].log.view("g-m").len(), 3);
-    net.write(2, "g-m", "hi, bob here");
+    assert_eq!(net.insts[2].log.view(GM).len(), 3);
+    net.write(2, GM, "hi, bob here");
     net.settle();
-    assert_eq!(net.insts[1].log.view("g-m").len(), 4);
+    assert_eq!(net.insts[1].log.view(GM).len(), 4);
 
     // Alice is removed while cut off; what she writes after that point is refused everywhere.
     net.cut(0);
-    change(&mut net, 0, "g-m", 1, false);
+    change(&mut net, 0, GM, 1, false);
     net.settle_except(0);
     net.clock += 10;
-    net.write(1, "g-m", "written after my removal");
+    net.write(1, GM, "written after my removal");
     net.connect(0);
     while net.step() {}
-    let v0 = ids(&net.insts[0].log.view("g-m"));
-    let v2 = ids(&net.insts[2].log.view("g-m"));
+    let v0 = ids(&net.insts[0].log.view(GM));
+    let v2 = ids(&net.insts[2].log.view(GM));
     assert_eq!(v0, v2, "node and bob agree");
     assert!(
         !net.insts[0]
             .log
-            .view("g-m")
+            .view(GM)
             .iter()
             .any(|e| e.text() == Some("written after my removal")),
         "a removed member's later entry reached the view"
@@ -586,22 +792,22 @@ fn membership_changes_are_signed_entries_judged_at_their_place_in_the_view() {
     assert!(net.insts[0].engine.stats.invalid >= 1);
     // A removed member receives nothing from that point on (not even later ids), and
     // whatever she writes stays with her.
-    net.write(0, "g-m", "after alice left");
-    net.write(1, "g-m", "still talking");
+    net.write(0, GM, "after alice left");
+    net.write(1, GM, "still talking");
     net.settle();
     assert!(!net.insts[1]
         .log
-        .view("g-m")
+        .view(GM)
         .iter()
         .any(|e| e.text() == Some("after alice left")));
     assert!(!net.insts[2]
         .log
-        .view("g-m")
+        .view(GM)
         .iter()
         .any(|e| e.text() == Some("still talking")));
     assert_eq!(
-        ids(&net.insts[0].log.view("g-m")),
-        ids(&net.insts[2].log.view("g-m"))
+        ids(&net.insts[0].log.view(GM)),
+        ids(&net.insts[2].log.view(GM))
     );
 }
 
@@ -615,7 +821,7 @@ fn an_author_never_seen_is_unknown() {
     );
     let mut log = MemLog::default();
     log.add_channel(Channel {
-        id: "g-y".into(),
+        id: GY.to_string(),
         name: "y".into(),
         members: vec![n.clone(), a.clone()],
         created_at: 0,
@@ -631,7 +837,7 @@ fn an_author_never_seen_is_unknown() {
     );
     let e2 = signed(
         &alice.id,
-        "g-y",
+        GY,
         2,
         Some("00".repeat(32)),
         11,
@@ -645,6 +851,7 @@ fn an_author_never_seen_is_unknown() {
                 batch: 1,
                 entries: vec![e2],
             },
+            NOW,
         )
         .unwrap();
     let reasons: Vec<Invalid> = out.rejected.iter().map(|r| r.reason.clone()).collect();
@@ -801,7 +1008,7 @@ fn a_store_that_cannot_read_gives_no_verdict_and_nothing_is_refused() {
         broken: false,
     };
     log.inner.add_channel(Channel {
-        id: "g-x".into(),
+        id: GX.to_string(),
         name: "x".into(),
         members: vec![n.clone(), a.clone()],
         created_at: 0,
@@ -812,8 +1019,8 @@ fn a_store_that_cannot_read_gives_no_verdict_and_nothing_is_refused() {
         is_my_replica: false,
     };
     engine.open(&log, 1, peer).expect("readable at first");
-    let e1 = signed(&alice.id, "g-x", 1, None, 10, "one");
-    let e2 = signed(&alice.id, "g-x", 2, Some(e1.id()), 11, "two");
+    let e1 = signed(&alice.id, GX, 1, None, 10, "one");
+    let e2 = signed(&alice.id, GX, 2, Some(e1.id()), 11, "two");
     let entries = vec![e1, e2];
     // Unreadable: an error for the caller, not a gap, fork or non-member verdict.
     log.broken = true;
@@ -821,17 +1028,17 @@ fn a_store_that_cannot_read_gives_no_verdict_and_nothing_is_refused() {
         batch: 1,
         entries: entries.clone(),
     };
-    let r = engine.handle(&mut log, 1, msg);
+    let r = engine.handle(&mut log, 1, msg, NOW);
     assert!(r.is_err(), "a read error is an error");
     assert_eq!(
         engine.stats.invalid, 0,
         "and no entry is counted as refused"
     );
-    assert!(log.inner.view("g-x").is_empty(), "and nothing is stored");
+    assert!(log.inner.view(GX).is_empty(), "and nothing is stored");
     // Readable again: the resent batch is stored whole.
     log.broken = false;
     let out = engine
-        .handle(&mut log, 1, SyncMsg::Entries { batch: 2, entries })
+        .handle(&mut log, 1, SyncMsg::Entries { batch: 2, entries }, NOW)
         .expect("readable");
     assert_eq!(out.stored.len(), 2);
     assert_eq!(engine.stats.invalid, 0);

@@ -221,7 +221,10 @@ async fn stopped_pair_with_history(nd: &Path, cd: &Path, n: usize) -> (String, S
     let node_pid = node.info.person_id.clone();
     stop(client).await;
     stop(node).await;
-    fill(nd, &ch, n, 1_800_000_000_000);
+    // Stamped in the past (one per ms, ending a minute ago): receivers refuse stamps more
+    // than the allowed skew ahead of their clock.
+    let start_ms = crate::app::clock::now_ms() - n as u64 - 60_000;
+    fill(nd, &ch, n, start_ms);
     (ch, node_pid)
 }
 

@@ -19,7 +19,7 @@ use crate::domain::{
 use crate::net::handshake::HelloExtras;
 use crate::net::manager::DialState;
 use crate::net::pairing::{self, direct_channel};
-use crate::net::sync::{members_at, WriteError};
+use crate::net::sync::{load_roster, WriteError};
 use crate::net::wire::{CloseCode, WireMsg};
 
 type Answered = Result<Answer, CommandError>;
@@ -278,7 +278,9 @@ impl NodeCore {
         } else {
             (vec![], vec![person_id])
         };
-        self.write(channel, Body::Members { add, remove })?;
+        // The engine records each person's log head (`heads`) when it signs.
+        let heads = Default::default();
+        self.write(channel, Body::Members { add, remove, heads })?;
         let rec = self.store.channel_record(channel)?;
         Ok(Answer::Members(rec.map(|c| c.members).unwrap_or_default()))
     }
@@ -353,12 +355,15 @@ impl NodeCore {
             }
             entries.splice(0..0, older);
         }
-        // An entry whose author was not a member at its place in the view (a removal that
-        // arrived after it) never shows, so every instance shows the same view.
+        // An entry its author wrote when not a member (stored before the removal arrived)
+        // never shows, so every instance shows the same view.
+        let roster = load_roster(&*self.store, channel)?;
         let mut texts: Vec<MessageView> = Vec::new();
         for e in entries.iter().filter(|e| e.text().is_some()) {
-            let members = members_at(&*self.store, channel, &e.view_key())?;
-            if members.is_some_and(|m| m.contains(&e.author)) {
+            if roster
+                .as_ref()
+                .is_some_and(|r| r.admits(&e.author, e.seq, &e.view_key()))
+            {
                 texts.push(self.message_view(e));
             }
         }

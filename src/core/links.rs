@@ -176,7 +176,7 @@ impl NodeCore {
     }
 
     fn on_sync(&mut self, conn: ConnId, msg: SyncMsg) {
-        match self.engine.handle(&mut *self.store, conn, msg) {
+        match self.engine.handle(&mut *self.store, conn, msg, self.now) {
             Ok(out) => self.dispatch(out),
             Err(e) => self.link_store_fault(conn, &e),
         }

@@ -274,6 +274,7 @@ impl NodeCore {
         };
         let mut manager = Manager::new(seed);
         let mut engine = Engine::new(me.person_id().to_string());
+        engine.restore_clock(&*store)?;
         let contacts = store.contacts()?;
         for c in &contacts {
             manager.set_endpoints(&c.person_id(), links::dial_targets(c), now);

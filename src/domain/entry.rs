@@ -1,6 +1,8 @@
 //! Channel entries: the signed unit of every log, its body, its hybrid logical clock and
 //! its canonical encoding (what is hashed for the id and signed by the author).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::domain::identity::{sha256_hex, Id, LocalIdentity, Person};
@@ -25,8 +27,14 @@ impl Hlc {
         if now_ms > self.ms {
             self.ms = now_ms;
             self.c = 0;
+        } else if self.c == u32::MAX {
+            // The counter never saturates (every later stamp would tie): the next
+            // millisecond starts. Received stamps are bounded by the skew rule, so this
+            // runs ahead of the wall clock by at most that.
+            self.ms = self.ms.saturating_add(1);
+            self.c = 0;
         } else {
-            self.c = self.c.saturating_add(1);
+            self.c += 1;
         }
         *self
     }
@@ -63,6 +71,12 @@ pub enum Body {
         /// Ids removed.
         #[serde(default)]
         remove: Vec<Id>,
+        /// For every id added or removed, its log head in the channel as the writer saw it:
+        /// a removal refuses that person's later seqs whatever their timestamps, an add
+        /// admits them again. Absent in entries written before version 0.3 (then the change
+        /// applies by view position).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        heads: BTreeMap<Id, u64>,
     },
 }
 

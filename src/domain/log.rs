@@ -2,7 +2,7 @@
 //! store (sled) and by an in-memory log in the simulations.
 
 use crate::domain::identity::{Id, Person};
-use crate::domain::{Channel, Entry};
+use crate::domain::{Channel, Entry, Hlc};
 
 /// Errors of the storage behind a [`Log`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -59,6 +59,20 @@ pub trait Log {
             self.insert(e, c.as_ref())?;
         }
         Ok(())
+    }
+    /// The highest stamp of any stored entry (the clock restarts after it). The default
+    /// reads the head entry of every log: the highest stamp of a log is its head's, since
+    /// stamps grow along a log.
+    fn latest_hlc(&self) -> Result<Option<Hlc>, LogError> {
+        let mut best: Option<Hlc> = None;
+        for c in self.channels()? {
+            for (author, seq) in self.heads(&c.id)? {
+                if let Some(e) = self.get(&c.id, &author, seq)? {
+                    best = best.max(Some(e.hlc));
+                }
+            }
+        }
+        Ok(best)
     }
     /// Remember a Person.
     fn put_person(&mut self, p: &Person) -> Result<(), LogError>;

@@ -7,25 +7,28 @@
 //! Here: the messages, the sessions and local writes; `rules` judges entries, `receive`
 //! handles what arrives, `fill` chooses what to send, `mem` is the in-memory log.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
 use crate::domain::identity::{Id, LocalIdentity};
 use crate::domain::log::{Log, LogError};
-use crate::domain::{sign_entry, Body, Entry, Hlc};
+use crate::domain::{sign_entry, Body, Entry, Hlc, ViewKey};
 
 mod fill;
 mod mem;
+mod pending;
 mod receive;
+mod roster;
 mod rules;
 
+use fill::{Cursor, LogKey};
 pub use mem::MemLog;
+use pending::{Pending, Usage};
+pub use roster::Roster;
 use rules::channel_effect;
-pub use rules::{
-    check_entry, check_entry_pre, members_at, members_of, verify_signatures, Check, CheckError,
-    Invalid,
-};
+pub use rules::{check_entry, load_roster, verify_signatures, Check, CheckError, Invalid};
 
 /// Most entries in one `entries` message.
 pub const BATCH_MAX_ENTRIES: usize = 128;
@@ -43,8 +46,21 @@ pub const CURSOR_CHUNK: usize = 64;
 pub const CURSOR_MIN_CHUNK: usize = 4;
 /// Longest text body, in bytes.
 pub const MAX_TEXT: usize = 16 * 1024;
-/// Most members of a channel.
+/// Most members of a channel (and so most authors of its logs).
 pub const MAX_MEMBERS: usize = 1024;
+/// How far an entry's stamp may be ahead of the receiver's clock (as for discovery).
+pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
+/// Most entries held in memory per link for channels this instance cannot hold yet (the
+/// history a member shares before the entry that adds us arrives).
+pub const PENDING_MAX_ENTRIES: usize = 50_000;
+/// Most encoded bytes held in memory per link for such channels.
+pub const PENDING_MAX_BYTES: usize = 32 * 1024 * 1024;
+/// Most new group channels one author may make this instance store per quota window.
+pub const QUOTA_CHANNELS: u32 = 1_000;
+/// Most bytes of entries by one author this instance stores per quota window.
+pub const QUOTA_BYTES: u64 = 256 * 1024 * 1024;
+/// The quota window.
+pub const QUOTA_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// A peer's view of our channels: how far it has each author's log.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,8 +118,14 @@ pub struct Session {
     peer: PeerInfo,
     /// Highest seq the peer has, or that we queued to it, per (channel, author).
     sent: BTreeMap<(String, Id), u64>,
-    /// Entries read ahead per (channel, author), and the last seq loaded.
-    cursors: BTreeMap<(String, Id), (VecDeque<Entry>, u64)>,
+    /// Entries read ahead per pending log.
+    cursors: BTreeMap<LogKey, Cursor>,
+    /// The front of every non-empty cursor, lowest view key first.
+    heap: BinaryHeap<Reverse<(ViewKey, LogKey)>>,
+    /// Logs ahead of what the peer has whose cursor is not loaded.
+    to_load: BTreeSet<LogKey>,
+    /// Channels this instance may not hold yet, as received on this link.
+    pending: Pending,
     started: bool,
     /// Unacknowledged batches: number, ids of our own entries in it, entry count.
     inflight: VecDeque<(u64, Vec<Id>, u64)>,
@@ -145,6 +167,8 @@ pub struct Stats {
     pub duplicates: u64,
     /// Entries refused.
     pub invalid: u64,
+    /// Repeated `have`s on one link, ignored.
+    pub repeated_haves: u64,
 }
 
 /// The sync engine of one instance: all sessions and the rules. Pure.
@@ -155,6 +179,10 @@ pub struct Engine {
     sessions: BTreeMap<u64, Session>,
     /// Persons whose replica we are: we hold their channels.
     replicated: BTreeSet<Id>,
+    /// The roster of each group channel checked so far, kept as membership entries arrive.
+    rosters: BTreeMap<String, Roster>,
+    /// What each author made us store in the current quota window.
+    usage: Usage,
     /// Counters.
     pub stats: Stats,
 }
@@ -184,8 +212,38 @@ impl Engine {
             hlc: Hlc::default(),
             sessions: BTreeMap::new(),
             replicated: BTreeSet::new(),
+            rosters: BTreeMap::new(),
+            usage: Usage::default(),
             stats: Stats::default(),
         }
+    }
+
+    /// Start the clock after the highest stamp stored, so a restart never writes entries
+    /// that order before ones already written (or seen).
+    pub fn restore_clock<L: Log + ?Sized>(&mut self, log: &L) -> Result<(), LogError> {
+        if let Some(h) = log.latest_hlc()? {
+            self.hlc.observe(h);
+        }
+        Ok(())
+    }
+
+    /// The roster of `ch` (cached for groups); `None` for a channel the log does not know.
+    pub fn roster<L: Log + ?Sized>(
+        &mut self,
+        log: &L,
+        ch: &str,
+    ) -> Result<Option<Roster>, LogError> {
+        if let Some(r) = self.rosters.get(ch) {
+            return Ok(Some(r.clone()));
+        }
+        let r = load_roster(log, ch)?;
+        if let Some(r) = r
+            .as_ref()
+            .filter(|_| crate::domain::channel::direct_members(ch).is_none())
+        {
+            self.rosters.insert(ch.to_string(), r.clone());
+        }
+        Ok(r)
     }
 
     /// Declare the persons whose replica we are.
@@ -262,6 +320,9 @@ impl Engine {
                 peer,
                 sent: BTreeMap::new(),
                 cursors: BTreeMap::new(),
+                heap: BinaryHeap::new(),
+                to_load: BTreeSet::new(),
+                pending: Pending::default(),
                 started: false,
                 inflight: VecDeque::new(),
                 next_batch: 1,
@@ -289,12 +350,13 @@ impl Engine {
         body: Body,
         now_ms: u64,
     ) -> Result<(Entry, Output), WriteError> {
-        let members = match (&body, members_of(&*log, channel)?) {
+        let roster = self.roster(&*log, channel)?.filter(Roster::exists);
+        let members = match (&body, &roster) {
             (Body::Create { members, .. }, None) => members.clone(),
             (Body::Create { .. }, Some(_)) => {
                 return Err(WriteError::Invalid(format!("channel `{channel}` exists")))
             }
-            (_, Some(m)) => m,
+            (_, Some(r)) => r.current(),
             (_, None) => return Err(WriteError::NoChannel(channel.into())),
         };
         if !members.contains(&self.me) {
@@ -308,6 +370,17 @@ impl Engine {
                 )));
             }
         }
+        let body = match (body, &roster) {
+            (Body::Members { add, remove, .. }, Some(r)) => {
+                let mut heads = BTreeMap::new();
+                for p in add.iter().chain(&remove) {
+                    let stored = log.head(channel, p)?.map(|h| h.0).unwrap_or(0);
+                    heads.insert(p.clone(), r.head_to_record(p, stored));
+                }
+                Body::Members { add, remove, heads }
+            }
+            (body, _) => body,
+        };
         let head = log.head(channel, &self.me)?;
         let seq = head.as_ref().map(|h| h.0).unwrap_or(0) + 1;
         let e = sign_entry(
@@ -318,12 +391,19 @@ impl Engine {
             self.hlc.tick(now_ms),
             body,
         );
-        let ch = channel_effect(&*log, &e)?;
+        let mut after = roster.unwrap_or_default();
+        after.apply(&e);
+        let ch = channel_effect(&*log, &e, &after)?;
         if seq == 1 {
             log.put_person(&me.person)?;
         }
-        log.insert(&e, ch.as_ref())?;
-        log.flush()?;
+        if let Err(err) = log.insert(&e, ch.as_ref()).and_then(|()| log.flush()) {
+            self.rosters.remove(channel);
+            return Err(err.into());
+        }
+        if !matches!(e.body, Body::Text { .. }) {
+            self.rosters.insert(channel.to_string(), after);
+        }
         let mut out = Output::default();
         let links: Vec<u64> = self.sessions.keys().copied().collect();
         let touched: BTreeSet<String> = [channel.to_string()].into();

@@ -1,5 +1,6 @@
-//! The rules every instance judges an entry by, the same way: signatures, log order
-//! (gaps and forks), membership at the entry's place in the view, and bounds.
+//! The rules every instance judges an entry by, the same way: ids and bounds, signatures,
+//! log order (gaps and forks), time (skew and growth along the log), and membership at the
+//! entry's place in its author's log (see `roster`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -7,9 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::channel::direct_members;
 use crate::domain::identity::{verify_hex_sig, Id, Person};
+use crate::domain::ids::channel_id_problem;
 use crate::domain::log::{Log, LogError};
-use crate::domain::{Body, Channel, Entry, ViewKey};
-use crate::net::sync::{BATCH_VERIFY_MIN, MAX_MEMBERS, MAX_TEXT};
+use crate::domain::{Body, Channel, Entry, PersonId};
+use crate::net::sync::roster::Roster;
+use crate::net::sync::{BATCH_VERIFY_MIN, MAX_CLOCK_SKEW_MS, MAX_MEMBERS, MAX_TEXT};
 
 /// Why an entry was refused.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -36,78 +39,65 @@ pub enum Invalid {
     /// Fields out of bounds.
     #[error("malformed entry")]
     Malformed,
+    /// A channel id, author or member id that does not follow the id grammar.
+    #[error("an id does not follow the id grammar")]
+    BadId,
+    /// Stamped more than the allowed skew ahead of the receiver's clock.
+    #[error("timestamp too far in the future (clock skew)")]
+    ClockSkew,
+    /// Stamped no later than the author's previous entry in the channel.
+    #[error("timestamp not after the author's previous entry")]
+    Backdated,
+    /// Over a quota of what this instance stores for one author or one link.
+    #[error("over this instance's quota")]
+    Quota,
+    /// A reason this version does not know (from a newer peer).
+    #[serde(other)]
+    #[error("refused for a reason this version does not know")]
+    Other,
 }
 
-/// Members of a group channel just before view position `at`: the create entry's list,
-/// changed by every members entry that precedes `at` in view order.
-pub fn members_at<L: Log + ?Sized>(
-    log: &L,
-    ch: &str,
-    at: &ViewKey,
-) -> Result<Option<Vec<Id>>, LogError> {
-    if let Some(m) = direct_members(ch) {
-        return Ok(Some(m));
+/// The roster of a channel from the log: a 1:1's two members, a group's membership
+/// entries, or (a group known only by its record) the recorded members; `None` for a
+/// channel this log does not know.
+pub fn load_roster<L: Log + ?Sized>(log: &L, ch: &str) -> Result<Option<Roster>, LogError> {
+    if let Some(r) = Roster::direct(ch) {
+        return Ok(Some(r));
     }
-    let mut set: Option<BTreeSet<Id>> = None;
-    for e in log.membership(ch)? {
-        if e.view_key() >= *at {
-            break;
-        }
-        match &e.body {
-            Body::Create { members, .. } => set = Some(members.iter().cloned().collect()),
-            Body::Members { add, remove } => {
-                if let Some(s) = set.as_mut() {
-                    s.extend(add.iter().cloned());
-                    for r in remove {
-                        s.remove(r);
-                    }
-                }
-            }
-            Body::Text { .. } => {}
-        }
+    let entries = log.membership(ch)?;
+    if entries.is_empty() {
+        return Ok(log.channel(ch)?.map(|c| Roster::from_members(&c.members)));
     }
-    // A channel known only by its record (no create entry stored): its recorded members.
-    match set {
-        Some(s) => Ok(Some(s.into_iter().collect())),
-        None => Ok(log.channel(ch)?.map(|c| c.members)),
-    }
+    Ok(Some(Roster::from_entries(entries)))
 }
 
-/// Current members of a channel.
-pub fn members_of<L: Log + ?Sized>(log: &L, ch: &str) -> Result<Option<Vec<Id>>, LogError> {
-    match direct_members(ch) {
-        Some(m) => Ok(Some(m)),
-        None => Ok(log.channel(ch)?.map(|c| c.members)),
-    }
-}
-
-/// What storing an entry changes about its channel.
+/// The channel record after storing `e`, given the roster with `e` applied: a create makes
+/// it, a members entry sets its members to the roster's (view order, not arrival order).
 pub(super) fn channel_effect<L: Log + ?Sized>(
     log: &L,
     e: &Entry,
+    after: &Roster,
 ) -> Result<Option<Channel>, LogError> {
     Ok(match &e.body {
-        Body::Create { name, members } => Some(Channel {
-            id: e.channel.clone(),
-            name: name.clone(),
-            members: sorted_unique(members.iter().cloned()),
-            created_at: e.hlc.ms / 1000,
-        }),
-        Body::Members { add, remove } => log.channel(&e.channel)?.map(|mut c| {
-            let mut set: BTreeSet<Id> = c.members.into_iter().collect();
-            set.extend(add.iter().cloned());
-            for r in remove {
-                set.remove(r);
+        Body::Create { name, .. } => match log.channel(&e.channel)? {
+            // A record made from an earlier create keeps its name and time.
+            Some(mut c) => {
+                c.members = after.current();
+                Some(c)
             }
-            c.members = set.into_iter().collect();
+            None => Some(Channel {
+                id: e.channel.clone(),
+                name: name.clone(),
+                members: after.current(),
+                created_at: e.hlc.ms / 1000,
+            }),
+        },
+        Body::Members { .. } => log.channel(&e.channel)?.map(|mut c| {
+            c.members = after.current();
             c
         }),
         Body::Text { .. } => None,
     })
-}
-
-fn sorted_unique(it: impl Iterator<Item = Id>) -> Vec<Id> {
-    it.collect::<BTreeSet<_>>().into_iter().collect()
 }
 
 /// The outcome of checking a received entry.
@@ -131,32 +121,59 @@ pub enum CheckError {
     Store(#[from] LogError),
 }
 
-/// Check a received entry against the log. `may_hold`: whether this instance may store
-/// the channel given its member list.
-pub fn check_entry<L: Log + ?Sized>(
-    log: &L,
-    e: &Entry,
-    may_hold: impl Fn(&[Id]) -> bool,
-) -> Result<Check, CheckError> {
-    check_entry_pre(log, e, may_hold, false)
+/// Whether `s` is a person id (64 lowercase hex).
+fn is_person_id(s: &str) -> bool {
+    PersonId::parse(s).is_ok()
 }
 
-/// [`check_entry`], with the signature already verified when `sig_checked` (a batch
-/// verification passed for this entry with the key this function would use).
-pub fn check_entry_pre<L: Log + ?Sized>(
-    log: &L,
-    e: &Entry,
-    may_hold: impl Fn(&[Id]) -> bool,
-    sig_checked: bool,
-) -> Result<Check, CheckError> {
-    if e.seq == 0 || e.channel.is_empty() || e.channel.len() > 200 || e.author.len() != 64 {
-        return Err(Invalid::Malformed.into());
+/// The checks that need nothing but the entry: ids, bounds, the shape of bodies.
+fn check_fields(e: &Entry) -> Result<(), Invalid> {
+    if channel_id_problem(&e.channel).is_some() || !is_person_id(&e.author) {
+        return Err(Invalid::BadId);
     }
-    if let Body::Text { text } = &e.body {
-        if text.len() > MAX_TEXT {
-            return Err(Invalid::Malformed.into());
+    if e.seq == 0 {
+        return Err(Invalid::Malformed);
+    }
+    match &e.body {
+        Body::Text { text } if text.len() > MAX_TEXT => Err(Invalid::Malformed),
+        Body::Text { .. } => Ok(()),
+        Body::Create { members, .. } => {
+            if !members.iter().all(|m| is_person_id(m)) {
+                return Err(Invalid::BadId);
+            }
+            let is_group = direct_members(&e.channel).is_none();
+            let ok = is_group && e.seq == 1 && members.len() <= MAX_MEMBERS;
+            ok.then_some(()).ok_or(Invalid::Malformed)
+        }
+        Body::Members { add, remove, heads } => {
+            if !add.iter().chain(remove).all(|m| is_person_id(m)) {
+                return Err(Invalid::BadId);
+            }
+            let changed: BTreeSet<&Id> = add.iter().chain(remove).collect();
+            let disjoint = changed.len() == add.len() + remove.len();
+            // New entries name the head of every person they change; old ones none.
+            let heads_ok = heads.is_empty()
+                || (heads.len() == changed.len() && heads.keys().all(|k| changed.contains(k)));
+            let ok = direct_members(&e.channel).is_none()
+                && disjoint
+                && heads_ok
+                && add.len() <= MAX_MEMBERS;
+            ok.then_some(()).ok_or(Invalid::Malformed)
         }
     }
+}
+
+/// Check a received entry against the log and the channel's roster (`None`: a channel the
+/// log does not know), at the receiver's wall time `now_ms`. `sig_checked`: a batch
+/// verification already passed for this entry with the key this function would use.
+pub fn check_entry<L: Log + ?Sized>(
+    log: &L,
+    roster: Option<&Roster>,
+    e: &Entry,
+    now_ms: u64,
+    sig_checked: bool,
+) -> Result<Check, CheckError> {
+    check_fields(e)?;
     // Key: from the self-certifying first entry, or learned before.
     match (&e.person, e.seq) {
         (Some(p), 1) if p.id() == e.author => {}
@@ -188,31 +205,43 @@ pub fn check_entry_pre<L: Log + ?Sized>(
     if e.prev != head.map(|h| h.1) {
         return Err(Invalid::Fork.into());
     }
-    // Membership at this point of the view (not "now"), so every instance judges an entry
-    // the same way whatever order the entries arrived in.
-    let members = match (&e.body, members_of(log, &e.channel)?) {
-        (Body::Create { members, .. }, None) => {
-            if members.len() > MAX_MEMBERS || direct_members(&e.channel).is_some() {
-                return Err(Invalid::Malformed.into());
-            }
-            members.clone()
-        }
-        (Body::Create { .. }, Some(_)) => return Err(Invalid::Fork.into()),
-        (_, Some(_)) => members_at(log, &e.channel, &e.view_key())?.ok_or(Invalid::NotMember)?,
-        (_, None) => return Err(Invalid::NotMember.into()),
-    };
-    if let Body::Members { add, .. } = &e.body {
-        if members.len() + add.len() > MAX_MEMBERS || direct_members(&e.channel).is_some() {
-            return Err(Invalid::Malformed.into());
+    // Time: not ahead of ours by more than the skew (it may be accepted later, once our
+    // clock has caught up), and growing along the author's log.
+    if e.hlc.ms > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
+        return Err(Invalid::ClockSkew.into());
+    }
+    if e.seq > 1 {
+        let prev = log.get(&e.channel, &e.author, e.seq - 1)?;
+        if prev.is_some_and(|p| p.hlc >= e.hlc) {
+            return Err(Invalid::Backdated.into());
         }
     }
-    if !members.contains(&e.author) {
-        return Err(Invalid::NotMember.into());
-    }
-    if !may_hold(&members) {
-        return Err(Invalid::NotShared.into());
-    }
+    check_membership(roster, e)?;
     Ok(Check::New)
+}
+
+/// The author must be a member at this point of its log (see [`Roster`]).
+fn check_membership(roster: Option<&Roster>, e: &Entry) -> Result<(), Invalid> {
+    let roster = roster.filter(|r| r.exists());
+    if let Body::Create { members, .. } = &e.body {
+        if roster.is_some() {
+            return Err(Invalid::Fork);
+        }
+        return members
+            .contains(&e.author)
+            .then_some(())
+            .ok_or(Invalid::NotMember);
+    }
+    let roster = roster.ok_or(Invalid::NotMember)?;
+    if !roster.admits(&e.author, e.seq, &e.view_key()) {
+        return Err(Invalid::NotMember);
+    }
+    if let Body::Members { add, .. } = &e.body {
+        if roster.current().len() + add.len() > MAX_MEMBERS {
+            return Err(Invalid::Malformed);
+        }
+    }
+    Ok(())
 }
 
 /// Verify the signatures of a batch at once (ed25519 batch verification, about twice as
