@@ -473,3 +473,35 @@ fn own_messages_show_a_marker_until_a_peer_stored_them() {
     update(&mut s, Action::Sent(b));
     assert!(s.pending.is_empty());
 }
+
+#[test]
+fn control_and_bidi_characters_never_reach_the_terminal() {
+    // A hostile contact's name and message: escapes, a bell, C1 controls and bidi
+    // overrides/isolates that would reorder what follows them on screen.
+    let mut s = chat_state();
+    let evil = "\u{202e}evil\u{2066}\x1b[2J\x07\u{9b}31m";
+    let ch = s.channels[0].0.id.clone();
+    update(
+        &mut s,
+        Action::Runtime(Event::Message(MessageView {
+            channel: ch,
+            entry: format!("{:064}", 99),
+            author: "ab".repeat(32),
+            author_name: format!("mallory{evil}"),
+            ts: NOW * 1000,
+            text: Some(format!("look{evil}here")),
+            kind: "text",
+        })),
+    );
+    let t = draw(&s, 120, 40);
+    let buf = t.backend().buffer();
+    let bad: Vec<String> = buf
+        .content
+        .iter()
+        .map(|c| c.symbol().to_string())
+        .filter(|sym| sym.chars().any(lama_tui::ui::widgets::is_unsafe))
+        .collect();
+    assert!(bad.is_empty(), "unsafe characters drawn: {bad:?}");
+    let screen: String = buf.content.iter().map(|c| c.symbol()).collect();
+    assert!(screen.contains("lookevil"), "the visible text stays");
+}

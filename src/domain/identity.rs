@@ -33,6 +33,79 @@ pub enum IdentityError {
     /// The name is empty or too long.
     #[error("name must be 1 to 128 characters without control characters")]
     BadName,
+    /// An endpoint URL is not `ws://host[:port]` or `wss://host[:port]`.
+    #[error("endpoint `{url}` is not a ws:// or wss:// URL with a host: {why}")]
+    BadEndpoint {
+        /// The URL, cut to 80 characters and with control characters replaced.
+        url: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// A profile lists more endpoints than any instance set has.
+    #[error("a profile lists {0} endpoints; at most {MAX_PROFILE_ENDPOINTS} are kept")]
+    TooManyEndpoints(usize),
+}
+
+/// Most endpoints in one profile.
+pub const MAX_PROFILE_ENDPOINTS: usize = 16;
+/// Longest endpoint URL, in bytes.
+pub const MAX_URL_LEN: usize = 256;
+
+/// Check that `url` is `ws://` or `wss://`, a host (a DNS name, an IPv4 address, or an
+/// IPv6 address in brackets), optionally a port 1 to 65535 (else the scheme's), and
+/// optionally a printable path.
+pub fn check_endpoint_url(url: &str) -> Result<(), IdentityError> {
+    let bad = |why| IdentityError::BadEndpoint {
+        url: url
+            .chars()
+            .take(80)
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect(),
+        why,
+    };
+    if url.len() > MAX_URL_LEN {
+        return Err(bad("it is longer than 256 bytes"));
+    }
+    if !url.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad("it holds a space, a control or a non-ASCII character"));
+    }
+    let rest = url
+        .strip_prefix("ws://")
+        .or_else(|| url.strip_prefix("wss://"))
+        .ok_or_else(|| bad("the scheme must be ws:// or wss://"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (h, after) = v6.split_once(']').ok_or_else(|| bad("an unclosed `[`"))?;
+            let ok = !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit() || b == b':');
+            if !ok {
+                return Err(bad("the bracketed host is not an IPv6 address"));
+            }
+            match after {
+                "" => (h, None),
+                p => (
+                    h,
+                    Some(p.strip_prefix(':').ok_or_else(|| bad("junk after `]`"))?),
+                ),
+            }
+        }
+        // No port: the scheme's (80 or 443).
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let host_ok = |b: u8| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b':';
+    if host.is_empty() || !host.bytes().all(host_ok) {
+        return Err(bad(
+            "the host is empty or holds characters a host name cannot hold",
+        ));
+    }
+    match port.map(|p| (p, p.parse::<u16>())) {
+        None => Ok(()),
+        Some((p, Ok(n))) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => Ok(()),
+        Some(_) => Err(bad("the port is not a number from 1 to 65535")),
+    }
 }
 
 /// A 32-byte content id, shown as 64 lowercase hex characters.
@@ -339,6 +412,15 @@ impl Profile {
             || self.endpoints.iter().any(|e| e.person_id != self.person_id)
         {
             return Err(IdentityError::BadSignature("profile of another person"));
+        }
+        // What a profile carries is shown and dialed: a name by the rules of person names,
+        // endpoints that parse, and not too many of them.
+        check_name(&self.name)?;
+        if self.endpoints.len() > MAX_PROFILE_ENDPOINTS {
+            return Err(IdentityError::TooManyEndpoints(self.endpoints.len()));
+        }
+        for e in &self.endpoints {
+            check_endpoint_url(&e.url)?;
         }
         verify_hex_sig(
             &person.verifying_key()?,

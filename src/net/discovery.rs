@@ -115,7 +115,7 @@ impl Announcement {
             return Err(Ignored::Malformed);
         }
         let a: Announcement = serde_json::from_slice(b).map_err(|_| Ignored::Malformed)?;
-        if !(a.url.starts_with("ws://") || a.url.starts_with("wss://")) || a.url.len() > 200 {
+        if crate::domain::identity::check_endpoint_url(&a.url).is_err() {
             return Err(Ignored::Malformed);
         }
         Ok(a)

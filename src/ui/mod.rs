@@ -10,7 +10,7 @@ pub mod qr;
 pub mod state;
 pub mod update;
 pub mod view;
-mod widgets;
+pub mod widgets;
 
 use std::io::Write;
 use std::time::Duration;

@@ -10,7 +10,7 @@ use crate::app::runtime::PeerState;
 use crate::domain::identity::short_id;
 use crate::ui::popups::render_popup;
 use crate::ui::state::{key_hints, Focus, State, SIDE_WIDTH};
-use crate::ui::widgets::block;
+use crate::ui::widgets::{self, block};
 pub use crate::ui::widgets::{day_of, time_of, CODE_ROW};
 
 /// Smallest usable terminal.
@@ -38,6 +38,11 @@ fn unread_badge(n: u64) -> Option<Span<'static>> {
 
 /// Draw the whole screen.
 pub fn render(s: &State, f: &mut Frame) {
+    draw(s, f);
+    widgets::scrub(f.buffer_mut());
+}
+
+fn draw(s: &State, f: &mut Frame) {
     let area = f.area();
     if area.width < MIN_SIZE.0 || area.height < MIN_SIZE.1 {
         let msg = format!(

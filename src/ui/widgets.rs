@@ -1,6 +1,7 @@
 //! Small pieces both the screen and the popups draw with: bordered blocks, centring,
 //! dates and times.
 
+use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Style};
 use ratatui::widgets::{Block, Borders};
@@ -53,4 +54,43 @@ pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
         w,
         h,
     )
+}
+
+/// Whether `c` must never reach the terminal: control characters (C0, DEL, C1: escape
+/// sequences, bells) and the bidirectional overrides and isolates (U+202A..U+202E,
+/// U+2066..U+2069), which let a name or message reorder the text drawn after it.
+pub fn is_unsafe(c: char) -> bool {
+    c.is_control()
+        || ('\u{202a}'..='\u{202e}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+/// Strip unsafe characters from every cell of a drawn frame: the one place all text passes
+/// (names, messages, endpoints, popups), so nothing untrusted reaches the terminal whatever
+/// widget drew it.
+pub fn scrub(buf: &mut Buffer) {
+    for cell in buf.content.iter_mut() {
+        if cell.symbol().chars().any(is_unsafe) {
+            let kept: String = cell.symbol().chars().filter(|c| !is_unsafe(*c)).collect();
+            cell.set_symbol(if kept.is_empty() { " " } else { &kept });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_removes_what_a_widget_let_through() {
+        // Widgets may put any symbol in a cell (`set_symbol` takes it as is).
+        let mut buf = Buffer::empty(Rect::new(0, 0, 4, 1));
+        buf.content[0].set_symbol("a\u{202e}");
+        buf.content[1].set_symbol("\u{2067}");
+        buf.content[2].set_symbol("\x1b");
+        buf.content[3].set_symbol("é");
+        scrub(&mut buf);
+        let syms: Vec<&str> = buf.content.iter().map(|c| c.symbol()).collect();
+        assert_eq!(syms, ["a", " ", " ", "é"]);
+    }
 }
