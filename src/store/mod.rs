@@ -184,7 +184,12 @@ impl Store {
 
     /// One channel record.
     pub fn get_channel(&self, id: &str) -> Result<Option<Channel>, StoreError> {
-        Ok(self.channels()?.into_iter().find(|c| c.id == id))
+        // One key lookup: cloning the cached list to find one record made every check of
+        // an entry O(channels), and a write of a record empties that cache.
+        if crate::domain::ids::channel_id_problem(id).is_some() {
+            return Ok(None);
+        }
+        self.get_json(&self.channels, id.as_bytes())
     }
 
     fn get_json<T: DeserializeOwned>(

@@ -9,6 +9,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -180,7 +181,7 @@ pub struct Engine {
     /// Persons whose replica we are: we hold their channels.
     replicated: BTreeSet<Id>,
     /// The roster of each group channel checked so far, kept as membership entries arrive.
-    rosters: BTreeMap<String, Roster>,
+    rosters: BTreeMap<String, Arc<Roster>>,
     /// What each author made us store in the current quota window.
     usage: Usage,
     /// Counters.
@@ -232,11 +233,11 @@ impl Engine {
         &mut self,
         log: &L,
         ch: &str,
-    ) -> Result<Option<Roster>, LogError> {
+    ) -> Result<Option<Arc<Roster>>, LogError> {
         if let Some(r) = self.rosters.get(ch) {
             return Ok(Some(r.clone()));
         }
-        let r = load_roster(log, ch)?;
+        let r = load_roster(log, ch)?.map(Arc::new);
         if let Some(r) = r
             .as_ref()
             .filter(|_| crate::domain::channel::direct_members(ch).is_none())
@@ -350,13 +351,13 @@ impl Engine {
         body: Body,
         now_ms: u64,
     ) -> Result<(Entry, Output), WriteError> {
-        let roster = self.roster(&*log, channel)?.filter(Roster::exists);
+        let roster = self.roster(&*log, channel)?.filter(|r| r.exists());
         let members = match (&body, &roster) {
             (Body::Create { members, .. }, None) => members.clone(),
             (Body::Create { .. }, Some(_)) => {
                 return Err(WriteError::Invalid(format!("channel `{channel}` exists")))
             }
-            (_, Some(r)) => r.current(),
+            (_, Some(r)) => r.current().to_vec(),
             (_, None) => return Err(WriteError::NoChannel(channel.into())),
         };
         if !members.contains(&self.me) {
@@ -391,7 +392,7 @@ impl Engine {
             self.hlc.tick(now_ms),
             body,
         );
-        let mut after = roster.unwrap_or_default();
+        let mut after = roster.map(|r| (*r).clone()).unwrap_or_default();
         after.apply(&e);
         let ch = channel_effect(&*log, &e, &after)?;
         if seq == 1 {
@@ -402,7 +403,7 @@ impl Engine {
             return Err(err.into());
         }
         if !matches!(e.body, Body::Text { .. }) {
-            self.rosters.insert(channel.to_string(), after);
+            self.rosters.insert(channel.to_string(), Arc::new(after));
         }
         let mut out = Output::default();
         let links: Vec<u64> = self.sessions.keys().copied().collect();

@@ -2,13 +2,14 @@
 //! store in one write, relay, acknowledge after the flush), an `ack`, and `done`.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::domain::log::{Log, LogError};
 use crate::domain::{Body, Channel, Entry};
 use crate::net::sync::rules::{
     channel_effect, check_entry, verify_signatures, CheckError, Overlay,
 };
-use crate::net::sync::{Check, Engine, Have, Invalid, Output, Rejection, Roster, SyncMsg};
+use crate::net::sync::{Check, Engine, Have, Invalid, Output, Rejection, SyncMsg};
 
 /// A checked batch: the entries to store (each with the channel record it changes) and the
 /// refusals to report.
@@ -151,7 +152,7 @@ impl Engine {
         sig: bool,
         accepted: &mut Vec<(Entry, Option<Channel>)>,
     ) -> Result<(), CheckError> {
-        let known = self.roster(&*overlay, &e.channel)?.filter(Roster::exists);
+        let known = self.roster(&*overlay, &e.channel)?.filter(|r| r.exists());
         let held_back = self
             .sessions
             .get(&link)
@@ -163,10 +164,19 @@ impl Engine {
             self.stats.duplicates += 1;
             return Ok(());
         }
-        let mut after = roster;
-        after.apply(&e);
+        // Only a membership entry changes the roster: taken out of the cache, it is
+        // changed in place (no copy of its entries); a refused entry leaves the cache
+        // without it, to be reloaded from the log.
+        let after = if matches!(e.body, Body::Text { .. }) {
+            roster
+        } else {
+            self.rosters.remove(&e.channel);
+            let mut r = roster;
+            Arc::make_mut(&mut r).apply(&e);
+            r
+        };
         // Removed from the channel (or never in it, for a replica): nothing more is stored.
-        if !self.may_hold(&after.current()) {
+        if !self.may_hold(after.current()) {
             return Err(Invalid::NotShared.into());
         }
         self.charge(&e, false, now_ms)?;
@@ -203,7 +213,7 @@ impl Engine {
         let members = s
             .pending
             .get(&e.channel)
-            .map(|p| p.roster().current())
+            .map(|p| p.roster().current().to_vec())
             .unwrap_or_default();
         if !self.may_hold(&members) {
             return Ok(());
@@ -226,7 +236,7 @@ impl Engine {
             let ch = channel_effect(&*overlay, &x, &roster)?;
             self.accept(overlay, x, ch, accepted);
         }
-        self.rosters.insert(e.channel.clone(), roster);
+        self.rosters.insert(e.channel.clone(), Arc::new(roster));
         Ok(())
     }
 

@@ -54,6 +54,8 @@ pub struct Roster {
     events: BTreeMap<Id, Vec<Event>>,
     /// Whether a valid create entry (or a record standing in for one) exists.
     created: bool,
+    /// The members now (kept with the events: every entry checked asks for it).
+    members: Vec<Id>,
 }
 
 impl Roster {
@@ -77,6 +79,7 @@ impl Roster {
                 after_seq: Some(0),
             });
         }
+        r.compute_members();
         r
     }
 
@@ -123,13 +126,18 @@ impl Roster {
     }
 
     /// The members now: everyone whose last change in view order is an add.
-    pub fn current(&self) -> Vec<Id> {
+    pub fn current(&self) -> &[Id] {
+        &self.members
+    }
+
+    fn compute_members(&mut self) {
         let last = |evs: &Vec<Event>| evs.iter().max_by(|a, b| a.at.cmp(&b.at)).map(|e| e.add);
-        self.events
+        self.members = self
+            .events
             .iter()
             .filter(|(_, evs)| last(evs) == Some(true))
             .map(|(id, _)| id.clone())
-            .collect()
+            .collect();
     }
 
     /// The log head to record for `person` in a members entry that adds or removes them:
@@ -211,5 +219,118 @@ impl Roster {
                 Body::Text { .. } => {}
             }
         }
+        self.compute_members();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::identity::{LocalIdentity, Secrets};
+    use crate::domain::{sign_entry, Hlc};
+
+    const G: &str = "g-000102030405060708090a0b0c0d0e0f";
+
+    fn who(seed: u8) -> LocalIdentity {
+        let s = Secrets {
+            person: [seed; 32],
+            instance: [seed + 1; 32],
+            transport: [seed + 2; 32],
+        };
+        LocalIdentity::from_secrets(&format!("p{seed}@x"), "i", s)
+    }
+
+    fn members(by: &LocalIdentity, seq: u64, ms: u64, add: &[&str], remove: &[&str]) -> Entry {
+        let heads = add
+            .iter()
+            .chain(remove)
+            .map(|p| (p.to_string(), 1))
+            .collect();
+        let body = Body::Members {
+            add: add.iter().map(|s| s.to_string()).collect(),
+            remove: remove.iter().map(|s| s.to_string()).collect(),
+            heads,
+        };
+        // `prev` is not checked here: the roster judges membership only.
+        sign_entry(by, G, seq, None, Hlc { ms, c: 0 }, body)
+    }
+
+    #[test]
+    fn a_removal_cuts_by_seq_and_no_one_readds_themselves_in_any_order() {
+        let (a, m, w) = (who(1), who(10), who(20));
+        let (ap, mp, wp) = (a.person_id(), m.person_id(), w.person_id());
+        let create = sign_entry(
+            &a,
+            G,
+            1,
+            None,
+            Hlc { ms: 100, c: 0 },
+            Body::Create {
+                name: "g".into(),
+                members: vec![ap.to_string(), mp.to_string()],
+            },
+        );
+        // a removes m after m's seq 1; m, stamping before the removal, adds herself and w.
+        let removal = members(&a, 2, 200, &[], &[&mp]);
+        let self_add = members(&m, 2, 150, &[&mp, &wp], &[]);
+        let all = [create, removal, self_add];
+        let orders = [[0, 1, 2], [2, 1, 0], [1, 2, 0], [0, 2, 1]];
+        let mut seen = vec![];
+        for order in orders {
+            let mut r = Roster::default();
+            for i in order {
+                r.apply(&all[i]);
+            }
+            seen.push(r.current().to_vec());
+            let at = (Hlc { ms: 150, c: 0 }, mp.to_string(), 2);
+            assert!(!r.admits(&mp, 2, &at), "m's seq 2 after the cut");
+            assert!(r.admits(&mp, 1, &(Hlc { ms: 120, c: 0 }, mp.to_string(), 1)));
+            assert!(!r.admits(&wp, 1, &(Hlc { ms: 300, c: 0 }, wp.to_string(), 1)));
+        }
+        assert!(seen.iter().all(|s| *s == [ap.to_string()]), "{seen:?}");
+    }
+
+    #[test]
+    fn a_readd_admits_again_and_old_entries_without_heads_apply_by_view_position() {
+        let (a, m) = (who(1), who(10));
+        let (ap, mp) = (a.person_id().to_string(), m.person_id().to_string());
+        let create = sign_entry(
+            &a,
+            G,
+            1,
+            None,
+            Hlc { ms: 100, c: 0 },
+            Body::Create {
+                name: "g".into(),
+                members: vec![ap.clone(), mp.clone()],
+            },
+        );
+        let removal = members(&a, 2, 200, &[], &[&mp]);
+        let readd = members(&a, 3, 300, &[&mp], &[]);
+        let r = Roster::from_entries(vec![create.clone(), removal, readd]);
+        let at = |ms| (Hlc { ms, c: 0 }, mp.clone(), 2);
+        assert!(
+            r.admits(&mp, 2, &at(350)),
+            "re-added from the recorded head on"
+        );
+        let mut both = [ap.clone(), mp.clone()];
+        both.sort();
+        assert_eq!(r.current(), both);
+        // An old removal (no heads): the entries after it in view order are refused.
+        let old = sign_entry(
+            &a,
+            G,
+            2,
+            None,
+            Hlc { ms: 200, c: 0 },
+            Body::Members {
+                add: vec![],
+                remove: vec![mp.clone()],
+                heads: BTreeMap::new(),
+            },
+        );
+        let r = Roster::from_entries(vec![create, old]);
+        assert!(r.admits(&mp, 5, &at(199)));
+        assert!(!r.admits(&mp, 2, &at(201)));
     }
 }

@@ -82,18 +82,18 @@ pub(super) fn channel_effect<L: Log + ?Sized>(
         Body::Create { name, .. } => match log.channel(&e.channel)? {
             // A record made from an earlier create keeps its name and time.
             Some(mut c) => {
-                c.members = after.current();
+                c.members = after.current().to_vec();
                 Some(c)
             }
             None => Some(Channel {
                 id: e.channel.clone(),
                 name: name.clone(),
-                members: after.current(),
+                members: after.current().to_vec(),
                 created_at: e.hlc.ms / 1000,
             }),
         },
         Body::Members { .. } => log.channel(&e.channel)?.map(|mut c| {
-            c.members = after.current();
+            c.members = after.current().to_vec();
             c
         }),
         Body::Text { .. } => None,
