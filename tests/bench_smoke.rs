@@ -27,6 +27,7 @@ fn quick_benchmark_produces_every_figure() {
         "fan-out to 4 clients p99",
         "node RSS after a catch-up, 1000 entries",
         "render one frame, channel of 2000 messages",
+        "command round trip during the flood p99",
     ] {
         assert!(
             names.contains(&want),

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+mod flood;
 mod raw;
 mod stages;
 
@@ -34,6 +35,8 @@ pub struct Sizes {
     pub memory_n: usize,
     /// Messages in the channel for the render measurement.
     pub render_n: usize,
+    /// Channels one contact floods a node with.
+    pub flood_channels: usize,
 }
 
 impl Sizes {
@@ -51,6 +54,7 @@ impl Sizes {
             fanout_msgs: 20,
             memory_n: 1_000_000,
             render_n: 100_000,
+            flood_channels: 20_000,
         }
     }
 
@@ -68,6 +72,7 @@ impl Sizes {
             fanout_msgs: 3,
             memory_n: 1_000,
             render_n: 2_000,
+            flood_channels: 300,
         }
     }
 }
@@ -186,7 +191,8 @@ struct Raw {
 }
 
 /// The raw limits, then only the stage named `only` (`pairing`, `live`, `catchup`,
-/// `reconnect`, `fanout`, `memory`, `render`), or every stage: for profiling one stage.
+/// `reconnect`, `fanout`, `memory`, `render`, `flood`), or every stage: for profiling one
+/// stage.
 pub async fn run_some(
     sizes: &Sizes,
     tmp: &Path,
@@ -226,6 +232,10 @@ pub async fn run_some(
     if on("render") {
         progress("rendering");
         rows.extend(render_rows(sizes));
+    }
+    if on("flood") {
+        progress("flood by one contact");
+        rows.extend(flood_rows(sizes, tmp, &raw).await);
     }
     let json = json!({
         "rows": rows.iter().map(|r| json!({
@@ -380,6 +390,49 @@ async fn fanout_rows(sizes: &Sizes, tmp: &Path, raw: &Raw) -> Vec<Row> {
             "ms",
             vec![pct(&fan, 0.5)],
         ),
+    ]
+}
+
+async fn flood_rows(sizes: &Sizes, tmp: &Path, raw: &Raw) -> Vec<Row> {
+    let n = sizes.flood_channels;
+    let f = flood::bench_flood(tmp, n).await;
+    let quota = crate::net::sync::QUOTA_CHANNELS as usize;
+    let p99 = pct(&f.command_ms, 0.99);
+    let refill_rate = f.refilled as f64 / (f.refill_ms / 1e3);
+    vec![
+        row(
+            "flood",
+            format!(
+                "{n} channels pushed by one contact ({} entries): channels held",
+                f.pushed
+            ),
+            "channels",
+            vec![f.channels_held as f64],
+        )
+        .with_target(format!("<= {} (quota + the 1:1)", quota + 1))
+        .with_ratio(format!("{} refused as quota", f.over_quota)),
+        row(
+            "flood",
+            "command round trip during the flood p99",
+            "ms",
+            vec![p99],
+        )
+        .with_target("p99 < 50 ms")
+        .with_ratio(format!("{:.1}x RTT", p99 / raw.rtt)),
+        row(
+            "flood",
+            "command round trip during the flood p50",
+            "ms",
+            vec![pct(&f.command_ms, 0.5)],
+        ),
+        row(
+            "flood",
+            format!("refill after an empty have ({} entries)", f.refilled),
+            "ms",
+            vec![f.refill_ms],
+        )
+        .with_target("bounded by the quota")
+        .with_ratio(format!("{:.2}x raw insert", refill_rate / raw.insert)),
     ]
 }
 
