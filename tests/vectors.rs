@@ -106,6 +106,46 @@ fn compute() -> Vec<(String, String)> {
     put("entry.channel", ch);
     put("entry.canonical", String::from_utf8(e.canonical()).unwrap());
     put("entry.id", e.id());
+    // A group made by a with b, then a members entry removing b with b's log head (3).
+    let g = "g-000102030405060708090a0b0c0d0e0f";
+    let hlc = |ms| lama_tui::domain::Hlc { ms, c: 0 };
+    let create = lama_tui::domain::sign_entry(
+        &a,
+        g,
+        1,
+        None,
+        hlc(1_800_000_000_000),
+        lama_tui::domain::Body::Create {
+            name: "team".into(),
+            members: vec![a.person_id().to_string(), b.person_id().to_string()],
+        },
+    );
+    let removal = lama_tui::domain::sign_entry(
+        &a,
+        g,
+        2,
+        Some(create.id()),
+        hlc(1_800_000_000_001),
+        lama_tui::domain::Body::Members {
+            add: vec![],
+            remove: vec![b.person_id().to_string()],
+            heads: [(b.person_id().to_string(), 3)].into_iter().collect(),
+        },
+    );
+    put("group.create_id", create.id());
+    put(
+        "group.members_canonical",
+        String::from_utf8(removal.canonical()).unwrap(),
+    );
+    put("group.members_id", removal.id());
+    // Its verdicts (section 12.2): b's seq 3 stands whatever its stamp; seq 4 does not,
+    // even stamped before the removal.
+    let roster = lama_tui::net::sync::Roster::from_entries(vec![create, removal]);
+    let b_id = b.person_id().to_string();
+    let at = |ms, seq| (hlc(ms), b_id.clone(), seq);
+    assert!(roster.admits(&b_id, 3, &at(1_800_000_000_009, 3)));
+    assert!(!roster.admits(&b_id, 4, &at(1_800_000_000_000, 4)));
+    assert_eq!(roster.current(), [a.person_id().to_string()]);
     // Short-code pairing: a dials b. The SPAKE2 messages are random; everything around
     // them is fixed.
     use lama_tui::domain::ShortCode;
