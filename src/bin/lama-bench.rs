@@ -21,7 +21,7 @@ struct Args {
     #[arg(long)]
     scratch: Option<PathBuf>,
     /// Run the raw limits and only this stage (for profiling): pairing, live, catchup,
-    /// reconnect, fanout, memory, render.
+    /// reconnect, fanout, memory, render, flood.
     #[arg(long)]
     only: Option<String>,
 }
