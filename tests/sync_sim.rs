@@ -483,7 +483,8 @@ fn run_hostile(seed: u64) {
         let members = load_roster(&net.insts[i].log, TEAM)
             .expect("reads")
             .expect("known")
-            .current();
+            .current()
+            .to_vec();
         assert!(
             !members.contains(&mallory),
             "seed {seed}: she is back at {i}"

@@ -40,8 +40,13 @@ pub fn ident(seed: u8, name: &str) -> LocalIdentity {
 /// How long any single expected event may take.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The binary under test: this build's, or `LAMA_TEST_BIN` (to run the process tests
+/// against another build, e.g. to see a new attack test fail on an older release).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_lama-tui")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("LAMA_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_lama-tui").into())
+    })
 }
 
 /// A running headless instance.

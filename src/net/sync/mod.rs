@@ -59,7 +59,7 @@ pub const PENDING_MAX_BYTES: usize = 32 * 1024 * 1024;
 /// Most new group channels one author may make this instance store per quota window.
 pub const QUOTA_CHANNELS: u32 = 1_000;
 /// Most bytes of entries by one author this instance stores per quota window.
-pub const QUOTA_BYTES: u64 = 256 * 1024 * 1024;
+pub const QUOTA_BYTES: u64 = 1024 * 1024 * 1024;
 /// The quota window.
 pub const QUOTA_WINDOW_MS: u64 = 24 * 60 * 60 * 1000;
 
