@@ -286,7 +286,7 @@ fn the_attack_matrix_is_refused_and_the_node_keeps_serving() {
     w.case("a wrong invitation token", |w| {
         let stranger = ident(61, "guesser@lama.local");
         let extras = HelloExtras {
-            invite: Some(hex::encode([7u8; 16])),
+            invite: Some(lama_tui::domain::hex::encode([7u8; 16])),
             ..HelloExtras::default()
         };
         let (code, reason) = refused(rt.block_on(conn::dial(&url, &stranger, None, extras)));
@@ -296,7 +296,7 @@ fn the_attack_matrix_is_refused_and_the_node_keeps_serving() {
 
     let token_of = |code: &Value| -> String {
         match Code::decode(code.as_str().unwrap()).unwrap() {
-            Code::Invite(i) => hex::encode(i.token),
+            Code::Invite(i) => lama_tui::domain::hex::encode(i.token),
             Code::Card(_) => unreachable!(),
         }
     };
@@ -427,7 +427,7 @@ fn the_attack_matrix_is_refused_and_the_node_keeps_serving() {
                 version: PROTOCOL_VERSION,
                 person: k.person.clone(),
                 instance,
-                sig: hex::encode(sig.to_bytes()),
+                sig: lama_tui::domain::hex::encode(sig.to_bytes()),
                 invite: None,
                 known_profile: None,
                 pake: None,

@@ -51,7 +51,7 @@ fn success_on_both_sides_gives_matching_contacts_and_verification() {
     let client_profile = Profile::signed(&client, vec![], 1);
 
     let mut cp = ClientPairing::start(invite_for(&node, token, rec.expires_at), NOW).unwrap();
-    assert_eq!(cp.token_hex(), Some(hex::encode(token)));
+    assert_eq!(cp.token_hex(), Some(lama_tui::domain::hex::encode(token)));
     // Node admits the token (read-only).
     assert_eq!(
         check_invite(Some(&rec), &client.person_id(), NOW),

@@ -28,9 +28,9 @@ fn compute() -> Vec<(String, String)> {
     );
     let mut v: Vec<(String, String)> = Vec::new();
     let mut put = |k: &str, val: String| v.push((k.to_string(), val));
-    put("a.person_secret", hex::encode([0x01; 32]));
-    put("a.instance_secret", hex::encode([0x02; 32]));
-    put("a.transport_secret", hex::encode([0x03; 32]));
+    put("a.person_secret", lama_tui::domain::hex::encode([0x01; 32]));
+    put("a.instance_secret", lama_tui::domain::hex::encode([0x02; 32]));
+    put("a.transport_secret", lama_tui::domain::hex::encode([0x03; 32]));
     put(
         "a.person_canonical",
         String::from_utf8(a.person.canonical()).unwrap(),
@@ -41,16 +41,16 @@ fn compute() -> Vec<(String, String)> {
         String::from_utf8(a.instance.canonical()).unwrap(),
     );
     put("a.instance_id", a.instance_id().to_string());
-    put("b.person_secret", hex::encode([0x11; 32]));
-    put("b.instance_secret", hex::encode([0x12; 32]));
-    put("b.transport_secret", hex::encode([0x13; 32]));
+    put("b.person_secret", lama_tui::domain::hex::encode([0x11; 32]));
+    put("b.instance_secret", lama_tui::domain::hex::encode([0x12; 32]));
+    put("b.transport_secret", lama_tui::domain::hex::encode([0x13; 32]));
     put("b.person_id", b.person_id().to_string());
     put("b.instance_id", b.instance_id().to_string());
     put("b.transport_public", b.instance.transport_key.clone());
 
     let (ea, eb) = ([0x41u8; 32], [0x42u8; 32]);
-    put("a.ephemeral_secret", hex::encode(ea));
-    put("b.ephemeral_secret", hex::encode(eb));
+    put("a.ephemeral_secret", lama_tui::domain::hex::encode(ea));
+    put("b.ephemeral_secret", lama_tui::domain::hex::encode(eb));
     let mut i = Handshake::initiator_with_ephemeral(&a.secrets.transport, None, Some(&ea)).unwrap();
     let mut r = Handshake::responder_with_ephemeral(&b.secrets.transport, Some(&eb)).unwrap();
     let m1 = i.write().unwrap();
@@ -61,12 +61,12 @@ fn compute() -> Vec<(String, String)> {
     r.read(&m3).unwrap();
     let mut si = i.into_session().unwrap();
     let mut sr = r.into_session().unwrap();
-    put("handshake.msg1", hex::encode(&m1));
-    put("handshake.msg2", hex::encode(&m2));
-    put("handshake.msg3", hex::encode(&m3));
-    put("handshake.hash", hex::encode(si.handshake_hash()));
+    put("handshake.msg1", lama_tui::domain::hex::encode(&m1));
+    put("handshake.msg2", lama_tui::domain::hex::encode(&m2));
+    put("handshake.msg3", lama_tui::domain::hex::encode(&m3));
+    put("handshake.hash", lama_tui::domain::hex::encode(si.handshake_hash()));
     let signed = hello_signed_bytes(si.handshake_hash(), &a.instance_id());
-    put("a.hello_signed_bytes", hex::encode(&signed));
+    put("a.hello_signed_bytes", lama_tui::domain::hex::encode(&signed));
     let hello = si.hello(&a, None);
     let WireMsg::Hello { sig, .. } = &hello else {
         unreachable!()
@@ -87,7 +87,7 @@ fn compute() -> Vec<(String, String)> {
     let opened = sr.open(&frame).unwrap();
     assert_eq!(sr.verify_hello(&opened).unwrap().person_id, a.person_id());
     let ping = si.seal(&WireMsg::Ping { n: 1 }).unwrap();
-    put("a.second_frame_ping1", hex::encode(&ping));
+    put("a.second_frame_ping1", lama_tui::domain::hex::encode(&ping));
     // A first entry of a's log in the 1:1 channel with b.
     let ch = lama_tui::net::pairing::direct_channel_id(&a.person_id(), &b.person_id());
     let e = lama_tui::domain::sign_entry(
@@ -152,24 +152,24 @@ fn compute() -> Vec<(String, String)> {
     use lama_tui::net::pake::{self, Side};
     let code = ShortCode::new(7, [0x00, 0x80, 0xff]);
     put("pake.short_code", code.reveal());
-    put("pake.short_code_password", hex::encode(code.reveal()));
+    put("pake.short_code_password", lama_tui::domain::hex::encode(code.reveal()));
     let (id_a, id_b) = pake::spake_identities(&a.instance_id(), &b.instance_id());
     put("pake.spake2_id_a", id_a);
     put("pake.spake2_id_b", id_b);
     let key = [0x55u8; 32];
-    put("pake.example_spake2_key", hex::encode(key));
+    put("pake.example_spake2_key", lama_tui::domain::hex::encode(key));
     put(
         "pake.dialer_confirm",
-        hex::encode(pake::confirm_mac(&key, Side::Dialer, si.handshake_hash())),
+        lama_tui::domain::hex::encode(pake::confirm_mac(&key, Side::Dialer, si.handshake_hash())),
     );
     put(
         "pake.listener_confirm",
-        hex::encode(pake::confirm_mac(&key, Side::Listener, si.handshake_hash())),
+        lama_tui::domain::hex::encode(pake::confirm_mac(&key, Side::Listener, si.handshake_hash())),
     );
     put("pake.trust_secret", "correct horse battery staple".into());
     put(
         "pake.trust_secret_password_for_b",
-        hex::encode(&*pake::stretch_secret(
+        lama_tui::domain::hex::encode(&*pake::stretch_secret(
             b"correct horse battery staple",
             &b.person_id(),
         )),

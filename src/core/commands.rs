@@ -150,7 +150,7 @@ impl NodeCore {
             let Code::Invite(inv) = Code::decode(code)? else {
                 return Err(ArgError::CardNotRevocable.into());
             };
-            hex::encode(inv.token)
+            crate::domain::hex::encode(inv.token)
         };
         let rec = self.store.revoke_invite(&key, now)?;
         rec.map(Answer::Invite).ok_or(CommandError::UnknownInvite)
@@ -260,7 +260,7 @@ impl NodeCore {
         set.insert(self.me.person_id().to_string());
         let mut raw = [0u8; 16];
         rng.fill_bytes(&mut raw);
-        let id = format!("g-{}", hex::encode(raw));
+        let id = format!("g-{}", crate::domain::hex::encode(raw));
         let members = set.into_iter().collect();
         self.write(&id, Body::Create { name, members })?;
         Ok(Answer::ChannelId(id))
@@ -436,9 +436,9 @@ impl NodeCore {
             .iter()
             .map(|u| crate::domain::Endpoint {
                 person_id: pid.to_string(),
-                instance_id: hex::encode(c.instance_id),
+                instance_id: crate::domain::hex::encode(c.instance_id),
                 url: u.clone(),
-                transport_key: hex::encode(c.transport_key),
+                transport_key: crate::domain::hex::encode(c.transport_key),
             })
             .collect();
         let now = self.now_secs();

@@ -56,7 +56,7 @@ pub fn current_profile(
 /// The key that orders two links of the same pair the same way on both sides: the
 /// instance that dialed, and the session's handshake hash.
 pub fn link_key(dialer_instance: &str, hash: &[u8]) -> String {
-    format!("{dialer_instance}/{}", hex::encode(hash))
+    format!("{dialer_instance}/{}", crate::domain::hex::encode(hash))
 }
 
 impl NodeCore {

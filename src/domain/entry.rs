@@ -163,6 +163,6 @@ pub fn sign_entry(
         person: (seq == 1).then(|| me.person.clone()),
         sig: String::new(),
     };
-    e.sig = hex::encode(me.sign_as_person(&e.signed_bytes()).to_bytes());
+    e.sig = crate::domain::hex::encode(me.sign_as_person(&e.signed_bytes()).to_bytes());
     e
 }

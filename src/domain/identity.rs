@@ -113,12 +113,12 @@ pub type Id = String;
 
 /// SHA-256 of `bytes` as 64 lowercase hex characters.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    crate::domain::hex::encode(Sha256::digest(bytes))
 }
 
 /// Parse exactly `N` bytes of hex.
 pub fn parse_hex<const N: usize>(s: &str, field: &'static str) -> Result<[u8; N], IdentityError> {
-    let v = hex::decode(s).map_err(|_| IdentityError::BadHex { field, len: N })?;
+    let v = crate::domain::hex::decode(s).map_err(|_| IdentityError::BadHex { field, len: N })?;
     v.try_into()
         .map_err(|_| IdentityError::BadHex { field, len: N })
 }
@@ -167,7 +167,7 @@ impl Person {
         Person {
             kind: "Person".into(),
             name: name.into(),
-            sign_key: hex::encode(key.as_bytes()),
+            sign_key: crate::domain::hex::encode(key.as_bytes()),
         }
     }
 
@@ -288,8 +288,8 @@ impl LocalIdentity {
             kind: "Instance".into(),
             name: instance_name.into(),
             owner: person.id().to_string(),
-            sign_key: hex::encode(inst_key.verifying_key().as_bytes()),
-            transport_key: hex::encode(transport_pub.as_bytes()),
+            sign_key: crate::domain::hex::encode(inst_key.verifying_key().as_bytes()),
+            transport_key: crate::domain::hex::encode(transport_pub.as_bytes()),
         };
         LocalIdentity {
             person,
@@ -393,7 +393,7 @@ impl Profile {
 
     /// Sign `p` (its fields as given) with our Person key.
     pub fn signed_from(me: &LocalIdentity, mut p: Profile) -> Profile {
-        p.sig = hex::encode(me.sign_as_person(&p.signed_bytes()).to_bytes());
+        p.sig = crate::domain::hex::encode(me.sign_as_person(&p.signed_bytes()).to_bytes());
         p
     }
 

@@ -7,6 +7,7 @@ pub mod channel;
 pub mod codes;
 pub mod contact;
 pub mod entry;
+pub mod hex;
 pub mod identity;
 pub mod ids;
 pub mod invitation;

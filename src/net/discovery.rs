@@ -92,7 +92,7 @@ impl Announcement {
             ts,
             sig: String::new(),
         };
-        a.sig = hex::encode(me.sign_as_instance(&a.signed_bytes()).to_bytes());
+        a.sig = crate::domain::hex::encode(me.sign_as_instance(&a.signed_bytes()).to_bytes());
         a
     }
 

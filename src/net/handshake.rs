@@ -147,8 +147,8 @@ impl Handshake {
         {
             if got != expected {
                 return Err(HandshakeError::KeyMismatch {
-                    expected: hex::encode(expected),
-                    got: hex::encode(got),
+                    expected: crate::domain::hex::encode(expected),
+                    got: crate::domain::hex::encode(got),
                 });
             }
         }
@@ -185,7 +185,7 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Cipher state stays out of Debug output: it is key material.
         f.debug_struct("Session")
-            .field("remote_static", &hex::encode(self.remote_static))
+            .field("remote_static", &crate::domain::hex::encode(self.remote_static))
             .finish_non_exhaustive()
     }
 }
@@ -302,7 +302,7 @@ pub fn hello_msg(me: &LocalIdentity, hash: &[u8], extras: HelloExtras) -> WireMs
         version: PROTOCOL_VERSION,
         person: me.person.clone(),
         instance: me.instance.clone(),
-        sig: hex::encode(sig.to_bytes()),
+        sig: crate::domain::hex::encode(sig.to_bytes()),
         invite: extras.invite,
         known_profile: extras.known_profile,
         pake: extras.pake,

@@ -107,9 +107,9 @@ pub fn write(
         None => KeyfileJson::Plain {
             name: name.into(),
             secrets: PlainSecrets {
-                person: hex::encode(secrets.person),
-                instance: hex::encode(secrets.instance),
-                transport: hex::encode(secrets.transport),
+                person: crate::domain::hex::encode(secrets.person),
+                instance: crate::domain::hex::encode(secrets.instance),
+                transport: crate::domain::hex::encode(secrets.transport),
             },
         },
         Some(pass) => {
@@ -128,9 +128,9 @@ pub fn write(
             plain.zeroize();
             KeyfileJson::Sealed {
                 name: name.into(),
-                salt: hex::encode(salt),
-                nonce: hex::encode(nonce),
-                ciphertext: hex::encode(ct),
+                salt: crate::domain::hex::encode(salt),
+                nonce: crate::domain::hex::encode(nonce),
+                ciphertext: crate::domain::hex::encode(ct),
             }
         }
     };
@@ -185,7 +185,7 @@ pub fn read(dir: &Path, passphrase: Option<&str>) -> Result<Option<KeyfileConten
             let pass = passphrase.ok_or_else(|| KeyfileError::PassphraseRequired(path.clone()))?;
             let salt = parse_hex::<16>(&salt, "salt").map_err(|e| corrupt(e.to_string()))?;
             let nonce = parse_hex::<12>(&nonce, "nonce").map_err(|e| corrupt(e.to_string()))?;
-            let ct = hex::decode(&ciphertext).map_err(|e| corrupt(e.to_string()))?;
+            let ct = crate::domain::hex::decode(&ciphertext).map_err(|e| corrupt(e.to_string()))?;
             let mut key = derive_key(pass, &salt);
             let cipher = ChaCha20Poly1305::new(Key::from_slice(&key));
             key.zeroize();

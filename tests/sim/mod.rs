@@ -373,8 +373,8 @@ impl Sim {
             .expect("valid key");
         if let Some(want) = expected_key.filter(|k| *k != key) {
             let error = ConnError::Handshake(HandshakeError::KeyMismatch {
-                expected: hex::encode(want),
-                got: hex::encode(key),
+                expected: lama_tui::domain::hex::encode(want),
+                got: lama_tui::domain::hex::encode(key),
             });
             return self.schedule(self.now + latency, p, Input::DialFailed { conn, error });
         }

@@ -25,7 +25,7 @@ impl<R: rand_core::RngCore + rand_core::CryptoRng + ?Sized> Rng for R {}
 
 /// Decode the hex of a `pake` or `pake_confirm` message.
 fn pake_bytes(name: &str, hex_text: &str) -> Result<Vec<u8>, PairError> {
-    hex::decode(hex_text).map_err(|e| PairError::Protocol(format!("{name} is not hex: {e}")))
+    crate::domain::hex::decode(hex_text).map_err(|e| PairError::Protocol(format!("{name} is not hex: {e}")))
 }
 
 fn unexpected(want: &str, got: &WireMsg) -> PairError {
@@ -135,7 +135,7 @@ impl NodeFlow {
                     .map_err(|e| PairError::Protocol(e.to_string()))?;
                 self.state = NodeState::AwaitPakeConfirm(ex, my_mac);
                 Ok(NodeStep::Send(vec![WireMsg::Pake {
-                    msg: hex::encode(ours),
+                    msg: crate::domain::hex::encode(ours),
                 }]))
             }
             (NodeState::AwaitPakeConfirm(ex, my_mac), WireMsg::PakeConfirm { mac }) => {
@@ -167,7 +167,7 @@ impl NodeFlow {
         self.state = NodeState::AwaitConfirm;
         Ok(vec![
             WireMsg::PakeConfirm {
-                mac: hex::encode(my_mac),
+                mac: crate::domain::hex::encode(my_mac),
             },
             WireMsg::PairOffer {
                 profile: self.profile.clone(),
@@ -293,7 +293,7 @@ impl ClientFlow {
             PakeExchange::start_with_rng(Side::Dialer, pw, (&ids.0, &ids.1), &self.hash, rng);
         self.state = ClientState::AwaitPake(ex, peer);
         ClientStep::Send(vec![WireMsg::Pake {
-            msg: hex::encode(ours),
+            msg: crate::domain::hex::encode(ours),
         }])
     }
 
@@ -306,7 +306,7 @@ impl ClientFlow {
                     .map_err(|e| PairError::Protocol(e.to_string()))?;
                 self.state = ClientState::AwaitPakeConfirm(ex, peer);
                 Ok(ClientStep::Send(vec![WireMsg::PakeConfirm {
-                    mac: hex::encode(mac),
+                    mac: crate::domain::hex::encode(mac),
                 }]))
             }
             (ClientState::AwaitPakeConfirm(ex, peer), WireMsg::PakeConfirm { mac }) => {

@@ -208,7 +208,7 @@ pub fn new_invite_record(
     ttl_secs: u64,
 ) -> InviteRecord {
     InviteRecord {
-        token: hex::encode(token),
+        token: crate::domain::hex::encode(token),
         code,
         created_at: now,
         expires_at: now + ttl_secs.clamp(1, crate::domain::invitation::MAX_INVITE_TTL_SECS),
@@ -319,7 +319,7 @@ impl ClientPairing {
 
     /// The token to present in our Hello, hex.
     pub fn token_hex(&self) -> Option<String> {
-        self.invite.as_ref().map(|i| hex::encode(i.token))
+        self.invite.as_ref().map(|i| crate::domain::hex::encode(i.token))
     }
 
     /// The URLs to try, in order.
@@ -332,7 +332,7 @@ impl ClientPairing {
         let (ClientStep::Dial, Some(invite)) = (&self.step, &self.invite) else {
             return Err(PairError::Protocol("unexpected hello".into()));
         };
-        let want = hex::encode(invite.person_id);
+        let want = crate::domain::hex::encode(invite.person_id);
         if peer.person_id != want {
             return Err(PairError::WrongPerson {
                 want: short_id(&want).into(),
@@ -432,6 +432,6 @@ pub fn node_on_confirm(
 
 /// Is `token` (hex from a Hello) a well-formed token?
 pub fn parse_token(token: &str) -> Option<Id> {
-    let b = hex::decode(token).ok()?;
+    let b = crate::domain::hex::decode(token).ok()?;
     (b.len() == TOKEN_LEN).then(|| token.to_ascii_lowercase())
 }
