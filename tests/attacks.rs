@@ -146,10 +146,10 @@ impl World {
 
     /// The node's log gains a line containing `needle` (it is written asynchronously).
     fn assert_logged(&self, case: &str, needle: &str) {
-        let path = self.node.dir.join("lama-tui.log");
+        let dir = &self.node.dir;
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let log = std::fs::read_to_string(&path).unwrap_or_default();
+            let log = lama_tui::app::logging::read_logs(dir);
             if log.contains(needle) {
                 return;
             }

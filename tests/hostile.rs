@@ -485,7 +485,7 @@ fn profiles_with_escapes_or_junk_endpoints_are_refused() {
     let c = w.ask(json!({"cmd":"contacts"}));
     let mine = &c["contacts"][0];
     assert_eq!(mine["display_name"], "Mallory M.", "{c}");
-    let log = std::fs::read_to_string(w.node.dir.join("lama-tui.log")).unwrap_or_default();
+    let log = lama_tui::app::logging::read_logs(&w.node.dir);
     for why in [
         "name must be",
         "scheme must be",

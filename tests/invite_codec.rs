@@ -161,7 +161,7 @@ fn qr_code_decodes_to_the_same_text_and_stays_small() {
     let cells: Vec<Vec<char>> = lines.iter().map(|l| l.chars().collect()).collect();
     let light = |x: usize, y: usize| {
         let ch = cells[y / 2][x];
-        if y % 2 == 0 {
+        if y.is_multiple_of(2) {
             ch == '█' || ch == '▀'
         } else {
             ch == '█' || ch == '▄'

@@ -224,7 +224,7 @@ fn a_hundred_clients_send_a_hundred_messages_each_through_one_node() {
     let slow_pid = slow.person_id();
     let deadline = Instant::now() + Duration::from_secs(60);
     let dropped = loop {
-        let log = std::fs::read_to_string(tmp.path().join("node/lama-tui.log")).unwrap();
+        let log = lama_tui::app::logging::read_logs(&tmp.path().join("node"));
         if let Some(l) = log
             .lines()
             .find(|l| l.contains("disconnected") && l.contains(slow_pid.as_str()))

@@ -23,7 +23,9 @@ fn cargo(args: &[&str]) -> String {
 
 /// "1.88" or "1.88.0" as (1, 88, 0).
 fn version(v: &str) -> (u32, u32, u32) {
-    let mut parts = v.split('.').map(|p| p.parse::<u32>().expect("numeric rust-version"));
+    let mut parts = v
+        .split('.')
+        .map(|p| p.parse::<u32>().expect("numeric rust-version"));
     let major = parts.next().expect("a major version");
     (major, parts.next().unwrap_or(0), parts.next().unwrap_or(0))
 }
@@ -32,25 +34,47 @@ fn version(v: &str) -> (u32, u32, u32) {
 fn declared_rust_version_is_the_highest_needed_by_built_dependencies() {
     // Packages that are compiled for the app on this platform ("name version" lines).
     let built: HashSet<String> = cargo(&[
-        "tree", "--locked", "--offline", "-e", "normal,build", "--prefix", "none", "--format",
-        "{p}", "--no-dedupe",
+        "tree",
+        "--locked",
+        "--offline",
+        "-e",
+        "normal,build",
+        "--prefix",
+        "none",
+        "--format",
+        "{p}",
+        "--no-dedupe",
     ])
     .lines()
     .filter_map(|l| {
         let mut w = l.split_whitespace();
-        Some(format!("{} {}", w.next()?, w.next()?.trim_start_matches('v')))
+        Some(format!(
+            "{} {}",
+            w.next()?,
+            w.next()?.trim_start_matches('v')
+        ))
     })
     .collect();
     let meta: serde_json::Value = serde_json::from_str(&cargo(&[
-        "metadata", "--locked", "--offline", "--format-version", "1",
+        "metadata",
+        "--locked",
+        "--offline",
+        "--format-version",
+        "1",
     ]))
     .expect("cargo metadata prints JSON");
     let packages = meta["packages"].as_array().expect("packages array");
     let mut needs: BTreeMap<(u32, u32, u32), Vec<String>> = BTreeMap::new();
     let mut declared = None;
     for p in packages {
-        let id = format!("{} {}", p["name"].as_str().unwrap_or(""), p["version"].as_str().unwrap_or(""));
-        let Some(rv) = p["rust_version"].as_str() else { continue };
+        let id = format!(
+            "{} {}",
+            p["name"].as_str().unwrap_or(""),
+            p["version"].as_str().unwrap_or("")
+        );
+        let Some(rv) = p["rust_version"].as_str() else {
+            continue;
+        };
         if p["name"] == "lama-tui" {
             declared = Some(version(rv));
         } else if built.contains(&id) {
@@ -58,7 +82,10 @@ fn declared_rust_version_is_the_highest_needed_by_built_dependencies() {
         }
     }
     let declared = declared.expect("Cargo.toml declares rust-version");
-    let (highest, who) = needs.iter().next_back().expect("some dependency declares one");
+    let (highest, who) = needs
+        .iter()
+        .next_back()
+        .expect("some dependency declares one");
     assert_eq!(
         declared, *highest,
         "Cargo.toml says rust-version {declared:?}, but the built dependencies need {highest:?} ({who:?}): \

@@ -125,7 +125,7 @@ fn a_full_disk_is_named_loses_nothing_and_heals_when_space_returns() {
             break;
         }
         if Instant::now() >= deadline {
-            let log = std::fs::read_to_string(nd.join("lama-tui.log")).unwrap_or_default();
+            let log = lama_tui::app::logging::read_logs(&nd);
             let tail: Vec<&str> = log.lines().rev().take(25).collect();
             panic!(
                 "the client's messages never arrived; node log tail (newest first):\n{}",

@@ -226,7 +226,7 @@ fn the_drawn_qr_decodes_to_the_code_beneath_it() {
     // Pixels: two per cell vertically; light = drawn half block.
     let light = |x: usize, py: usize| {
         let c = sym(x, py / 2);
-        if py % 2 == 0 {
+        if py.is_multiple_of(2) {
             c == "█" || c == "▀"
         } else {
             c == "█" || c == "▄"
@@ -504,4 +504,33 @@ fn control_and_bidi_characters_never_reach_the_terminal() {
     assert!(bad.is_empty(), "unsafe characters drawn: {bad:?}");
     let screen: String = buf.content.iter().map(|c| c.symbol()).collect();
     assert!(screen.contains("lookevil"), "the visible text stays");
+}
+
+/// Key bindings from the config file: the rebound key works, the old one starts nothing,
+/// and the footer and the help popup advertise what is bound.
+#[test]
+fn rebound_keys_work_and_the_screens_say_so() {
+    use lama_tui::app::config::{parse, TimeFormat};
+    let file = parse(
+        "[keys]\nnew_group = \"n\"\nhelp = \"h\"\n[ui]\naccent = \"yellow\"\ntime_format = \"12h\"\n",
+        std::path::Path::new("test.toml"),
+    )
+    .expect("valid config");
+    let mut s = chat_state();
+    s.prefs = lama_tui::ui::Prefs::from_file(&file).expect("valid prefs");
+    assert_eq!(s.prefs.time_format, TimeFormat::H12);
+    key(&mut s, KeyCode::Tab); // composer -> contacts
+    let screen = format!("{:?}", draw(&s, 120, 30).backend());
+    assert!(screen.contains("n group") && screen.contains("h help"), "{screen}");
+    key(&mut s, KeyCode::Char('g'));
+    assert!(s.popup.is_none(), "the old key of a rebound action starts nothing");
+    key(&mut s, KeyCode::Char('n'));
+    assert!(
+        matches!(s.popup, Some(lama_tui::ui::state::Popup::NewGroup { .. })),
+        "n opens the new group popup"
+    );
+    key(&mut s, KeyCode::Esc);
+    key(&mut s, KeyCode::Char('h'));
+    let help = format!("{:?}", draw(&s, 120, 30).backend());
+    assert!(help.contains("n                 new group channel"), "{help}");
 }

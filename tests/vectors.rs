@@ -29,8 +29,14 @@ fn compute() -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = Vec::new();
     let mut put = |k: &str, val: String| v.push((k.to_string(), val));
     put("a.person_secret", lama_tui::domain::hex::encode([0x01; 32]));
-    put("a.instance_secret", lama_tui::domain::hex::encode([0x02; 32]));
-    put("a.transport_secret", lama_tui::domain::hex::encode([0x03; 32]));
+    put(
+        "a.instance_secret",
+        lama_tui::domain::hex::encode([0x02; 32]),
+    );
+    put(
+        "a.transport_secret",
+        lama_tui::domain::hex::encode([0x03; 32]),
+    );
     put(
         "a.person_canonical",
         String::from_utf8(a.person.canonical()).unwrap(),
@@ -42,8 +48,14 @@ fn compute() -> Vec<(String, String)> {
     );
     put("a.instance_id", a.instance_id().to_string());
     put("b.person_secret", lama_tui::domain::hex::encode([0x11; 32]));
-    put("b.instance_secret", lama_tui::domain::hex::encode([0x12; 32]));
-    put("b.transport_secret", lama_tui::domain::hex::encode([0x13; 32]));
+    put(
+        "b.instance_secret",
+        lama_tui::domain::hex::encode([0x12; 32]),
+    );
+    put(
+        "b.transport_secret",
+        lama_tui::domain::hex::encode([0x13; 32]),
+    );
     put("b.person_id", b.person_id().to_string());
     put("b.instance_id", b.instance_id().to_string());
     put("b.transport_public", b.instance.transport_key.clone());
@@ -64,9 +76,15 @@ fn compute() -> Vec<(String, String)> {
     put("handshake.msg1", lama_tui::domain::hex::encode(&m1));
     put("handshake.msg2", lama_tui::domain::hex::encode(&m2));
     put("handshake.msg3", lama_tui::domain::hex::encode(&m3));
-    put("handshake.hash", lama_tui::domain::hex::encode(si.handshake_hash()));
+    put(
+        "handshake.hash",
+        lama_tui::domain::hex::encode(si.handshake_hash()),
+    );
     let signed = hello_signed_bytes(si.handshake_hash(), &a.instance_id());
-    put("a.hello_signed_bytes", lama_tui::domain::hex::encode(&signed));
+    put(
+        "a.hello_signed_bytes",
+        lama_tui::domain::hex::encode(&signed),
+    );
     let hello = si.hello(&a, None);
     let WireMsg::Hello { sig, .. } = &hello else {
         unreachable!()
@@ -152,12 +170,18 @@ fn compute() -> Vec<(String, String)> {
     use lama_tui::net::pake::{self, Side};
     let code = ShortCode::new(7, [0x00, 0x80, 0xff]);
     put("pake.short_code", code.reveal());
-    put("pake.short_code_password", lama_tui::domain::hex::encode(code.reveal()));
+    put(
+        "pake.short_code_password",
+        lama_tui::domain::hex::encode(code.reveal()),
+    );
     let (id_a, id_b) = pake::spake_identities(&a.instance_id(), &b.instance_id());
     put("pake.spake2_id_a", id_a);
     put("pake.spake2_id_b", id_b);
     let key = [0x55u8; 32];
-    put("pake.example_spake2_key", lama_tui::domain::hex::encode(key));
+    put(
+        "pake.example_spake2_key",
+        lama_tui::domain::hex::encode(key),
+    );
     put(
         "pake.dialer_confirm",
         lama_tui::domain::hex::encode(pake::confirm_mac(&key, Side::Dialer, si.handshake_hash())),

@@ -1,9 +1,12 @@
-//! Command-line flags (clap) and their translation into a runtime [`Config`].
+//! Command-line flags (clap), subcommands, and their merge with the config file into a
+//! runtime [`Config`]: a flag wins over the file, the file over the default.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::app::config::{self, FileConfig};
 
 use crate::app::runtime::{Config, Role, TrustSecret};
 use crate::net::discovery::Scope;
@@ -21,78 +24,178 @@ pub enum RoleArg {
     Client,
 }
 
-/// lama-tui: terminal peer-to-peer chat. Two instances pair, find each other's endpoints,
-/// connect over an authenticated encrypted channel and keep channels in sync.
-#[derive(Debug, Parser)]
-#[command(name = "lama-tui", version, about, long_about = None)]
-pub struct Args {
-    /// Which role this instance plays: `node` listens for peers, `client` (alias `browser`)
-    /// only dials out.
-    #[arg(long, value_enum)]
-    pub role: RoleArg,
+/// `--version`: the program's version and the wire protocol it speaks (docs/PROTOCOL.md).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (protocol 1)");
 
-    /// Where identity, keys, contacts and messages live. Default: the platform data
-    /// directory, one per role (e.g. ~/.local/share/lama-tui/node), so a node and a client
-    /// on one machine never share a store.
-    #[arg(long, value_name = "DIR")]
+/// Shown by a bare `lama-tui` (no role on the command line or in the config file).
+pub const QUICK_START: &str = "\
+lama-tui: terminal peer-to-peer chat. Two ways to begin:
+
+  lama-tui --role client --provision-node
+      a client that starts a node of its own on this machine, pairs with it and connects
+      (the usual start: press p to invite a contact, a to accept a code)
+
+  lama-tui --role node
+      an always-on node that listens on ws://localhost:8765 (put it on a machine that
+      stays up; its clients and contacts dial it)
+
+Set `role = \"client\"` in the config file to skip this (lama-tui paths shows where it is).
+More: lama-tui -h (short), lama-tui --help (everything), lama-tui doctor (checks).
+";
+
+/// Printed after the full `--help`.
+const LONG_AFTER: &str = "\
+ENVIRONMENT:
+  LAMA_PASSPHRASE     seals the secret keys (Argon2id + ChaCha20-Poly1305); needed on every start
+  LAMA_TRUST_SECRET   the shared trust secret (instead of the --trust-secret prompt)
+  LAMA_CONFIG         the config file, when --config is not given
+  RUST_LOG            log filter (default: info), e.g. RUST_LOG=debug
+
+FILES (`lama-tui paths` prints them for this machine):
+  config    ~/.config/lama-tui/config.toml (TOML; see docs/config.example.toml)
+  data      ~/.local/share/lama-tui/<role>/: identity.key (mode 0600) and the store
+  logs      ~/.local/state/lama-tui/<role>/lama-tui.YYYY-MM-DD.log, one file a day, 7 kept;
+            with --data-dir the logs go to <DIR>/lama-tui.YYYY-MM-DD.log instead
+
+Subcommands: doctor (check this machine, each failure with its fix), paths, completions
+bash|zsh|fish|elvish|powershell, man (a roff man page on stdout).";
+
+/// lama-tui: terminal peer-to-peer chat
+///
+/// Instances pair, find each other's endpoints, connect over an authenticated encrypted
+/// channel (Noise over WebSocket) and keep chat channels in sync. A node listens and is
+/// always on; a client only dials out.
+#[derive(Debug, Parser)]
+#[command(
+    name = "lama-tui",
+    version = VERSION,
+    after_help = "Run `lama-tui --help` for the environment, the files and every detail.",
+    after_long_help = LONG_AFTER
+)]
+pub struct Args {
+    /// A tool instead of the chat (doctor, paths, completions, man).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// node (listens) or client (alias browser; only dials out)
+    ///
+    /// Which role this instance plays: `node` listens for peers, `client` (alias `browser`)
+    /// only dials out. Default: `role` in the config file; with neither, a quick start is
+    /// printed.
+    #[arg(long, value_enum, global = true)]
+    pub role: Option<RoleArg>,
+
+    /// Config file (TOML)
+    ///
+    /// The config file to read instead of the platform one (~/.config/lama-tui/config.toml,
+    /// or $LAMA_CONFIG). It must exist. Flags given on the command line win over it.
+    #[arg(long, value_name = "PATH", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Where identity, keys, contacts and messages live
+    ///
+    /// Default: the platform data directory, one per role (e.g.
+    /// ~/.local/share/lama-tui/node), so a node and a client on one machine never share a
+    /// store.
+    #[arg(long, value_name = "DIR", global = true)]
     pub data_dir: Option<PathBuf>,
 
-    /// Person name for a new identity, e.g. demo@lama.local. Used on first start only; the
-    /// id is derived from the name and fresh keys, so equal names never collide. Default:
-    /// `<role>@lama.local`.
+    /// Person name for a new identity
+    ///
+    /// E.g. demo@lama.local. Used on first start only; the id is derived from the name and
+    /// fresh keys, so equal names never collide. Default: `<role>@lama.local`.
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
 
-    /// Address a node listens on. Port 0 picks a free port (the `ready` event tells which).
-    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_LISTEN)]
-    pub listen: SocketAddr,
+    /// Address a node listens on [default: 127.0.0.1:8765]
+    ///
+    /// Port 0 picks a free port (the `ready` event tells which). Default: `listen` in the
+    /// config file, else 127.0.0.1:8765.
+    #[arg(long, value_name = "HOST:PORT", global = true)]
+    pub listen: Option<SocketAddr>,
 
-    /// No terminal UI: speak the JSON-lines control protocol on stdin/stdout
-    /// (docs/HEADLESS.md). Logs then also go to stderr.
+    /// JSON lines on stdin/stdout instead of the terminal UI
+    ///
+    /// Speak the control protocol of docs/HEADLESS.md on stdin/stdout. Logs then also go to
+    /// stderr.
     #[arg(long)]
     pub headless: bool,
 
-    /// Headless only: keep serving when stdin closes (run as a service). Without it, end of
-    /// stdin quits, so a provisioned child never outlives its parent.
+    /// Headless: keep serving when stdin closes
+    ///
+    /// Run as a service. Without it, end of stdin quits, so a provisioned child never
+    /// outlives its parent.
     #[arg(long)]
     pub detach: bool,
 
-    /// Node: the address this node gives out in invitations, its profile and discovery
-    /// announcements, when peers reach it through something else than --listen (a port
+    /// Node: the URL given out in invitations and announcements
+    ///
+    /// For peers that reach this node through something else than --listen (a port
     /// forward, a reverse proxy, a tunnel). Default: ws://<the --listen address>.
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
 
-    /// Let peers that are not contacts connect without an invitation. They get nothing
-    /// that was not explicitly shared with them.
+    /// Let peers that are not contacts connect
+    ///
+    /// They connect without an invitation and get nothing that was not explicitly shared
+    /// with them.
     #[arg(long)]
     pub accept_unknown: bool,
 
-    /// Local discovery: `local` announces/listens on this machine only (loopback), `lan`
-    /// uses multicast on the local network, `off` disables it.
-    #[arg(long, value_enum, default_value = "local")]
-    pub discovery: DiscoveryArg,
+    /// Local discovery: local, lan or off [default: local]
+    ///
+    /// `local` announces/listens on this machine only (loopback), `lan` uses multicast on
+    /// the local network, `off` disables it. Default: `discovery` in the config file, else
+    /// local.
+    #[arg(long, value_enum, global = true)]
+    pub discovery: Option<DiscoveryArg>,
 
-    /// Client only: start (or reuse) a node of our own as a child process on this machine,
-    /// pair with it over its stdio and connect, with no user action.
+    /// Client: start a node of our own and pair with it
+    ///
+    /// Start (or reuse) a node as a child process on this machine, pair with it over its
+    /// stdio and connect, with no user action.
     #[arg(long)]
     pub provision_node: bool,
 
-    /// With --provision-node: leave the node running when this client quits.
+    /// With --provision-node: leave the node running on quit
     #[arg(long, requires = "provision_node")]
     pub keep_node: bool,
 
-    /// Trust instances that know the same secret: asks for it on the terminal (not echoed)
-    /// unless LAMA_TRUST_SECRET is set. A client with a secret and no contacts pairs with
-    /// the node at --node-url on start; a node lets such clients pair. The secret never
-    /// crosses the wire: both sides run a PAKE over it.
+    /// Trust instances that know the same secret
+    ///
+    /// Asks for it on the terminal (not echoed) unless LAMA_TRUST_SECRET is set. A client
+    /// with a secret and no contacts pairs with the node at --node-url on start; a node lets
+    /// such clients pair. The secret never crosses the wire: both sides run a PAKE over it.
     #[arg(long)]
     pub trust_secret: bool,
 
-    /// The node a client pairs with by trust secret, and where short codes are used when
-    /// no address is given.
-    #[arg(long, value_name = "URL", default_value = DEFAULT_NODE_URL)]
-    pub node_url: String,
+    /// The node a client pairs with [default: ws://localhost:8765]
+    ///
+    /// The node a client pairs with by trust secret, and where short codes are used when no
+    /// address is given. Default: `node_url` in the config file, else ws://localhost:8765.
+    #[arg(long, value_name = "URL")]
+    pub node_url: Option<String>,
+}
+
+/// The tools beside the chat.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check this machine: data dir, keys, store, port, contacts' endpoints, clock, terminal
+    ///
+    /// Each check prints ok, warn or FAIL, and a failure says how to fix it. The exit
+    /// status is 1 when a check fails. Uses --role (default client), --data-dir and the
+    /// config file like the chat does; LAMA_PASSPHRASE if the keys are sealed.
+    Doctor,
+    /// Print the files and directories lama-tui uses
+    Paths,
+    /// Print a shell completion script (e.g. `lama-tui completions bash > ~/.local/share/bash-completion/completions/lama-tui`)
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `lama-tui man | man -l -`
+    Man,
 }
 
 /// Where a client looks for its node by default.
@@ -100,6 +203,9 @@ pub const DEFAULT_NODE_URL: &str = "ws://localhost:8765";
 
 /// Environment variable holding the trust secret.
 pub const TRUST_SECRET_ENV: &str = "LAMA_TRUST_SECRET";
+
+/// Environment variable naming the config file.
+pub const CONFIG_ENV: &str = "LAMA_CONFIG";
 
 /// The `--discovery` flag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -112,10 +218,51 @@ pub enum DiscoveryArg {
     Off,
 }
 
+/// Everything a start needs: the runtime config and the UI preferences, after flags, the
+/// config file and defaults are merged (in that order of precedence).
+#[derive(Debug)]
+pub struct Settings {
+    /// The runtime configuration.
+    pub config: Config,
+    /// The config file's `[ui]` and `[keys]` (and where it was read from).
+    pub file: FileConfig,
+    /// The config file read, if any.
+    pub file_path: Option<PathBuf>,
+}
+
+/// The config file to read: `--config`, else `$LAMA_CONFIG`, else the platform one.
+pub fn config_path(args: &Args) -> Option<PathBuf> {
+    args.config.clone().or_else(|| {
+        std::env::var_os(CONFIG_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    })
+}
+
 impl Args {
-    /// The runtime configuration; the passphrase comes from `LAMA_PASSPHRASE`.
-    pub fn config(&self) -> Result<Config, String> {
-        if self.provision_node && self.role != RoleArg::Client {
+    /// Read the config file and merge. `Ok(None)`: no role anywhere (print the quick start).
+    pub fn settings(&self) -> Result<Option<Settings>, String> {
+        let explicit = config_path(self);
+        let (file, file_path) = config::load(explicit.as_deref()).map_err(|e| e.to_string())?;
+        let role = match (self.role, &file.role) {
+            (Some(r), _) => r,
+            (None, Some(r)) => RoleArg::from_str(r, true).map_err(|_| {
+                format!("the config file says role = {r:?}; use \"node\" or \"client\"")
+            })?,
+            (None, None) => return Ok(None),
+        };
+        let config = self.config_with(role, &file)?;
+        Ok(Some(Settings {
+            config,
+            file,
+            file_path,
+        }))
+    }
+
+    /// The runtime configuration for `role`, flags first, then `file`, then defaults; the
+    /// passphrase comes from `LAMA_PASSPHRASE`.
+    pub fn config_with(&self, role: RoleArg, file: &FileConfig) -> Result<Config, String> {
+        if self.provision_node && role != RoleArg::Client {
             return Err("--provision-node is for a client: it starts a node of its own".into());
         }
         if let Some(u) = &self.public_url {
@@ -124,26 +271,39 @@ impl Args {
                     "--public-url must be a ws:// or wss:// URL of at most 200 bytes, e.g. ws://example.org:8765; got {u:?}"
                 ));
             }
-            if self.role != RoleArg::Node {
+            if role != RoleArg::Node {
                 return Err("--public-url is for a node: a client does not listen".into());
             }
         }
-        let role = match self.role {
+        let role = match role {
             RoleArg::Node => Role::Node,
             RoleArg::Client => Role::Client,
         };
-        let data_dir = match &self.data_dir {
+        let listen = match (self.listen, &file.listen) {
+            (Some(l), _) => l,
+            (None, Some(l)) => l.parse().map_err(|_| {
+                format!("the config file says listen = {l:?}; give HOST:PORT, e.g. 127.0.0.1:8765")
+            })?,
+            (None, None) => DEFAULT_LISTEN
+                .parse()
+                .expect("DEFAULT_LISTEN is an address"),
+        };
+        let discovery = match (self.discovery, &file.discovery) {
+            (Some(d), _) => d,
+            (None, Some(d)) => DiscoveryArg::from_str(d, true).map_err(|_| {
+                format!("the config file says discovery = {d:?}; use local, lan or off")
+            })?,
+            (None, None) => DiscoveryArg::Local,
+        };
+        let data_dir = match self.data_dir.as_ref().or(file.data_dir.as_ref()) {
             Some(d) => d.clone(),
-            None => directories::ProjectDirs::from("", "", "lama-tui")
-                .ok_or("no home directory found to keep data in; pass --data-dir DIR")?
-                .data_dir()
-                .join(role.as_str()),
+            None => default_data_dir(role)?,
         };
         Ok(Config {
             role,
             data_dir,
-            name: self.name.clone(),
-            listen: self.listen,
+            name: self.name.clone().or_else(|| file.name.clone()),
+            listen,
             passphrase: std::env::var("LAMA_PASSPHRASE")
                 .ok()
                 .filter(|p| !p.is_empty()),
@@ -152,15 +312,45 @@ impl Args {
                 .ok()
                 .filter(|p| !p.is_empty())
                 .map(|s| TrustSecret(zeroize::Zeroizing::new(s))),
-            node_url: self.node_url.clone(),
+            node_url: self
+                .node_url
+                .clone()
+                .or_else(|| file.node_url.clone())
+                .unwrap_or_else(|| DEFAULT_NODE_URL.into()),
             public_url: self.public_url.clone(),
-            discovery: match self.discovery {
+            discovery: match discovery {
                 DiscoveryArg::Local => Scope::Local,
                 DiscoveryArg::Lan => Scope::Lan,
                 DiscoveryArg::Off => Scope::Off,
             },
         })
     }
+}
+
+/// The platform data directory of `role` (`~/.local/share/lama-tui/<role>`).
+pub fn default_data_dir(role: Role) -> Result<PathBuf, String> {
+    Ok(project_dirs()?.data_dir().join(role.as_str()))
+}
+
+/// Where logs go: `<data dir>` when `--data-dir` (or the file's `data_dir`) chose one, so
+/// one instance's files stay together; else the platform state directory
+/// (`~/.local/state/lama-tui/<role>`).
+pub fn log_dir(cfg: &Config, data_dir_chosen: bool) -> PathBuf {
+    if data_dir_chosen {
+        return cfg.data_dir.clone();
+    }
+    match project_dirs() {
+        Ok(d) => d
+            .state_dir()
+            .unwrap_or_else(|| d.data_local_dir())
+            .join(cfg.role.as_str()),
+        Err(_) => cfg.data_dir.clone(),
+    }
+}
+
+fn project_dirs() -> Result<directories::ProjectDirs, String> {
+    directories::ProjectDirs::from("", "", "lama-tui")
+        .ok_or_else(|| "no home directory found to keep data in; pass --data-dir DIR".into())
 }
 
 /// Ask for the trust secret on the terminal without echoing it. Only the edge calls this:

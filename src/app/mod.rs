@@ -4,8 +4,10 @@
 pub mod actor;
 pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod connections;
 pub mod control;
+pub mod doctor;
 pub mod headless;
 pub mod logging;
 pub mod provision;

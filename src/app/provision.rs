@@ -29,7 +29,7 @@ pub enum ProvisionError {
     #[error("the provisioned node failed to start: {0}")]
     ChildFailed(String),
     /// The child did not answer in time.
-    #[error("the provisioned node did not answer within {CHILD_TIMEOUT:?}; see {0}/lama-tui.log")]
+    #[error("the provisioned node did not answer within {CHILD_TIMEOUT:?}; see the newest lama-tui.*.log in {0}")]
     Timeout(PathBuf),
     /// A node runs for this data dir already but we hold no pairing with it.
     #[error("a node is already running for {0} but this client is not paired with it; stop that node and try again")]

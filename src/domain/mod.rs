@@ -14,6 +14,7 @@ pub mod invitation;
 pub mod kinds;
 pub mod log;
 pub mod short_code;
+pub mod text;
 
 pub use channel::Channel;
 pub use codes::{Card, Code, CodeError, Invite};

@@ -185,7 +185,10 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Cipher state stays out of Debug output: it is key material.
         f.debug_struct("Session")
-            .field("remote_static", &crate::domain::hex::encode(self.remote_static))
+            .field(
+                "remote_static",
+                &crate::domain::hex::encode(self.remote_static),
+            )
             .finish_non_exhaustive()
     }
 }

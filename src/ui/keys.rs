@@ -27,7 +27,15 @@ pub(super) fn on_key(s: &mut State, code: KeyCode, mods: KeyModifiers) -> Vec<Ef
 
 /// A key on the main screen (no popup, composer not focused).
 fn main_key(s: &mut State, code: KeyCode) -> Vec<Effect> {
-    match code {
+    // Bound keys stand for the built-in key of their action; any other key navigates.
+    let action = match code {
+        KeyCode::Char(c) => match s.prefs.keys.action_key(c) {
+            Some(builtin) => KeyCode::Char(builtin),
+            None => return navigate(s, code),
+        },
+        other => other,
+    };
+    match action {
         KeyCode::Char('q') => s.quit = true,
         KeyCode::Char('?') => s.popup = Some(Popup::Help),
         KeyCode::Tab => s.focus = s.focus.next(),

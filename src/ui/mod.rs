@@ -6,6 +6,7 @@
 
 mod keys;
 mod popups;
+pub mod prefs;
 pub mod qr;
 pub mod state;
 pub mod update;
@@ -24,6 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::app::headless::ProvisionCfg;
 use crate::app::runtime::{now_secs, Handle, MessageView, Running};
+pub use prefs::Prefs;
 use state::{Action, Effect, State};
 use update::update;
 
@@ -209,7 +211,11 @@ fn restore() {
 }
 
 /// Run the TUI until the user quits. The terminal is restored on every exit path.
-pub async fn run(running: Running, provision: Option<ProvisionCfg>) -> std::io::Result<()> {
+pub async fn run(
+    running: Running,
+    provision: Option<ProvisionCfg>,
+    prefs: Prefs,
+) -> std::io::Result<()> {
     let Running {
         handle,
         mut events,
@@ -218,6 +224,7 @@ pub async fn run(running: Running, provision: Option<ProvisionCfg>) -> std::io::
     } = running;
     let me = info.person_id.clone();
     let mut state = State::new(info, now_secs());
+    state.prefs = prefs;
     // Provision before taking over the terminal, so a failure can still be read.
     let mut guard = None;
     if let Some(p) = &provision {

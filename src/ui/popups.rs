@@ -15,11 +15,11 @@ use crate::ui::widgets::{block, centered, day_of, time_of, CODE_ROW};
 /// Draw the open popup over the screen: one function per popup.
 pub fn render_popup(s: &State, p: &Popup, f: &mut Frame, area: Rect) {
     match p {
-        Popup::Help => help(f, area),
+        Popup::Help => help(s, f, area),
         Popup::Pairing(inv) => pairing(s, inv, f, area),
-        Popup::Accept { input, status } => accept(input, status, f, area),
-        Popup::Card { input, status } => card(input, status, f, area),
-        Popup::ConfirmRemove(pid, name) => confirm_remove(pid, name, f, area),
+        Popup::Accept { input, status } => accept(s, input, status, f, area),
+        Popup::Card { input, status } => card(s, input, status, f, area),
+        Popup::ConfirmRemove(pid, name) => confirm_remove(s, pid, name, f, area),
         Popup::NewGroup {
             name,
             picked,
@@ -32,30 +32,51 @@ pub fn render_popup(s: &State, p: &Popup, f: &mut Frame, area: Rect) {
 }
 
 /// The key bindings.
-fn help(f: &mut Frame, area: Rect) {
+fn help(s: &State, f: &mut Frame, area: Rect) {
+    let k = |a: &str| s.prefs.keys.key(a);
     let rows = [
-        "Tab / Shift-Tab   move focus",
-        "↑ ↓ / j k         move, scroll",
-        "Enter             open contact or channel; send",
-        "Alt-Enter         new line in a message",
-        "Up (empty line)   recall a sent line",
-        "PgUp / PgDn       scroll the history",
-        "p                 pairing: invitation QR and code (node)",
-        "a                 accept a code (paste, or Ctrl-V)",
-        "i                 contact details",
-        "e / c             export our contact card / import one",
-        "d                 remove the selected contact (asks first)",
-        "g                 new group channel; m shows a channel's members",
-        "?                 this help",
-        "Esc               close a popup",
-        "q / Ctrl-C        quit (in the composer: Ctrl-C)",
-        "mouse             wheel scrolls, click focuses",
+        "Tab / Shift-Tab   move focus".to_string(),
+        "↑ ↓ / j k         move, scroll".into(),
+        "Enter             open contact or channel; send".into(),
+        "Alt-Enter         new line in a message".into(),
+        "Up (empty line)   recall a sent line".into(),
+        "PgUp / PgDn       scroll the history".into(),
+        format!(
+            "{}                 pairing: invitation QR and code (node)",
+            k("pair")
+        ),
+        format!(
+            "{}                 accept a code (paste, or Ctrl-V)",
+            k("accept")
+        ),
+        format!("{}                 contact details", k("contact_info")),
+        format!(
+            "{} / {}             export our contact card / import one",
+            k("export_card"),
+            k("import_card")
+        ),
+        format!(
+            "{}                 remove the selected contact (asks first)",
+            k("remove_contact")
+        ),
+        format!("{}                 new group channel", k("new_group")),
+        format!("{}                 a channel's members", k("members")),
+        format!("{}                 this help", k("help")),
+        "Esc               close a popup".into(),
+        format!(
+            "{} / Ctrl-C        quit (in the composer: Ctrl-C)",
+            k("quit")
+        ),
+        "mouse             wheel scrolls, click focuses".into(),
     ];
     let r = centered(area, 62, rows.len() as u16 + 2);
     f.render_widget(Clear, r);
     f.render_widget(
-        Paragraph::new(rows.iter().map(|l| Line::raw(*l)).collect::<Vec<_>>())
-            .block(block("keys", true)),
+        Paragraph::new(rows.into_iter().map(Line::raw).collect::<Vec<_>>()).block(block(
+            "keys",
+            true,
+            s.prefs.accent,
+        )),
         r,
     );
 }
@@ -77,7 +98,11 @@ fn pairing(s: &State, inv: &Option<NewInvite>, f: &mut Frame, area: Rect) {
     f.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
-            .block(block("pair: scan or paste this code on the client", true)),
+            .block(block(
+                "pair: scan or paste this code on the client",
+                true,
+                s.prefs.accent,
+            )),
         r,
     );
 }
@@ -170,7 +195,7 @@ fn open_invite_lines(s: &State) -> Vec<Line<'static>> {
 }
 
 /// The accept dialog: the typed code and what the live check says of it.
-fn accept(input: &str, status: &AcceptStatus, f: &mut Frame, area: Rect) {
+fn accept(s: &State, input: &str, status: &AcceptStatus, f: &mut Frame, area: Rect) {
     let r = centered(area, 76, 10);
     f.render_widget(Clear, r);
     let (msg, style) = match status {
@@ -205,13 +230,17 @@ fn accept(input: &str, status: &AcceptStatus, f: &mut Frame, area: Rect) {
     f.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
-            .block(block("accept an invitation or a short code", true)),
+            .block(block(
+                "accept an invitation or a short code",
+                true,
+                s.prefs.accent,
+            )),
         r,
     );
 }
 
 /// Importing a contact card.
-fn card(input: &str, status: &Option<String>, f: &mut Frame, area: Rect) {
+fn card(s: &State, input: &str, status: &Option<String>, f: &mut Frame, area: Rect) {
     let r = centered(area, 76, 10);
     f.render_widget(Clear, r);
     let lines = vec![
@@ -231,13 +260,13 @@ fn card(input: &str, status: &Option<String>, f: &mut Frame, area: Rect) {
     f.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
-            .block(block("import a contact card", true)),
+            .block(block("import a contact card", true, s.prefs.accent)),
         r,
     );
 }
 
 /// Asking before a contact is removed.
-fn confirm_remove(pid: &str, name: &str, f: &mut Frame, area: Rect) {
+fn confirm_remove(s: &State, pid: &str, name: &str, f: &mut Frame, area: Rect) {
     let r = centered(area, 70, 5);
     f.render_widget(Clear, r);
     f.render_widget(
@@ -249,7 +278,7 @@ fn confirm_remove(pid: &str, name: &str, f: &mut Frame, area: Rect) {
             Line::raw("Shared channels and their history stay. y removes, any other key keeps."),
         ])
         .wrap(Wrap { trim: true })
-        .block(block("remove contact", true)),
+        .block(block("remove contact", true, s.prefs.accent)),
         r,
     );
 }
@@ -282,7 +311,7 @@ fn new_group(s: &State, group: (&str, &[String], usize, bool), f: &mut Frame, ar
     let r = centered(area, 60, lines.len() as u16 + 2);
     f.render_widget(Clear, r);
     f.render_widget(
-        Paragraph::new(lines).block(block("new group channel", true)),
+        Paragraph::new(lines).block(block("new group channel", true, s.prefs.accent)),
         r,
     );
 }
@@ -311,7 +340,11 @@ fn members(s: &State, f: &mut Frame, area: Rect) {
     let r = centered(area, 60, lines.len() as u16 + 2);
     f.render_widget(Clear, r);
     f.render_widget(
-        Paragraph::new(lines).block(block(&format!("members of {}", s.channel_name(c)), true)),
+        Paragraph::new(lines).block(block(
+            &format!("members of {}", s.channel_name(c)),
+            true,
+            s.prefs.accent,
+        )),
         r,
     );
 }
@@ -329,7 +362,11 @@ fn contact_info(s: &State, f: &mut Frame, area: Rect) {
         Line::raw(format!(
             "last seen {}",
             c.last_seen
-                .map(|t| format!("{} {} UTC", day_of(t * 1000), time_of(t * 1000)))
+                .map(|t| format!(
+                    "{} {} UTC",
+                    day_of(t * 1000),
+                    time_of(t * 1000, s.prefs.time_format)
+                ))
                 .unwrap_or_else(|| "never".into())
         )),
         Line::raw(format!(
@@ -351,5 +388,8 @@ fn contact_info(s: &State, f: &mut Frame, area: Rect) {
     }
     let r = centered(area, 90, lines.len() as u16 + 2);
     f.render_widget(Clear, r);
-    f.render_widget(Paragraph::new(lines).block(block("contact", true)), r);
+    f.render_widget(
+        Paragraph::new(lines).block(block("contact", true, s.prefs.accent)),
+        r,
+    );
 }

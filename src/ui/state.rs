@@ -130,6 +130,8 @@ pub struct InviteRow {
 /// Everything the screen shows.
 #[derive(Clone, Debug)]
 pub struct State {
+    /// Accent, time format and key bindings from the config file.
+    pub prefs: crate::ui::prefs::Prefs,
     /// Who we are.
     pub me: IdentityInfo,
     /// Contacts with live state.
@@ -289,6 +291,7 @@ impl State {
             size: (100, 30),
             now,
             quit: false,
+            prefs: crate::ui::prefs::Prefs::default(),
         }
     }
 
@@ -333,8 +336,9 @@ impl State {
 }
 
 /// Hints for the status bar, by focus.
-pub fn key_hints(s: &State) -> &'static str {
-    match (&s.popup, s.focus) {
+pub fn key_hints(s: &State) -> std::borrow::Cow<'static, str> {
+    let k = |a: &str| s.prefs.keys.key(a);
+    let fixed = match (&s.popup, s.focus) {
         (Some(Popup::Pairing(_)), _) => {
             "c copy code · n new invite · ↑↓ pick · r revoke · Esc close"
         }
@@ -350,11 +354,28 @@ pub fn key_hints(s: &State) -> &'static str {
         (None, Focus::Composer) => {
             "Enter send · Alt-Enter newline · Up recall · Tab focus · Ctrl-C quit"
         }
-        (None, Focus::Messages) => "↑↓/j k scroll · PgUp older · Tab focus · ? help · q quit",
-        (None, _) => {
-            "↑↓ move · Enter open · p pair · a accept · g group · i info · ? help · q quit"
+        (None, Focus::Messages) => {
+            return format!(
+                "↑↓/j k scroll · PgUp older · Tab focus · {} help · {} quit",
+                k("help"),
+                k("quit")
+            )
+            .into()
         }
-    }
+        (None, _) => {
+            return format!(
+            "↑↓ move · Enter open · {} pair · {} accept · {} group · {} info · {} help · {} quit",
+            k("pair"),
+            k("accept"),
+            k("new_group"),
+            k("contact_info"),
+            k("help"),
+            k("quit")
+        )
+            .into()
+        }
+    };
+    fixed.into()
 }
 
 pub(super) fn trim_window(s: &mut State) {

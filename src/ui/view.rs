@@ -74,7 +74,7 @@ fn draw(s: &State, f: &mut Frame) {
         text.push('▏');
     }
     f.render_widget(
-        Paragraph::new(text).block(block("message", s.focus == Focus::Composer)),
+        Paragraph::new(text).block(block("message", s.focus == Focus::Composer, s.prefs.accent)),
         composer,
     );
     render_status(s, f, status);
@@ -95,14 +95,17 @@ fn render_header(s: &State, f: &mut Frame, area: Rect) {
             Style::default().add_modifier(Modifier::BOLD),
         ),
         Span::raw(format!("  {}  ", short_id(&s.me.person_id))),
-        Span::styled(s.me.role.as_str(), Style::default().fg(Color::Cyan)),
+        Span::styled(s.me.role.as_str(), Style::default().fg(s.prefs.accent)),
         Span::raw(format!(
             "  {}  ·  {connected}/{} contacts connected",
             s.me.endpoint.as_deref().unwrap_or("dial-out only"),
             s.contacts.len()
         )),
     ]);
-    f.render_widget(Paragraph::new(line).block(block("lama-tui", false)), area);
+    f.render_widget(
+        Paragraph::new(line).block(block("lama-tui", false, s.prefs.accent)),
+        area,
+    );
 }
 
 fn render_contacts(s: &State, f: &mut Frame, area: Rect) {
@@ -142,7 +145,11 @@ fn render_contacts(s: &State, f: &mut Frame, area: Rect) {
     let empty = items.is_empty();
     let mut st = ListState::default().with_selected((!empty).then_some(s.contact_sel));
     let list = List::new(items)
-        .block(block("contacts", s.focus == Focus::Contacts))
+        .block(block(
+            "contacts",
+            s.focus == Focus::Contacts,
+            s.prefs.accent,
+        ))
         .highlight_style(Style::default().add_modifier(Modifier::REVERSED));
     f.render_stateful_widget(list, area, &mut st);
     if empty {
@@ -179,7 +186,11 @@ fn render_channels(s: &State, f: &mut Frame, area: Rect) {
     let mut st =
         ListState::default().with_selected((!s.channels.is_empty()).then_some(s.channel_sel));
     let list = List::new(items)
-        .block(block("channels", s.focus == Focus::Channels))
+        .block(block(
+            "channels",
+            s.focus == Focus::Channels,
+            s.prefs.accent,
+        ))
         .highlight_style(Style::default().add_modifier(Modifier::REVERSED));
     f.render_stateful_widget(list, area, &mut st);
 }
@@ -203,7 +214,7 @@ fn render_messages(s: &State, f: &mut Frame, area: Rect) {
         let mut msg_lines: Vec<Line> = Vec::new();
         let name_style = if own {
             Style::default()
-                .fg(Color::Cyan)
+                .fg(s.prefs.accent)
                 .add_modifier(Modifier::BOLD)
         } else {
             Style::default()
@@ -218,7 +229,10 @@ fn render_messages(s: &State, f: &mut Frame, area: Rect) {
         for (n, text) in m.text.as_deref().unwrap_or("").split('\n').enumerate() {
             if n == 0 {
                 msg_lines.push(Line::from(vec![
-                    Span::styled(time_of(m.ts), Style::default().fg(Color::DarkGray)),
+                    Span::styled(
+                        time_of(m.ts, s.prefs.time_format),
+                        Style::default().fg(Color::DarkGray),
+                    ),
                     Span::raw(" "),
                     Span::styled(m.author_name.clone(), name_style),
                     Span::raw(format!(": {text}")),
@@ -259,7 +273,7 @@ fn render_messages(s: &State, f: &mut Frame, area: Rect) {
         title
     };
     f.render_widget(
-        Paragraph::new(lines).block(block(&t, s.focus == Focus::Messages)),
+        Paragraph::new(lines).block(block(&t, s.focus == Focus::Messages, s.prefs.accent)),
         area,
     );
 }
@@ -279,7 +293,10 @@ fn render_status(s: &State, f: &mut Frame, area: Rect) {
                 },
                 PeerState::Connecting => format!("{name}: connecting"),
                 PeerState::Offline => match c.last_seen {
-                    Some(t) => format!("{name}: offline since {}", time_of(t * 1000)),
+                    Some(t) => format!(
+                        "{name}: offline since {}",
+                        time_of(t * 1000, s.prefs.time_format)
+                    ),
                     None => format!("{name}: offline"),
                 },
             }

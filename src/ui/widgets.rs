@@ -28,18 +28,27 @@ pub fn day_of(ms: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-/// `HH:MM` of unix milliseconds (UTC).
-pub fn time_of(ms: u64) -> String {
+/// The time of day of unix milliseconds (UTC) in the chosen format.
+pub fn time_of(ms: u64, format: TimeFormat) -> String {
     let s = (ms / 1000) % 86_400;
-    format!("{:02}:{:02}", s / 3600, (s / 60) % 60)
+    let (h, m, sec) = (s / 3600, (s / 60) % 60, s % 60);
+    match format {
+        TimeFormat::H24 => format!("{h:02}:{m:02}"),
+        TimeFormat::H24Seconds => format!("{h:02}:{m:02}:{sec:02}"),
+        TimeFormat::H12 => {
+            let half = if h < 12 { "am" } else { "pm" };
+            let h12 = if h % 12 == 0 { 12 } else { h % 12 };
+            format!("{h12}:{m:02}{half}")
+        }
+    }
 }
 
-pub fn block(title: &str, focused: bool) -> Block<'_> {
+pub fn block(title: &str, focused: bool, accent: Color) -> Block<'_> {
     let b = Block::default()
         .borders(Borders::ALL)
         .title(format!(" {title} "));
     if focused {
-        b.border_style(Style::default().fg(Color::Cyan))
+        b.border_style(Style::default().fg(accent))
     } else {
         b
     }
@@ -56,14 +65,9 @@ pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
     )
 }
 
-/// Whether `c` must never reach the terminal: control characters (C0, DEL, C1: escape
-/// sequences, bells) and the bidirectional overrides and isolates (U+202A..U+202E,
-/// U+2066..U+2069), which let a name or message reorder the text drawn after it.
-pub fn is_unsafe(c: char) -> bool {
-    c.is_control()
-        || ('\u{202a}'..='\u{202e}').contains(&c)
-        || ('\u{2066}'..='\u{2069}').contains(&c)
-}
+pub use crate::domain::text::is_unsafe;
+
+use crate::app::config::TimeFormat;
 
 /// Strip unsafe characters from every cell of a drawn frame: the one place all text passes
 /// (names, messages, endpoints, popups), so nothing untrusted reaches the terminal whatever
@@ -80,6 +84,15 @@ pub fn scrub(buf: &mut Buffer) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_in_each_format() {
+        let ms = (13 * 3600 + 5 * 60 + 9) * 1000;
+        assert_eq!(time_of(ms, TimeFormat::H24), "13:05");
+        assert_eq!(time_of(ms, TimeFormat::H24Seconds), "13:05:09");
+        assert_eq!(time_of(ms, TimeFormat::H12), "1:05pm");
+        assert_eq!(time_of(5 * 60 * 1000, TimeFormat::H12), "12:05am");
+    }
 
     #[test]
     fn scrub_removes_what_a_widget_let_through() {

@@ -104,14 +104,31 @@ impl Peer {
         unreachable!("the loop returns or panics")
     }
 
+    /// Start with exactly `full_args` (no role or data dir added); `dir` is the data dir
+    /// the arguments (or the config file they name) choose.
+    #[allow(dead_code)]
+    pub fn start_raw(full_args: &[&str], dir: &Path) -> Peer {
+        let full: Vec<String> = full_args.iter().map(|a| a.to_string()).collect();
+        Self::try_start_args(full, "instance", dir, &[]).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     fn try_start(
         role: &str,
         dir: &Path,
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Result<Peer, String> {
+        Self::try_start_args(args(role, dir, extra), role, dir, env)
+    }
+
+    fn try_start_args(
+        full_args: Vec<String>,
+        role: &str,
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Result<Peer, String> {
         let mut cmd = Command::new(bin());
-        cmd.args(args(role, dir, extra))
+        cmd.args(full_args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

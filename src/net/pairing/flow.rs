@@ -25,7 +25,8 @@ impl<R: rand_core::RngCore + rand_core::CryptoRng + ?Sized> Rng for R {}
 
 /// Decode the hex of a `pake` or `pake_confirm` message.
 fn pake_bytes(name: &str, hex_text: &str) -> Result<Vec<u8>, PairError> {
-    crate::domain::hex::decode(hex_text).map_err(|e| PairError::Protocol(format!("{name} is not hex: {e}")))
+    crate::domain::hex::decode(hex_text)
+        .map_err(|e| PairError::Protocol(format!("{name} is not hex: {e}")))
 }
 
 fn unexpected(want: &str, got: &WireMsg) -> PairError {

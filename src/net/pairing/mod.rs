@@ -319,7 +319,9 @@ impl ClientPairing {
 
     /// The token to present in our Hello, hex.
     pub fn token_hex(&self) -> Option<String> {
-        self.invite.as_ref().map(|i| crate::domain::hex::encode(i.token))
+        self.invite
+            .as_ref()
+            .map(|i| crate::domain::hex::encode(i.token))
     }
 
     /// The URLs to try, in order.
