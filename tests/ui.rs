@@ -521,9 +521,15 @@ fn rebound_keys_work_and_the_screens_say_so() {
     assert_eq!(s.prefs.time_format, TimeFormat::H12);
     key(&mut s, KeyCode::Tab); // composer -> contacts
     let screen = format!("{:?}", draw(&s, 120, 30).backend());
-    assert!(screen.contains("n group") && screen.contains("h help"), "{screen}");
+    assert!(
+        screen.contains("n group") && screen.contains("h help"),
+        "{screen}"
+    );
     key(&mut s, KeyCode::Char('g'));
-    assert!(s.popup.is_none(), "the old key of a rebound action starts nothing");
+    assert!(
+        s.popup.is_none(),
+        "the old key of a rebound action starts nothing"
+    );
     key(&mut s, KeyCode::Char('n'));
     assert!(
         matches!(s.popup, Some(lama_tui::ui::state::Popup::NewGroup { .. })),
@@ -532,5 +538,8 @@ fn rebound_keys_work_and_the_screens_say_so() {
     key(&mut s, KeyCode::Esc);
     key(&mut s, KeyCode::Char('h'));
     let help = format!("{:?}", draw(&s, 120, 30).backend());
-    assert!(help.contains("n                 new group channel"), "{help}");
+    assert!(
+        help.contains("n                 new group channel"),
+        "{help}"
+    );
 }
