@@ -23,6 +23,7 @@ fn contact_of(i: &LocalIdentity) -> Contact {
         replica_for: false,
         via: lama_tui::domain::Via::Invite,
         added_at: 0,
+        endpoint_notes: vec![],
     }
 }
 

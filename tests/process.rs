@@ -36,6 +36,7 @@ fn make_contacts(a_dir: &std::path::Path, b_dir: &std::path::Path, b_url: Option
             replica_for: false,
             via: lama_tui::domain::Via::Manual,
             added_at: 0,
+            endpoint_notes: vec![],
         })
         .unwrap();
     drop(a_store);
@@ -50,6 +51,7 @@ fn make_contacts(a_dir: &std::path::Path, b_dir: &std::path::Path, b_url: Option
             replica_for: false,
             via: lama_tui::domain::Via::Manual,
             added_at: 0,
+            endpoint_notes: vec![],
         })
         .unwrap();
 }

@@ -61,6 +61,7 @@ fn chat_state() -> State {
         replica_for: false,
         via: lama_tui::domain::Via::Invite,
         added_at: NOW,
+        endpoint_notes: vec![],
     };
     update(
         &mut s,
@@ -157,6 +158,112 @@ fn contact_details() {
     key(&mut s, KeyCode::Tab);
     key(&mut s, KeyCode::Char('i'));
     insta::assert_snapshot!(draw(&s, 100, 30).backend());
+}
+
+fn network_view() -> lama_tui::app::runtime::NetView {
+    use lama_tui::app::runtime::{ContactNet, EndpointView, NetView, SelfNet};
+    use lama_tui::domain::{EndpointNote, EndpointSource as Src, EndpointState as St, Reach};
+    let ep = |url: &str, source, learned_at, state, stale_since| EndpointView {
+        note: EndpointNote {
+            url: url.into(),
+            source,
+            learned_at,
+            stale_since,
+        },
+        state,
+        last_ok: None,
+        rtt_ms: None,
+        last_error: None,
+        next_retry_at: None,
+    };
+    let id = |n: u8| format!("{n:02x}").repeat(32);
+    NetView {
+        me: SelfNet {
+            role: Role::Node,
+            listening: Some("127.0.0.1:8765".into()),
+            urls: vec![("ws://localhost:8765".into(), Reach::ThisMachine)],
+            home_node: None,
+            discovery: "local",
+        },
+        contacts: vec![
+            ContactNet {
+                person_id: id(1),
+                name: "demo@lama.local".into(),
+                state: PeerState::Connected,
+                last_seen: Some(NOW),
+                endpoints: vec![
+                    EndpointView {
+                        last_ok: Some(NOW - 60),
+                        rtt_ms: Some(3),
+                        ..ep("ws://192.168.1.20:8765", Src::Discovery, NOW - 70, St::Connected, None)
+                    },
+                    ep(
+                        "ws://192.168.1.20:40111",
+                        Src::Invitation,
+                        NOW - 2 * 86_400,
+                        St::Stale,
+                        Some(NOW - 70),
+                    ),
+                ],
+            },
+            ContactNet {
+                person_id: id(2),
+                // Untrusted text: escapes and a bidi override never reach the terminal.
+                name: "bob\u{1b}[2J\u{202e}@lama.local".into(),
+                state: PeerState::Offline,
+                last_seen: None,
+                endpoints: vec![EndpointView {
+                    last_error: Some(
+                        "cannot reach ws://bob.example.org:8765: IO error: Connection refused (os error 111)"
+                            .into(),
+                    ),
+                    next_retry_at: Some(NOW + 12),
+                    ..ep("ws://bob.example.org:8765", Src::Card, NOW - 3600, St::Waiting, None)
+                }],
+            },
+            ContactNet {
+                person_id: id(3),
+                name: "carol@lama.local".into(),
+                state: PeerState::Offline,
+                last_seen: None,
+                endpoints: vec![],
+            },
+        ],
+    }
+}
+
+fn network_state(w: u16, h: u16) -> State {
+    let mut s = chat_state();
+    update(&mut s, Action::Resize(w, h));
+    key(&mut s, KeyCode::Tab); // leave the composer
+    let fx = update(&mut s, Action::Key(KeyCode::Char('n'), KeyModifiers::NONE));
+    assert_eq!(fx, vec![lama_tui::ui::state::Effect::LoadNetwork]);
+    update(&mut s, Action::Network(Box::new(network_view())));
+    s
+}
+
+#[test]
+fn network_view_wide() {
+    let s = network_state(120, 40);
+    insta::assert_snapshot!(draw(&s, 120, 40).backend());
+}
+
+#[test]
+fn network_view_at_80x24_scrolls_and_follows_the_dialer() {
+    let mut s = network_state(80, 24);
+    insta::assert_snapshot!(draw(&s, 80, 24).backend());
+    // Open, it asks again every second; closed, it stops asking.
+    let fx = update(&mut s, Action::Tick(NOW + 1));
+    assert_eq!(fx, vec![lama_tui::ui::state::Effect::LoadNetwork]);
+    // Scrolling stops at the last line.
+    for _ in 0..50 {
+        key(&mut s, KeyCode::Char('j'));
+    }
+    let screen = format!("{:?}", draw(&s, 80, 24).backend());
+    assert!(screen.contains("no address: it dials us"), "{screen}");
+    key(&mut s, KeyCode::Esc);
+    assert!(s.popup.is_none());
+    assert!(update(&mut s, Action::Tick(NOW + 2)).is_empty());
 }
 
 fn invite_code() -> String {
@@ -512,7 +619,7 @@ fn control_and_bidi_characters_never_reach_the_terminal() {
 fn rebound_keys_work_and_the_screens_say_so() {
     use lama_tui::app::config::{parse, TimeFormat};
     let file = parse(
-        "[keys]\nnew_group = \"n\"\nhelp = \"h\"\n[ui]\naccent = \"yellow\"\ntime_format = \"12h\"\n",
+        "[keys]\nnew_group = \"N\"\nhelp = \"h\"\n[ui]\naccent = \"yellow\"\ntime_format = \"12h\"\n",
         std::path::Path::new("test.toml"),
     )
     .expect("valid config");
@@ -522,7 +629,7 @@ fn rebound_keys_work_and_the_screens_say_so() {
     key(&mut s, KeyCode::Tab); // composer -> contacts
     let screen = format!("{:?}", draw(&s, 120, 30).backend());
     assert!(
-        screen.contains("n group") && screen.contains("h help"),
+        screen.contains("N group") && screen.contains("h help"),
         "{screen}"
     );
     key(&mut s, KeyCode::Char('g'));
@@ -530,16 +637,16 @@ fn rebound_keys_work_and_the_screens_say_so() {
         s.popup.is_none(),
         "the old key of a rebound action starts nothing"
     );
-    key(&mut s, KeyCode::Char('n'));
+    key(&mut s, KeyCode::Char('N'));
     assert!(
         matches!(s.popup, Some(lama_tui::ui::state::Popup::NewGroup { .. })),
-        "n opens the new group popup"
+        "N opens the new group popup"
     );
     key(&mut s, KeyCode::Esc);
     key(&mut s, KeyCode::Char('h'));
     let help = format!("{:?}", draw(&s, 120, 30).backend());
     assert!(
-        help.contains("n                 new group channel"),
+        help.contains("N                 new group channel"),
         "{help}"
     );
 }

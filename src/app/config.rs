@@ -104,6 +104,7 @@ pub const ACTIONS: &[(&str, char)] = &[
     ("new_group", 'g'),
     ("members", 'm'),
     ("contact_info", 'i'),
+    ("network", 'n'),
 ];
 
 /// The default key of `action`, if it is one.
@@ -185,7 +186,7 @@ mod tests {
         let cfg = parse(text, Path::new("docs/config.example.toml")).expect("example is valid");
         assert_eq!(cfg.role.as_deref(), Some("client"));
         assert_eq!(cfg.ui.time_format, Some(TimeFormat::H24));
-        assert_eq!(cfg.keys.get("new_group").map(String::as_str), Some("n"));
+        assert_eq!(cfg.keys.get("new_group").map(String::as_str), Some("N"));
     }
 
     #[test]

@@ -124,6 +124,7 @@ fn hello_of<S>(link: &Link<S>) -> PeerHello {
         invite: link.invite.clone(),
         pake: link.pake.clone(),
         known_profile: link.peer_known_profile,
+        rtt_ms: u32::try_from(link.rtt.as_millis()).unwrap_or(u32::MAX),
     }
 }
 

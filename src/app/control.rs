@@ -10,8 +10,11 @@ use crate::domain::ids::IdError;
 use crate::domain::{invitation, short_code, ChannelId, ErrorKind, PersonId};
 
 mod events;
+mod netjson;
 
 pub use events::{ChannelJson, ContactJson, Event, IdentityJson, InviteJson, MessageJson, Reply};
+pub use netjson::parts as netjson_parts;
+pub use netjson::{ContactNetJson, EndpointJson, HomeNodeJson, SelfJson, UrlJson};
 
 /// Default `limit` of `history`.
 pub const DEFAULT_HISTORY_LIMIT: usize = 50;
@@ -145,6 +148,8 @@ pub enum Request {
     },
     /// Counters.
     Stats,
+    /// The network view: our addresses, and each contact's with source and state.
+    Endpoints,
     /// Drop every link and redial.
     Reconnect,
     /// Change our display name.
@@ -178,6 +183,7 @@ impl Request {
         "send",
         "history",
         "stats",
+        "endpoints",
         "reconnect",
         "set_display_name",
     ];

@@ -226,6 +226,10 @@ async fn execute_data(handle: &Handle, req: Request) -> Result<Event, CommandErr
                 links: s.links,
             }
         }
+        Request::Endpoints => {
+            let (me, contacts) = crate::app::control::netjson_parts(&handle.endpoints().await?);
+            Event::Endpoints { me, contacts }
+        }
         Request::SetDisplayName { name } => Event::ProfileUpdated {
             version: handle.set_display_name(name.0).await?,
         },

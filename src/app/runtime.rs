@@ -13,8 +13,8 @@ use crate::app::actor::{Actor, Request, Sockets};
 pub use crate::app::clock::{now_ms, now_secs};
 use crate::app::store_adapter::SledStore;
 pub use crate::core::{
-    Answer, Command, CommandError, ContactView, Event, IdentityInfo, MessageView, NewInvite,
-    Paired, PeerState, Role, StatsView, TrustSecret,
+    Answer, Command, CommandError, ContactNet, ContactView, EndpointView, Event, IdentityInfo,
+    MessageView, NetView, NewInvite, Paired, PeerState, Role, SelfNet, StatsView, TrustSecret,
 };
 use crate::core::{CoreConfig, NodeCore};
 use crate::domain::identity::{check_name, LocalIdentity, Secrets};
@@ -290,6 +290,11 @@ impl Handle {
         Some(s)
     }
 
+    /// The network view: our addresses, and each contact's with source and state.
+    pub async fn endpoints(&self) -> Result<NetView, CommandError> {
+        answer!(self.call(Command::Endpoints).await, Endpoints).map(|b| *b)
+    }
+
     /// Change our display name.
     pub async fn set_display_name(&self, name: String) -> Result<u64, CommandError> {
         answer!(
@@ -402,6 +407,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         }
         Role::Client => (None, None),
     };
+    let listening = listener.as_ref().and_then(|l| l.local_addr().ok());
     let info = IdentityInfo {
         role: cfg.role,
         name: me.person.name.clone(),
@@ -430,6 +436,8 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         accept_unknown: cfg.accept_unknown,
         trust_secret: cfg.trust_secret.clone(),
         node_url: cfg.node_url.clone(),
+        listening: listening.map(|a| a.to_string()),
+        discovery: cfg.discovery,
     };
     let store = Box::new(SledStore::new(store, cfg.data_dir.clone()));
     let seed = rand_core::RngCore::next_u64(&mut rand_core::OsRng);

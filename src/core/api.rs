@@ -431,6 +431,8 @@ pub enum Command {
     },
     /// Counters.
     Stats,
+    /// The network view: our addresses, each contact's with their state.
+    Endpoints,
     /// Drop every link and dial the contacts again at once.
     Reconnect,
     /// Change our display name: a new profile version, pushed to connected contacts.
@@ -480,6 +482,8 @@ pub enum Answer {
     History(Vec<MessageView>),
     /// `Stats` (the shell adds the wire byte counters).
     Stats(StatsView),
+    /// `Endpoints`.
+    Endpoints(Box<crate::core::NetView>),
     /// `Reconnect`: links dropped.
     Reconnecting(usize),
     /// `SetDisplayName`: the new profile version.

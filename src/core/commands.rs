@@ -63,16 +63,29 @@ impl NodeCore {
                 limit,
             } => self.history(&channel, before.as_deref(), limit),
             Command::Stats => Ok(Answer::Stats(self.stats())),
+            Command::Endpoints => self.net_view().map(|v| Answer::Endpoints(Box::new(v))),
             Command::Reconnect => Ok(Answer::Reconnecting(self.reconnect())),
             Command::SetDisplayName { name } => self.set_display_name(name),
             Command::TrustEndpoint { person_id, url } => {
-                if let Err(e) = self.update_endpoint_url(&person_id, &url) {
+                let source = crate::domain::EndpointSource::Provisioning;
+                if let Err(e) = self.update_endpoint_url(&person_id, &url, source) {
                     tracing::warn!("cannot record endpoint: {e}");
                 }
                 Ok(Answer::Done)
             }
         };
         self.reply(id, result);
+    }
+
+    /// A contact's link: up, being dialed, or neither.
+    pub(super) fn peer_state(&self, pid: &str) -> PeerState {
+        if self.links.contains_key(pid) {
+            PeerState::Connected
+        } else if self.manager.state(pid) == Some(&DialState::Dialing) {
+            PeerState::Connecting
+        } else {
+            PeerState::Offline
+        }
     }
 
     fn dial_once(&mut self, id: CommandId, url: String) {
@@ -93,13 +106,7 @@ impl NodeCore {
             .map(|c| {
                 let id = c.person_id();
                 let live = self.live.get(id.as_str()).cloned().unwrap_or_default();
-                let state = if self.links.contains_key(&id) {
-                    PeerState::Connected
-                } else if self.manager.state(&id) == Some(&DialState::Dialing) {
-                    PeerState::Connecting
-                } else {
-                    PeerState::Offline
-                };
+                let state = self.peer_state(&id);
                 Ok(ContactView {
                     behind: self.engine.behind(&*self.store, &id)?,
                     verification: verification_string(&self.me.person, &c.person),
@@ -451,8 +458,9 @@ impl NodeCore {
             replica_for: false,
             via: crate::domain::Via::Card,
             added_at: now,
+            endpoint_notes: vec![],
         });
-        contact.endpoints = endpoints;
+        contact.set_endpoints(endpoints, crate::domain::EndpointSource::Card, now);
         let channel: Channel = direct_channel(&self.me.person_id(), &pid, &person.name, now);
         self.store.commit_pairing(None, &contact, &channel, now)?;
         let targets = crate::core::links::dial_targets(&contact);

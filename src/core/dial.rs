@@ -26,6 +26,8 @@ pub(super) struct ClientConn {
     replica: bool,
     /// Addresses still to try, in order.
     urls: Vec<String>,
+    /// The address dialed now.
+    dialed: String,
     expected_key: Option<[u8; 32]>,
     extras: HelloExtras,
     hello: Option<PeerHello>,
@@ -62,6 +64,7 @@ impl NodeCore {
             via,
             replica,
             urls,
+            dialed: String::new(),
             expected_key,
             extras,
             hello: None,
@@ -103,6 +106,7 @@ impl NodeCore {
             via,
             replica,
             urls: vec![url],
+            dialed: String::new(),
             expected_key: None,
             extras: HelloExtras {
                 pake: Some(req),
@@ -129,6 +133,7 @@ impl NodeCore {
     /// Dial the next address of a client pairing.
     fn client_dial(&mut self, mut c: ClientConn) {
         let url = c.urls.remove(0);
+        c.dialed.clone_from(&url);
         let conn = self.next_conn_id();
         self.out.push(Output::Dial {
             conn,
@@ -231,10 +236,14 @@ impl NodeCore {
             verification: commit.verification.clone(),
         };
         let mut contact = commit.contact;
-        contact.via = c.via;
+        let now = self.now_secs();
+        if contact.via != c.via {
+            contact.via = c.via;
+            contact.endpoint_notes.clear();
+            contact.note_endpoints(crate::domain::contact::source_of(c.via), now);
+        }
         contact.replica = c.replica;
         let pid = contact.person_id();
-        let now = self.now_secs();
         if let Err(e) = self
             .store
             .commit_pairing(None, &contact, &commit.channel, now)
@@ -255,6 +264,8 @@ impl NodeCore {
             .expect("invariant: a commit follows the node's hello");
         let key = link_key(&self.me.instance_id(), &h.hash);
         self.link_up(conn, h.peer, key, h.known_profile);
+        // The pairing's connection is the first link: over the address it dialed.
+        self.note_dial_ok(&pid, &c.dialed, h.rtt_ms, conn);
     }
 
     /// The connection of a client pairing ended before its commit.
@@ -303,10 +314,11 @@ impl NodeCore {
                         "you are not the person expected here",
                     );
                     let error = format!("{url} answered as another person ({got})");
-                    return self.dial_failed_for(&person_id, error);
+                    return self.dial_failed_for(&person_id, &url, error);
                 }
                 let key = link_key(&self.me.instance_id(), &hello.hash);
                 self.link_up(conn, hello.peer, key, hello.known_profile);
+                self.note_dial_ok(&person_id, &url, hello.rtt_ms, conn);
             }
             Some(Conn::DialOnce(id)) => self.connect_answered(conn, id, hello),
             Some(Conn::Client(c)) => self.on_client_hello(conn, c, hello, rng),
@@ -346,8 +358,8 @@ impl NodeCore {
 
     pub(super) fn on_dial_failed(&mut self, conn: ConnId, error: ConnError) {
         match self.conns.remove(&conn) {
-            Some(Conn::DialContact { person_id, .. }) => {
-                self.dial_failed_for(&person_id, error.to_string())
+            Some(Conn::DialContact { person_id, url }) => {
+                self.dial_failed_for(&person_id, &url, error.to_string())
             }
             Some(Conn::DialOnce(id)) => self.reply(id, Err(error.into())),
             Some(Conn::Client(c)) => self.client_dial_failed(*c, error),
@@ -358,8 +370,9 @@ impl NodeCore {
         }
     }
 
-    fn dial_failed_for(&mut self, person_id: &str, error: String) {
+    fn dial_failed_for(&mut self, person_id: &str, url: &str, error: String) {
         tracing::debug!(peer = %person_id, "dial failed: {error}");
+        self.note_dial_failed(person_id, url, &error);
         self.live
             .entry(person_id.to_string())
             .or_default()

@@ -4,7 +4,9 @@
 use crate::core::{Conn, ConnId, CoreStore, Event, IdentityInfo, LinkSlot, NodeCore, Output};
 use crate::domain::identity::{parse_hex, short_id, LocalIdentity};
 use crate::domain::log::LogError;
-use crate::domain::{Contact, Endpoint, ErrorKind, PeerIdentity, PersonId, Profile};
+use crate::domain::{
+    Contact, Endpoint, EndpointSource, ErrorKind, PeerIdentity, PersonId, Profile,
+};
 use crate::net::discovery::Announcement;
 use crate::net::handshake::{msg_name, HelloExtras};
 use crate::net::link::LinkEnd;
@@ -111,6 +113,8 @@ impl NodeCore {
         let st = self.live.entry(pid.to_string()).or_default();
         st.last_seen = Some(now / 1000);
         st.last_error = None;
+        // A dialed link names its address after this (`note_dial_ok`).
+        st.link_url = None;
         if first {
             tracing::info!(peer = %pid, "connected");
             self.emit(Event::Connected {
@@ -145,6 +149,7 @@ impl NodeCore {
         let now = self.now;
         let st = self.live.entry(pid.to_string()).or_default();
         st.last_seen = Some(now / 1000);
+        st.link_url = None;
         if end.code != Some(CloseCode::Shutdown) {
             st.last_error = Some(end.reason.clone());
         }
@@ -281,7 +286,10 @@ impl NodeCore {
             return Ok(());
         }
         let changed = c.endpoints != profile.endpoints;
-        c.endpoints = profile.endpoints.clone();
+        if changed {
+            let now = self.now_secs();
+            c.set_endpoints(profile.endpoints.clone(), EndpointSource::Profile, now);
+        }
         c.profile = Some(profile);
         self.store.put_contact(&c).map_err(|e| e.to_string())?;
         if changed {
@@ -312,13 +320,18 @@ impl NodeCore {
             return;
         }
         tracing::info!(peer = %short_id(&a.person_id), url = %a.url, "endpoint found by discovery");
-        if let Err(e) = self.update_endpoint_url(&a.person_id, &a.url) {
+        if let Err(e) = self.update_endpoint_url(&a.person_id, &a.url, EndpointSource::Discovery) {
             tracing::warn!("cannot record discovered endpoint: {e}");
         }
     }
 
     /// Point a contact's (first instance's) endpoint at `url`.
-    pub(super) fn update_endpoint_url(&mut self, pid: &str, url: &str) -> Result<(), LogError> {
+    pub(super) fn update_endpoint_url(
+        &mut self,
+        pid: &str,
+        url: &str,
+        source: EndpointSource,
+    ) -> Result<(), LogError> {
         let Some(mut c) = self.store.contact(pid)? else {
             return Ok(());
         };
@@ -327,8 +340,9 @@ impl NodeCore {
             (None, Some(i)) => (i.id().to_string(), i.transport_key.clone()),
             (None, None) => return Ok(()),
         };
-        c.endpoints.retain(|e| e.instance_id != instance_id);
-        c.endpoints.insert(
+        let mut endpoints = c.endpoints.clone();
+        endpoints.retain(|e| e.instance_id != instance_id);
+        endpoints.insert(
             0,
             Endpoint {
                 person_id: pid.into(),
@@ -337,6 +351,7 @@ impl NodeCore {
                 transport_key: key,
             },
         );
+        c.set_endpoints(endpoints, source, self.now_secs());
         self.store.put_contact(&c)?;
         self.manager.set_endpoints(pid, dial_targets(&c), self.now);
         self.emit(Event::EndpointsChanged {
@@ -363,6 +378,7 @@ impl NodeCore {
                 .ok()
                 .flatten()
                 .and_then(|c| c.profile.map(|p| p.version));
+            self.note_dial_started(&req.person_id, &req.url);
             self.conns.insert(
                 conn,
                 Conn::DialContact {

@@ -18,6 +18,7 @@ mod commands;
 mod dial;
 mod links;
 pub mod mem;
+mod netview;
 mod pair;
 pub mod store;
 
@@ -26,6 +27,7 @@ use std::sync::Arc;
 
 pub use crate::net::pairing::flow::Rng;
 pub use api::*;
+pub use netview::{ContactNet, EndpointView, HomeNode, NetView, SelfNet};
 
 use crate::domain::identity::LocalIdentity;
 use crate::domain::{PeerIdentity, PersonId, Profile};
@@ -60,6 +62,10 @@ pub struct CoreConfig {
     pub trust_secret: Option<TrustSecret>,
     /// The node a client pairs with by default (short codes, trust secret).
     pub node_url: String,
+    /// The socket address a node listens on (for the network view).
+    pub listening: Option<String>,
+    /// Local discovery (for the network view).
+    pub discovery: crate::net::discovery::Scope,
 }
 
 /// A verified Hello on a new connection: who, in which session, asking for what.
@@ -75,6 +81,8 @@ pub struct PeerHello {
     pub pake: Option<PakeRequest>,
     /// The version of our profile the peer holds.
     pub known_profile: Option<u64>,
+    /// One round trip, timed over the handshake (ms).
+    pub rtt_ms: u32,
 }
 
 /// Something that happened, for the core to decide on.
@@ -224,6 +232,10 @@ struct LinkSlot {
 struct LiveState {
     last_error: Option<String>,
     last_seen: Option<u64>,
+    /// The address the current link was dialed at (`None`: no link, or it dialed us).
+    link_url: Option<String>,
+    /// What each address did when dialed.
+    urls: HashMap<String, netview::UrlLive>,
 }
 
 /// The core of one instance.

@@ -158,6 +158,92 @@ wire_names! {
     }
 }
 
+wire_names! {
+    /// Where an instance learned one address of a contact (the network view).
+    pub enum EndpointSource {
+        /// The profile the node sent while we accepted its invitation.
+        Invitation => "invitation",
+        /// A contact card we imported.
+        Card => "card",
+        /// The profile sent while pairing by short code or trust secret.
+        Pairing => "pairing",
+        /// The provisioning parent (a client and the node it started).
+        Provisioning => "provisioning",
+        /// A newer signed profile of the contact.
+        Profile => "profile",
+        /// A signed local-discovery announcement.
+        Discovery => "discovery",
+    }
+}
+
+wire_names! {
+    /// What the dialer is doing with one address of a contact, now.
+    pub enum EndpointState {
+        /// The link to the contact runs over this address.
+        Connected => "connected",
+        /// A dial of this address is in flight.
+        Dialing => "dialing",
+        /// This address is dialed next, at `next_retry_at`.
+        Waiting => "waiting",
+        /// Not dialed now: the contact is linked another way, or another address is next.
+        Idle => "idle",
+        /// Replaced by a newer address; kept to show where the contact was, never dialed.
+        Stale => "stale",
+    }
+}
+
+wire_names! {
+    /// Who can use a URL, judged by its host.
+    pub enum Reach {
+        /// Loopback (`localhost`, 127.0.0.0/8, ::1) or unspecified: this machine only.
+        ThisMachine => "this_machine",
+        /// A private or link-local address (10/8, 172.16/12, 192.168/16, 169.254/16,
+        /// fc00::/7, fe80::/10, `*.local`): machines on the same network.
+        LocalNetwork => "local_network",
+        /// Any other host: wherever it resolves and is routed.
+        Network => "network",
+    }
+}
+
+impl Reach {
+    /// The reach of a `ws://` or `wss://` URL (an unparsable one is `ThisMachine`: it
+    /// works nowhere else either).
+    pub fn of_url(url: &str) -> Reach {
+        let rest = url.split_once("://").map_or(url, |(_, r)| r);
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = if let Some(v6) = authority.strip_prefix('[') {
+            v6.split(']').next().unwrap_or("")
+        } else {
+            authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+        };
+        let host = host.to_ascii_lowercase();
+        if host.is_empty()
+            || host.contains(char::is_whitespace)
+            || host == "localhost"
+            || host.ends_with(".localhost")
+        {
+            return Reach::ThisMachine;
+        }
+        // `core::net`: the address types alone, no sockets (the domain does no I/O).
+        match host.parse::<::core::net::IpAddr>() {
+            Ok(ip) if ip.is_loopback() || ip.is_unspecified() => Reach::ThisMachine,
+            Ok(::core::net::IpAddr::V4(v4)) if v4.is_private() || v4.is_link_local() => {
+                Reach::LocalNetwork
+            }
+            Ok(::core::net::IpAddr::V6(v6))
+                if (v6.segments()[0] & 0xfe00) == 0xfc00
+                    || (v6.segments()[0] & 0xffc0) == 0xfe80 =>
+            {
+                Reach::LocalNetwork
+            }
+            Ok(_) => Reach::Network,
+            Err(_) if host.ends_with(".local") || !host.contains('.') => Reach::LocalNetwork,
+            Err(_) => Reach::Network,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +263,25 @@ mod tests {
             assert_eq!(Via::parse(v.as_str()), Some(*v));
         }
         assert!(Via::parse("bogus").is_none());
+    }
+
+    #[test]
+    fn reach_by_host() {
+        for (url, want) in [
+            ("ws://localhost:8765", Reach::ThisMachine),
+            ("ws://127.0.0.1:1", Reach::ThisMachine),
+            ("ws://[::1]:80/x", Reach::ThisMachine),
+            ("ws://0.0.0.0:8765", Reach::ThisMachine),
+            ("ws://192.168.1.20:8765", Reach::LocalNetwork),
+            ("ws://10.1.2.3:1", Reach::LocalNetwork),
+            ("ws://[fe80::1]:1", Reach::LocalNetwork),
+            ("ws://pi.local:8765", Reach::LocalNetwork),
+            ("ws://nas:8765", Reach::LocalNetwork),
+            ("wss://chat.example.org", Reach::Network),
+            ("ws://203.0.113.9:443", Reach::Network),
+            ("not a url", Reach::ThisMachine),
+        ] {
+            assert_eq!(Reach::of_url(url), want, "{url}");
+        }
     }
 }

@@ -18,10 +18,10 @@ pub mod text;
 
 pub use channel::Channel;
 pub use codes::{Card, Code, CodeError, Invite};
-pub use contact::Contact;
+pub use contact::{Contact, EndpointNote};
 pub use entry::{sign_entry, Body, Entry, Hlc, ViewKey};
 pub use identity::{Endpoint, Id, Instance, LocalIdentity, PeerIdentity, Person, Profile};
 pub use ids::{ChannelId, IdError, InstanceId, PersonId};
 pub use invitation::{InviteRecord, InviteStatus};
-pub use kinds::{ErrorKind, InviteState, Via};
+pub use kinds::{EndpointSource, EndpointState, ErrorKind, InviteState, Reach, Via};
 pub use short_code::{ShortCode, ShortCodeError};

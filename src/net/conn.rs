@@ -118,6 +118,9 @@ pub struct Link<S> {
     pub pake: Option<PakeRequest>,
     /// The version of our profile the peer says it holds.
     pub peer_known_profile: Option<u64>,
+    /// One network round trip, timed over the handshake (our Noise message to the
+    /// peer's next one: the peer answers at once, so this is the path's delay).
+    pub rtt: Duration,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
@@ -208,7 +211,9 @@ where
 {
     let mut hs = Handshake::initiator(&me.secrets.transport, expected_remote)?;
     send_binary(&mut ws, hs.write()?).await?;
+    let sent = Instant::now();
     let m2 = recv_binary(&mut ws).await?;
+    let rtt = sent.elapsed();
     if let Err(e) = hs.read(&m2) {
         ws_close(&mut ws, CloseCode::BadProof, "handshake failed").await;
         return Err(e.into());
@@ -237,6 +242,7 @@ where
         invite: None,
         pake: None,
         peer_known_profile,
+        rtt,
     })
 }
 
@@ -254,18 +260,23 @@ where
         let m1 = recv_binary(&mut ws).await?;
         hs.read(&m1)?;
         send_binary(&mut ws, hs.write()?).await?;
+        let sent = Instant::now();
         let m3 = recv_binary(&mut ws).await?;
+        let rtt = sent.elapsed();
         hs.read(&m3)?;
-        Ok::<(), ConnError>(())
+        Ok::<Duration, ConnError>(rtt)
     };
-    if let Err(e) = step.await {
-        let code = match e {
-            ConnError::BadFrame(_) => CloseCode::ProtocolError,
-            _ => CloseCode::BadProof,
-        };
-        ws_close(&mut ws, code, "handshake failed").await;
-        return Err(e);
-    }
+    let rtt = match step.await {
+        Ok(rtt) => rtt,
+        Err(e) => {
+            let code = match e {
+                ConnError::BadFrame(_) => CloseCode::ProtocolError,
+                _ => CloseCode::BadProof,
+            };
+            ws_close(&mut ws, code, "handshake failed").await;
+            return Err(e);
+        }
+    };
     let mut session = hs.into_session()?;
     let frame = recv_binary(&mut ws).await?;
     let hello = session.open(&frame);
@@ -301,6 +312,7 @@ where
         invite,
         pake,
         peer_known_profile,
+        rtt,
     })
 }
 

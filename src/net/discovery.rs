@@ -47,6 +47,17 @@ pub enum Scope {
     Off,
 }
 
+impl Scope {
+    /// `local`, `lan` or `off`, as on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Local => "local",
+            Scope::Lan => "lan",
+            Scope::Off => "off",
+        }
+    }
+}
+
 /// One announcement.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Announcement {

@@ -224,6 +224,11 @@ impl Manager {
         }
     }
 
+    /// A contact's target: its addresses, which is next, its state.
+    pub fn target(&self, person_id: &str) -> Option<&Target> {
+        self.targets.get(person_id)
+    }
+
     /// The state of a target, if it is one.
     pub fn state(&self, person_id: &str) -> Option<&DialState> {
         self.targets.get(person_id).map(|t| &t.state)

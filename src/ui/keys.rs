@@ -80,6 +80,10 @@ fn main_key(s: &mut State, code: KeyCode) -> Vec<Effect> {
             })
         }
         KeyCode::Char('i') if !s.contacts.is_empty() => s.popup = Some(Popup::ContactInfo),
+        KeyCode::Char('n') => {
+            s.popup = Some(Popup::Network { scroll: 0 });
+            return vec![Effect::LoadNetwork];
+        }
         _ => return navigate(s, code),
     }
     vec![]
@@ -209,6 +213,25 @@ fn on_popup_key(s: &mut State, popup: Popup, code: KeyCode, mods: KeyModifiers) 
             cursor,
             on_members,
         } => group_key(s, (name, picked, cursor, on_members), code),
+        Popup::Network { scroll } => {
+            let most = crate::ui::netview::line_count(s).saturating_sub(1);
+            let scroll = match code {
+                KeyCode::Down | KeyCode::Char('j') => scroll.saturating_add(1),
+                KeyCode::Up | KeyCode::Char('k') => scroll.saturating_sub(1),
+                KeyCode::PageDown => scroll.saturating_add(10),
+                KeyCode::PageUp => scroll.saturating_sub(10),
+                KeyCode::Home => 0,
+                KeyCode::Char('q') | KeyCode::Char('n') | KeyCode::Enter => {
+                    s.popup = None;
+                    return vec![];
+                }
+                _ => scroll,
+            };
+            s.popup = Some(Popup::Network {
+                scroll: scroll.min(most),
+            });
+            vec![]
+        }
         Popup::Help | Popup::ContactInfo | Popup::Members => {
             if matches!(
                 code,

@@ -5,6 +5,7 @@
 //! `state` (update) and `view` (render) are pure; this module is the only I/O.
 
 mod keys;
+mod netview;
 mod popups;
 pub mod prefs;
 pub mod qr;
@@ -125,6 +126,7 @@ async fn data_effect(handle: &Handle, me: String, effect: Effect) -> Result<Acti
         Effect::CreateGroup(name, members) => {
             Action::GroupCreated(handle.create_channel(name, members).await.map_err(say)?)
         }
+        Effect::LoadNetwork => Action::Network(Box::new(handle.endpoints().await.map_err(say)?)),
         other => unreachable!("invariant: effect_action routes {other:?} elsewhere"),
     })
 }

@@ -28,6 +28,7 @@ pub fn render_popup(s: &State, p: &Popup, f: &mut Frame, area: Rect) {
         } => new_group(s, (name, picked, *cursor, *on_members), f, area),
         Popup::Members => members(s, f, area),
         Popup::ContactInfo => contact_info(s, f, area),
+        Popup::Network { scroll } => crate::ui::netview::render(s, *scroll, f, area),
     }
 }
 
@@ -50,6 +51,10 @@ fn help(s: &State, f: &mut Frame, area: Rect) {
             k("accept")
         ),
         format!("{}                 contact details", k("contact_info")),
+        format!(
+            "{}                 network: addresses, dials and their errors",
+            k("network")
+        ),
         format!(
             "{} / {}             export our contact card / import one",
             k("export_card"),

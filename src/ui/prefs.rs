@@ -43,6 +43,11 @@ impl Prefs {
             let c = key.chars().next().ok_or("[keys]: an empty binding")?;
             keys.bind(action, c)?;
         }
+        if let Some((a, b, k)) = keys.conflict() {
+            return Err(format!(
+                "[keys]: `{k}` would start both {a} and {b}; bind one of them to another key"
+            ));
+        }
         Ok(Prefs {
             accent,
             time_format: file.ui.time_format.unwrap_or_default(),
@@ -86,6 +91,16 @@ impl Keymap {
             .expect("every key lookup names an action of ACTIONS")
     }
 
+    /// Two actions on one key (a binding that takes another action's default, say).
+    pub fn conflict(&self) -> Option<(&'static str, &'static str, char)> {
+        self.bound.iter().enumerate().find_map(|(i, (a, k))| {
+            self.bound[i + 1..]
+                .iter()
+                .find(|(_, k2)| k2 == k)
+                .map(|(b, _)| (*a, *b, *k))
+        })
+    }
+
     /// The built-in key of the action `c` is bound to, or `None` when `c` starts no action
     /// (a rebound default key then moves and navigates as any other key).
     pub fn action_key(&self, c: char) -> Option<char> {
@@ -101,11 +116,26 @@ mod tests {
     #[test]
     fn a_rebound_action_moves_and_its_old_key_starts_nothing() {
         let mut k = Keymap::default();
-        k.bind("new_group", 'n').expect("known action");
-        assert_eq!(k.action_key('n'), Some('g'));
+        k.bind("new_group", 'N').expect("known action");
+        assert_eq!(k.action_key('N'), Some('g'));
         assert_eq!(k.action_key('g'), None);
         assert_eq!(k.action_key('q'), Some('q'));
-        assert_eq!(k.key("new_group"), 'n');
+        assert_eq!(k.key("new_group"), 'N');
+        assert_eq!(k.conflict(), None);
+    }
+
+    #[test]
+    fn a_key_that_would_start_two_actions_is_refused_by_name() {
+        let mut f = FileConfig::default();
+        // `n` is the network view's key unless that moves too.
+        f.keys.insert("new_group".into(), "n".into());
+        let e = Prefs::from_file(&f).unwrap_err();
+        assert!(
+            e.contains("`n`") && e.contains("new_group") && e.contains("network"),
+            "{e}"
+        );
+        f.keys.insert("network".into(), "w".into());
+        assert!(Prefs::from_file(&f).is_ok());
     }
 
     #[test]

@@ -114,6 +114,11 @@ pub enum Popup {
     },
     /// Members of the selected channel.
     Members,
+    /// The network view: where we and each contact can be reached.
+    Network {
+        /// Lines scrolled down.
+        scroll: u16,
+    },
 }
 
 /// An invitation as listed on the pairing screen.
@@ -168,6 +173,8 @@ pub struct State {
     pub synced: Vec<String>,
     /// Invitations (pairing screen).
     pub invites: Vec<InviteRow>,
+    /// The network view, refreshed each second while it is open.
+    pub network: Option<crate::app::runtime::NetView>,
     /// The short code shown beside the QR on the pairing screen.
     pub short_code: Option<NewInvite>,
     /// Selected invitation.
@@ -223,6 +230,8 @@ pub enum Action {
     Removed(String),
     /// A group channel was created.
     GroupCreated(String),
+    /// A fresh network view.
+    Network(Box<crate::app::runtime::NetView>),
 }
 
 /// Side effects for the shell.
@@ -262,6 +271,8 @@ pub enum Effect {
     RemoveContact(String),
     /// Create a group channel.
     CreateGroup(String, Vec<String>),
+    /// Load the network view.
+    LoadNetwork,
 }
 
 impl State {
@@ -285,6 +296,7 @@ impl State {
             log: vec![],
             last_error: None,
             synced: vec![],
+            network: None,
             invites: vec![],
             short_code: None,
             invite_sel: 0,
@@ -350,6 +362,7 @@ pub fn key_hints(s: &State) -> std::borrow::Cow<'static, str> {
         (Some(Popup::Accept { .. }), _) => {
             "paste or type the code · Ctrl-V clipboard · Enter pair · Esc close"
         }
+        (Some(Popup::Network { .. }), _) => "↑↓/j k scroll · PgUp PgDn · Esc close",
         (Some(_), _) => "Esc close",
         (None, Focus::Composer) => {
             "Enter send · Alt-Enter newline · Up recall · Tab focus · Ctrl-C quit"
@@ -364,11 +377,11 @@ pub fn key_hints(s: &State) -> std::borrow::Cow<'static, str> {
         }
         (None, _) => {
             return format!(
-            "↑↓ move · Enter open · {} pair · {} accept · {} group · {} info · {} help · {} quit",
+            "↑↓ move · Enter open · {} pair · {} accept · {} group · {} network · {} help · {} quit",
             k("pair"),
             k("accept"),
             k("new_group"),
-            k("contact_info"),
+            k("network"),
             k("help"),
             k("quit")
         )

@@ -11,6 +11,10 @@ pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
     match action {
         Action::Tick(now) => {
             s.now = now;
+            // The open network view follows the dialer: states, retries, new addresses.
+            if matches!(s.popup, Some(Popup::Network { .. })) {
+                return vec![Effect::LoadNetwork];
+            }
             vec![]
         }
         Action::Resize(w, h) => {
@@ -104,6 +108,10 @@ fn on_outcome(s: &mut State, action: Action) -> Vec<Effect> {
     match action {
         Action::Invite(inv) => {
             s.popup = Some(Popup::Pairing(Some(inv)));
+            vec![]
+        }
+        Action::Network(v) => {
+            s.network = Some(*v);
             vec![]
         }
         Action::ShortCode(c) => {

@@ -173,6 +173,8 @@ impl Sim {
             accept_unknown: spec.accept_unknown,
             trust_secret: spec.secret.map(|s| TrustSecret(zeroize::Zeroizing::new(s))),
             node_url: "ws://nowhere.sim:8765".into(),
+            listening: url.as_ref().map(|_| "0.0.0.0:8765".into()),
+            discovery: lama_tui::net::discovery::Scope::Off,
         };
         let disk = DiskSwitch::default();
         let store = Box::new(MemStore::new(disk.clone()));
@@ -400,6 +402,7 @@ impl Sim {
             invite: extras.invite,
             pake: extras.pake,
             known_profile: extras.known_profile,
+            rtt_ms: u32::try_from(2 * latency).unwrap_or(u32::MAX),
         };
         self.schedule(at, t, Input::Incoming { conn: tconn, hello });
     }
@@ -434,6 +437,7 @@ impl Sim {
                 invite: None,
                 pake: None,
                 known_profile,
+                rtt_ms: u32::try_from(2 * self.wires[w].latency).unwrap_or(u32::MAX),
             };
             return self.schedule(at, q, Input::Dialed { conn: qconn, hello });
         }

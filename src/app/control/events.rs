@@ -259,6 +259,14 @@ pub enum Event {
         /// Links up.
         links: u64,
     },
+    /// Answer to `endpoints`.
+    Endpoints {
+        /// This instance.
+        #[serde(rename = "self")]
+        me: super::SelfJson,
+        /// Every contact.
+        contacts: Vec<super::ContactNetJson>,
+    },
     /// Answer to `set_display_name`.
     ProfileUpdated {
         /// The new profile version.

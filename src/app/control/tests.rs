@@ -162,6 +162,7 @@ fn every_command_parses_from_its_documented_form() {
             },
         ),
         (json!({"cmd":"stats"}), Request::Stats),
+        (json!({"cmd":"endpoints"}), Request::Endpoints),
         (json!({"cmd":"reconnect"}), Request::Reconnect),
         (
             json!({"cmd":"set_display_name","name":"x"}),
@@ -403,6 +404,41 @@ fn every_event_serialises_to_its_documented_json() {
                 links: 7,
             },
             json!({"event":"stats","bytes_in":1,"bytes_out":2,"entries":3,"received":4,"duplicates":5,"invalid":6,"links":7}),
+        ),
+        (
+            Event::Endpoints {
+                me: crate::app::control::SelfJson {
+                    role: "node",
+                    listening: Some("0.0.0.0:8765".into()),
+                    urls: vec![crate::app::control::UrlJson {
+                        url: "ws://10.0.0.2:8765".into(),
+                        reach: crate::domain::Reach::LocalNetwork,
+                    }],
+                    home_node: None,
+                    discovery: "lan",
+                },
+                contacts: vec![crate::app::control::ContactNetJson {
+                    person_id: "p".into(),
+                    name: "n".into(),
+                    state: "offline",
+                    last_seen: None,
+                    endpoints: vec![crate::app::control::EndpointJson {
+                        url: "ws://h:1".into(),
+                        source: crate::domain::EndpointSource::Discovery,
+                        learned_at: 9,
+                        state: crate::domain::EndpointState::Waiting,
+                        last_ok: Some(8),
+                        rtt_ms: Some(2),
+                        last_error: Some("refused".into()),
+                        next_retry_at: Some(10),
+                        stale_since: None,
+                    }],
+                }],
+            },
+            json!({"event":"endpoints",
+                "self":{"role":"node","listening":"0.0.0.0:8765","urls":[{"url":"ws://10.0.0.2:8765","reach":"local_network"}],"home_node":null,"discovery":"lan"},
+                "contacts":[{"person_id":"p","name":"n","state":"offline","last_seen":null,"endpoints":[
+                    {"url":"ws://h:1","source":"discovery","learned_at":9,"state":"waiting","last_ok":8,"rtt_ms":2,"last_error":"refused","next_retry_at":10,"stale_since":null}]}]}),
         ),
         (
             Event::ProfileUpdated { version: 8 },

@@ -246,7 +246,7 @@ pub fn contact_from(
     replica: bool,
     now: u64,
 ) -> Contact {
-    Contact {
+    let mut c = Contact {
         person: peer.person.clone(),
         instances: vec![peer.instance.clone()],
         endpoints: profile.map(|p| p.endpoints.clone()).unwrap_or_default(),
@@ -255,7 +255,10 @@ pub fn contact_from(
         replica_for: false,
         via,
         added_at: now,
-    }
+        endpoint_notes: vec![],
+    };
+    c.note_endpoints(crate::domain::contact::source_of(via), now);
+    c
 }
 
 /// Check a profile received from `peer` during pairing.
