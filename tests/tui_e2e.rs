@@ -56,6 +56,23 @@ impl Tmux {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    /// Paste `text` as a terminal does: tmux sends it bracketed (the UI asked for that),
+    /// with CR between the lines.
+    fn paste(&self, text: &str) {
+        let buf = format!("{}-paste", self.session);
+        let st = Command::new("tmux")
+            .args(["set-buffer", "-b", &buf, text])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let st = Command::new("tmux")
+            .args(["paste-buffer", "-p", "-d", "-b", &buf, "-t", &self.session])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     fn screen(&self) -> String {
         let out = Command::new("tmux")
             .args(["capture-pane", "-p", "-t", &self.session])
@@ -123,8 +140,9 @@ fn pair_and_chat_by_typing_in_two_real_terminal_uis() {
     node.wait_for("node-demo@lama.local");
     client.wait_for("demo@lama.local");
 
-    // Node: leave the composer, open the pairing screen, read the code off the screen.
-    node.keys(&["Tab", "p"]);
+    // Node: as its screen says ("press p to pair"), p at once shows the QR and the code.
+    node.wait_for("press p to"); // the hint wraps in the narrow pane
+    node.keys(&["p"]);
     let screen = node.wait_for("expires in");
     let code = code_on(&screen);
     assert!(
@@ -132,8 +150,9 @@ fn pair_and_chat_by_typing_in_two_real_terminal_uis() {
         "no code read from the node's screen:\n{screen}"
     );
 
-    // Client: open the accept dialog and type the code.
-    client.keys(&["Tab", "a"]);
+    // Client: as its screen says, a opens the accept dialog; type the code.
+    client.wait_for("press a to");
+    client.keys(&["a"]);
     client.wait_for("accept an invitation");
     client.literal(&code);
     client.wait_for("code looks right");
@@ -153,6 +172,34 @@ fn pair_and_chat_by_typing_in_two_real_terminal_uis() {
     node.literal("hello back from the node tui");
     node.keys(&["Enter"]);
     client.wait_for("hello back from the node tui");
+
+    // A long message and a three-line paste arrive whole and readable on the other side.
+    let words: Vec<String> = (0..40).map(|i| format!("long{i:02}")).collect();
+    let long = words.join(" ");
+    assert!(long.len() >= 270, "{}", long.len());
+    client.literal(&format!("{long} end-of-long"));
+    client.keys(&["Enter"]);
+    let s = node.wait_for("end-of-long");
+    for w in &words {
+        assert!(
+            s.contains(w.as_str()),
+            "{w} missing on the node's screen:\n{s}"
+        );
+    }
+    client.paste("first pasted line\nsecond pasted line\nthird pasted line");
+    client.wait_for("third pasted line");
+    client.keys(&["Enter"]);
+    let s = node.wait_for("third pasted line");
+    let row_of = |what: &str| s.lines().position(|l| l.contains(what));
+    let rows = [
+        row_of("first pasted line"),
+        row_of("second pasted line"),
+        row_of("third pasted line"),
+    ];
+    assert!(
+        matches!(rows, [Some(a), Some(b), Some(c)] if b == a + 1 && c == b + 1),
+        "the pasted lines are not three rows: {rows:?}\n{s}"
+    );
 
     // q quits both cleanly (from the side panes).
     node.keys(&["Tab", "q"]);

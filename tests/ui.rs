@@ -464,6 +464,221 @@ fn composer_sends_recalls_and_pastes() {
     assert!(s.quit);
 }
 
+/// Everything drawn, as one string per row.
+fn rows(t: &Terminal<TestBackend>) -> Vec<String> {
+    let buf = t.backend().buffer();
+    let w = usize::from(buf.area.width);
+    let cells: Vec<&str> = buf.content.iter().map(|c| c.symbol()).collect();
+    cells.chunks(w).map(|r| r.concat()).collect()
+}
+
+/// A newcomer's first keys do what the screen says, before any channel exists.
+#[test]
+fn first_keys_work_before_any_channel() {
+    let (_, info) = me(Role::Node);
+    let mut s = State::new(info, NOW);
+    let fx = update(&mut s, Action::Key(KeyCode::Char('p'), KeyModifiers::NONE));
+    assert!(
+        matches!(s.popup, Some(lama_tui::ui::state::Popup::Pairing(_))),
+        "p pairs"
+    );
+    assert!(!fx.is_empty());
+    assert!(s.composer.is_empty(), "nothing typed into the composer");
+    let (_, info) = me(Role::Client);
+    let mut s = State::new(info, NOW);
+    key(&mut s, KeyCode::Char('p'));
+    let why = s.last_error.clone().unwrap_or_default();
+    assert!(
+        why.contains("client cannot make invitations") && why.contains("press a"),
+        "{why}"
+    );
+    key(&mut s, KeyCode::Char('a'));
+    assert!(matches!(
+        s.popup,
+        Some(lama_tui::ui::state::Popup::Accept { .. })
+    ));
+    // Ctrl letters in the dialog are editing keys, never typed.
+    typed(&mut s, "LAMA1 xyz");
+    update(
+        &mut s,
+        Action::Key(KeyCode::Char('w'), KeyModifiers::CONTROL),
+    );
+    update(
+        &mut s,
+        Action::Key(KeyCode::Char('a'), KeyModifiers::CONTROL),
+    );
+    match &s.popup {
+        Some(lama_tui::ui::state::Popup::Accept { input, .. }) => assert_eq!(input, "LAMA1 "),
+        other => panic!("the accept dialog closed: {other:?}"),
+    }
+}
+
+/// What is shown is read: the open channel is marked read in the store on the next tick
+/// (so it stays read after a restart), and a new group opens for the one who made it.
+#[test]
+fn the_open_channel_is_marked_read_and_a_new_group_opens() {
+    use lama_tui::ui::state::Effect;
+    let mut s = chat_state();
+    let ch = s.channel_id().unwrap().to_string();
+    let alice = s.messages[0].author.clone();
+    assert!(!update(&mut s, Action::Tick(NOW)).contains(&Effect::MarkRead(ch.clone())));
+    update(
+        &mut s,
+        Action::Runtime(Event::Message(MessageView {
+            channel: ch.clone(),
+            entry: format!("{:064}", 77),
+            author: alice,
+            author_name: "demo@lama.local".into(),
+            ts: NOW * 1000,
+            text: Some("seen as it arrives".into()),
+            kind: "text",
+        })),
+    );
+    let fx = update(&mut s, Action::Tick(NOW + 1));
+    assert_eq!(fx, vec![Effect::MarkRead(ch.clone())]);
+    assert!(
+        update(&mut s, Action::Tick(NOW + 2)).is_empty(),
+        "once per arrival burst"
+    );
+    // Deliveries refresh "N behind" on the next tick.
+    update(
+        &mut s,
+        Action::Runtime(Event::Delivered {
+            entries: vec!["e".into()],
+        }),
+    );
+    assert_eq!(
+        update(&mut s, Action::Tick(NOW + 3)),
+        vec![Effect::RefreshContacts]
+    );
+    // A group we made opens as soon as the channel list has it.
+    let gid = "g-ffeeddccbbaa99887766554433221100".to_string();
+    update(&mut s, Action::GroupCreated(gid.clone()));
+    let mut list = s.channels.clone();
+    list.push((
+        Channel {
+            id: gid.clone(),
+            name: "new team".into(),
+            members: vec![],
+            created_at: NOW,
+        },
+        0,
+    ));
+    let fx = update(&mut s, Action::Channels(list));
+    assert_eq!(s.channel_id(), Some(gid.as_str()));
+    assert_eq!(fx, vec![Effect::LoadHistory(gid)]);
+}
+
+#[test]
+fn long_messages_wrap_under_the_name_and_pasted_lines_stay_lines() {
+    let mut s = chat_state();
+    update(&mut s, Action::Resize(80, 24));
+    let ch = s.channel_id().unwrap().to_string();
+    let words: Vec<String> = (0..60).map(|i| format!("w{i:02}")).collect();
+    let long = words.join(" ");
+    assert!(long.len() > 200);
+    let alice = s.messages[0].author.clone();
+    for (i, text) in [long.as_str(), "first line\nsecond line\nthird line"]
+        .into_iter()
+        .enumerate()
+    {
+        update(
+            &mut s,
+            Action::Runtime(Event::Message(MessageView {
+                channel: ch.clone(),
+                entry: format!("{:064}", 900 + i),
+                author: alice.clone(),
+                author_name: "demo@lama.local".into(),
+                ts: NOW * 1000 + 8 * 3_600_000,
+                text: Some(text.into()),
+                kind: "text",
+            })),
+        );
+    }
+    let t = draw(&s, 80, 24);
+    let screen = rows(&t).join("\n");
+    for w in &words {
+        assert!(
+            screen.contains(w.as_str()),
+            "{w} is not on screen:\n{screen}"
+        );
+    }
+    insta::assert_snapshot!(t.backend());
+}
+
+#[test]
+fn composer_edits_like_readline_grows_and_keeps_the_cursor_in_view() {
+    let mut s = chat_state();
+    update(&mut s, Action::Resize(80, 24));
+    let ctrl = KeyModifiers::CONTROL;
+    typed(&mut s, "hello wrld");
+    for _ in 0..3 {
+        key(&mut s, KeyCode::Left);
+    }
+    key(&mut s, KeyCode::Char('o'));
+    assert_eq!(s.composer, "hello world");
+    update(&mut s, Action::Key(KeyCode::Char('w'), ctrl));
+    assert_eq!(
+        s.composer, "hello rld",
+        "Ctrl-W drops the word before the cursor"
+    );
+    update(&mut s, Action::Key(KeyCode::Char('a'), ctrl));
+    update(&mut s, Action::Key(KeyCode::Char('k'), ctrl));
+    assert!(
+        s.composer.is_empty(),
+        "Ctrl-A then Ctrl-K: nothing typed as letters"
+    );
+    // A terminal's paste: CR between lines, kept as line breaks.
+    update(
+        &mut s,
+        Action::Paste("line one\rline two\rline three".into()),
+    );
+    assert_eq!(s.composer, "line one\nline two\nline three");
+    let long = "x".repeat(300);
+    update(&mut s, Action::Paste(format!("\r{long}")));
+    // The composer grows to its limit and shows the end, where the cursor is.
+    let t = draw(&s, 80, 24);
+    insta::assert_snapshot!(t.backend());
+    let fx = update(&mut s, Action::Key(KeyCode::Enter, KeyModifiers::NONE));
+    assert!(
+        matches!(&fx[..], [lama_tui::ui::state::Effect::Send(_, t)] if t.starts_with("line one\nline two\nline three\nxxx") && t.len() == 8 + 1 + 8 + 1 + 10 + 1 + 300),
+        "{fx:?}"
+    );
+}
+
+#[test]
+fn page_keys_move_a_screen_and_new_messages_below_are_announced() {
+    let mut s = chat_state();
+    update(&mut s, Action::Resize(80, 24));
+    let ch = s.channel_id().unwrap().to_string();
+    let alice = s.messages[0].author.clone();
+    let msg = |i: u64| MessageView {
+        channel: ch.clone(),
+        entry: format!("{:064}", 1000 + i),
+        author: alice.clone(),
+        author_name: "demo@lama.local".into(),
+        ts: NOW * 1000 + i,
+        text: Some(format!("message {i}")),
+        kind: "text",
+    };
+    let history: Vec<MessageView> = (0..100).map(msg).collect();
+    update(&mut s, Action::History(ch.clone(), history));
+    key(&mut s, KeyCode::PageUp); // from the composer
+    let page = s.page_rows();
+    assert_eq!(s.scroll, page);
+    assert!(
+        page > 5,
+        "a page is the visible rows, not a fixed 10: {page}"
+    );
+    update(&mut s, Action::Runtime(Event::Message(msg(100))));
+    let screen = rows(&draw(&s, 80, 24)).join("\n");
+    assert!(screen.contains("1 new below: End"), "{screen}");
+    key(&mut s, KeyCode::End); // the cursor is at the end of the (empty) line
+    assert_eq!((s.scroll, s.new_below), (0, 0));
+    let screen = rows(&draw(&s, 80, 24)).join("\n");
+    assert!(screen.contains("message 100"), "{screen}");
+}
+
 #[test]
 fn one_frame_of_a_huge_channel_renders_only_what_fits() {
     // The UI holds a window of the history, never all of it; a frame walks only the

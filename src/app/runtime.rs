@@ -290,6 +290,11 @@ impl Handle {
         Some(s)
     }
 
+    /// Mark a channel read (durably).
+    pub async fn mark_read(&self, channel: String) -> Result<(), CommandError> {
+        self.call(Command::MarkRead { channel }).await.map(|_| ())
+    }
+
     /// The network view: our addresses, and each contact's with source and state.
     pub async fn endpoints(&self) -> Result<NetView, CommandError> {
         answer!(self.call(Command::Endpoints).await, Endpoints).map(|b| *b)

@@ -433,6 +433,12 @@ pub enum Command {
     Stats,
     /// The network view: our addresses, each contact's with their state.
     Endpoints,
+    /// Everything in a channel is read (the UI shows it): its unread count goes to zero,
+    /// durably, so it stays read after a restart.
+    MarkRead {
+        /// Channel id.
+        channel: String,
+    },
     /// Drop every link and dial the contacts again at once.
     Reconnect,
     /// Change our display name: a new profile version, pushed to connected contacts.
@@ -488,6 +494,6 @@ pub enum Answer {
     Reconnecting(usize),
     /// `SetDisplayName`: the new profile version.
     ProfileVersion(u64),
-    /// `TrustEndpoint`.
+    /// `TrustEndpoint`, `MarkRead`.
     Done,
 }

@@ -64,6 +64,13 @@ impl NodeCore {
             } => self.history(&channel, before.as_deref(), limit),
             Command::Stats => Ok(Answer::Stats(self.stats())),
             Command::Endpoints => self.net_view().map(|v| Answer::Endpoints(Box::new(v))),
+            Command::MarkRead { channel } => {
+                self.store.clear_unread(&channel);
+                self.store
+                    .flush()
+                    .map(|()| Answer::Done)
+                    .map_err(Into::into)
+            }
             Command::Reconnect => Ok(Answer::Reconnecting(self.reconnect())),
             Command::SetDisplayName { name } => self.set_display_name(name),
             Command::TrustEndpoint { person_id, url } => {

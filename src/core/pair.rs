@@ -207,8 +207,9 @@ impl NodeCore {
         if self.secret_attempts.len() >= pake::MAX_ATTEMPTS as usize {
             let until = self.secret_attempts[0] + pake::SECRET_LOCKOUT_SECS;
             return Err(PairError::CodeExhausted(format!(
-                "{} wrong trust secrets in a row: this node tries the secret again from unix time {until}; check that both sides use the same secret",
-                pake::MAX_ATTEMPTS
+                "{} wrong trust secrets in a row: this node tries the secret again from {}; check that both sides use the same secret",
+                pake::MAX_ATTEMPTS,
+                crate::net::pairing::utc_text(until)
             )));
         }
         Ok(())

@@ -19,7 +19,8 @@ pub(super) fn on_key(s: &mut State, code: KeyCode, mods: KeyModifiers) -> Vec<Ef
     if let Some(popup) = s.popup.clone() {
         return on_popup_key(s, popup, code, mods);
     }
-    if s.focus == Focus::Composer {
+    // With no channel open there is nothing to write: keys start actions.
+    if s.focus == Focus::Composer && !s.channels.is_empty() {
         return on_composer_key(s, code, mods);
     }
     main_key(s, code)
@@ -40,7 +41,13 @@ fn main_key(s: &mut State, code: KeyCode) -> Vec<Effect> {
         KeyCode::Char('?') => s.popup = Some(Popup::Help),
         KeyCode::Tab => s.focus = s.focus.next(),
         KeyCode::BackTab => s.focus = s.focus.prev(),
-        KeyCode::Char('p') if s.me.endpoint.is_some() => {
+        KeyCode::Char('p') if s.me.endpoint.is_none() => {
+            s.last_error = Some(format!(
+                "a client cannot make invitations: ask your contact's node for a code and press {}, or run a node (--provision-node) and invite from it",
+                s.prefs.keys.key("accept")
+            ));
+        }
+        KeyCode::Char('p') => {
             s.popup = Some(Popup::Pairing(None));
             s.short_code = None;
             return vec![
@@ -97,7 +104,12 @@ fn navigate(s: &mut State, code: KeyCode) -> Vec<Effect> {
                 s.contact_sel = (s.contact_sel + 1).min(s.contacts.len().saturating_sub(1))
             }
             Focus::Channels => return s.select_channel(s.channel_sel + 1),
-            Focus::Messages => s.scroll = s.scroll.saturating_sub(1),
+            Focus::Messages => {
+                s.scroll = s.scroll.saturating_sub(1);
+                if s.scroll == 0 {
+                    s.new_below = 0;
+                }
+            }
             Focus::Composer => {}
         },
         KeyCode::Up | KeyCode::Char('k') => match s.focus {
@@ -106,8 +118,9 @@ fn navigate(s: &mut State, code: KeyCode) -> Vec<Effect> {
             Focus::Messages => return scroll_up(s, 1),
             Focus::Composer => {}
         },
-        KeyCode::PageUp => return scroll_up(s, 10),
-        KeyCode::PageDown => s.scroll = s.scroll.saturating_sub(10),
+        KeyCode::PageUp => return scroll_up(s, s.page_rows()),
+        KeyCode::PageDown => page_down(s),
+        KeyCode::End => s.scroll_to_bottom(),
         KeyCode::Enter => match s.focus {
             Focus::Contacts => {
                 // Open the 1:1 channel with the selected contact.
@@ -132,10 +145,10 @@ fn navigate(s: &mut State, code: KeyCode) -> Vec<Effect> {
 fn on_composer_key(s: &mut State, code: KeyCode, mods: KeyModifiers) -> Vec<Effect> {
     match code {
         KeyCode::Enter if mods.intersects(KeyModifiers::ALT | KeyModifiers::SHIFT) => {
-            s.composer.push('\n')
+            s.composer.insert('\n')
         }
         KeyCode::Enter => {
-            let text = s.composer.trim_end().to_string();
+            let text = s.composer.as_str().trim_end().to_string();
             if text.is_empty() {
                 return vec![];
             }
@@ -150,7 +163,7 @@ fn on_composer_key(s: &mut State, code: KeyCode, mods: KeyModifiers) -> Vec<Effe
             if s.sent_lines.len() > SENT_HISTORY {
                 s.sent_lines.remove(0);
             }
-            s.scroll = 0;
+            s.scroll_to_bottom();
             return vec![Effect::Send(ch, text)];
         }
         KeyCode::Up if s.composer.is_empty() || s.recall.is_some() => {
@@ -162,7 +175,7 @@ fn on_composer_key(s: &mut State, code: KeyCode, mods: KeyModifiers) -> Vec<Effe
                 Some(i) => i.saturating_sub(1),
             };
             s.recall = Some(i);
-            s.composer = s.sent_lines[i].clone();
+            s.composer.set(&s.sent_lines[i]);
         }
         KeyCode::Down if s.recall.is_some() => {
             let i = s.recall.unwrap_or(0) + 1;
@@ -171,24 +184,33 @@ fn on_composer_key(s: &mut State, code: KeyCode, mods: KeyModifiers) -> Vec<Effe
                 s.composer.clear();
             } else {
                 s.recall = Some(i);
-                s.composer = s.sent_lines[i].clone();
+                s.composer.set(&s.sent_lines[i]);
             }
-        }
-        KeyCode::Backspace => {
-            s.composer.pop();
         }
         KeyCode::Tab => s.focus = s.focus.next(),
         KeyCode::BackTab => s.focus = s.focus.prev(),
         KeyCode::Esc => s.focus = Focus::Channels,
-        KeyCode::PageUp => return scroll_up(s, 10),
-        KeyCode::PageDown => s.scroll = s.scroll.saturating_sub(10),
-        KeyCode::Char(c) => {
-            s.recall = None;
-            s.composer.push(c);
+        KeyCode::PageUp => return scroll_up(s, s.page_rows()),
+        KeyCode::PageDown => page_down(s),
+        // End at the end of the line (or Ctrl-End): back to the newest message.
+        KeyCode::End if mods.contains(KeyModifiers::CONTROL) || s.composer.at_line_end() => {
+            s.scroll_to_bottom()
         }
-        _ => {}
+        _ => {
+            let before = s.composer.as_str().len();
+            if s.composer.on_key(code, mods) && s.composer.as_str().len() != before {
+                s.recall = None;
+            }
+        }
     }
     vec![]
+}
+
+fn page_down(s: &mut State) {
+    s.scroll = s.scroll.saturating_sub(s.page_rows());
+    if s.scroll == 0 {
+        s.new_below = 0;
+    }
 }
 
 fn on_popup_key(s: &mut State, popup: Popup, code: KeyCode, mods: KeyModifiers) -> Vec<Effect> {
@@ -199,7 +221,7 @@ fn on_popup_key(s: &mut State, popup: Popup, code: KeyCode, mods: KeyModifiers) 
     match popup {
         Popup::Pairing(inv) => pairing_key(s, inv, code),
         Popup::Accept { input, status } => accept_key(s, input, status, code, mods),
-        Popup::Card { input, .. } => card_key(s, input, code),
+        Popup::Card { input, .. } => card_key(s, input, code, mods),
         Popup::ConfirmRemove(pid, _) => {
             s.popup = None;
             if code == KeyCode::Char('y') {
@@ -298,12 +320,10 @@ fn accept_key(
         KeyCode::Char('v') if mods.contains(KeyModifiers::CONTROL) => {
             return vec![Effect::PasteClipboard]
         }
-        KeyCode::Char(c) => input.push(c),
-        KeyCode::Backspace => {
-            input.pop();
-        }
         KeyCode::Enter => return accept_enter(s, input),
-        _ => {}
+        _ => {
+            crate::ui::editor::field_key(&mut input, code, mods);
+        }
     }
     let err = check_code(&input);
     s.popup = Some(Popup::Accept {
@@ -342,7 +362,7 @@ fn accept_enter(s: &mut State, input: String) -> Vec<Effect> {
     }
 }
 
-fn card_key(s: &mut State, mut input: String, code: KeyCode) -> Vec<Effect> {
+fn card_key(s: &mut State, mut input: String, code: KeyCode, mods: KeyModifiers) -> Vec<Effect> {
     match code {
         KeyCode::Enter => {
             let card = input.trim().to_string();
@@ -351,7 +371,10 @@ fn card_key(s: &mut State, mut input: String, code: KeyCode) -> Vec<Effect> {
                 Ok(Code::Invite(_)) => {
                     s.popup = Some(Popup::Card {
                         input,
-                        status: Some("that is an invitation: accept it with a".into()),
+                        status: Some(format!(
+                            "that is an invitation, not a card: close this (Esc) and press {} to accept it",
+                            s.prefs.keys.key("accept")
+                        )),
                     });
                     vec![]
                 }
@@ -364,21 +387,14 @@ fn card_key(s: &mut State, mut input: String, code: KeyCode) -> Vec<Effect> {
                 }
             };
         }
-        KeyCode::Backspace => {
-            input.pop();
-            s.popup = Some(Popup::Card {
-                input,
-                status: None,
-            });
+        _ => {
+            if crate::ui::editor::field_key(&mut input, code, mods) {
+                s.popup = Some(Popup::Card {
+                    input,
+                    status: None,
+                });
+            }
         }
-        KeyCode::Char(c) => {
-            input.push(c);
-            s.popup = Some(Popup::Card {
-                input,
-                status: None,
-            });
-        }
-        _ => {}
     }
     vec![]
 }
@@ -444,7 +460,10 @@ pub(super) fn on_paste(s: &mut State, text: &str) {
             on_members: false,
             ..
         }) => name.push_str(text.trim()),
-        _ => s.composer.push_str(text),
+        _ => {
+            s.recall = None;
+            s.composer.paste(text);
+        }
     }
 }
 
@@ -484,7 +503,7 @@ fn click(s: &mut State, col: u16, row: u16) -> Vec<Effect> {
             }
         }
     } else {
-        let composer_h = (s.composer.lines().count().max(1) as u16 + 2).min(6);
+        let composer_h = s.composer_height();
         s.focus = if row >= body_top + body_h - composer_h {
             Focus::Composer
         } else {

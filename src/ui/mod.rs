@@ -4,6 +4,7 @@
 //!
 //! `state` (update) and `view` (render) are pure; this module is the only I/O.
 
+mod editor;
 mod keys;
 mod netview;
 mod popups;
@@ -126,6 +127,10 @@ async fn data_effect(handle: &Handle, me: String, effect: Effect) -> Result<Acti
         Effect::CreateGroup(name, members) => {
             Action::GroupCreated(handle.create_channel(name, members).await.map_err(say)?)
         }
+        Effect::MarkRead(ch) => {
+            handle.mark_read(ch).await.map_err(say)?;
+            Action::Tick(now_secs())
+        }
         Effect::LoadNetwork => Action::Network(Box::new(handle.endpoints().await.map_err(say)?)),
         other => unreachable!("invariant: effect_action routes {other:?} elsewhere"),
     })
@@ -227,6 +232,8 @@ pub async fn run(
     let me = info.person_id.clone();
     let mut state = State::new(info, now_secs());
     state.prefs = prefs;
+    // Local time: read once at start (TZ, /etc/localtime); UTC when there is none.
+    state.prefs.tz = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
     // Provision before taking over the terminal, so a failure can still be read.
     let mut guard = None;
     if let Some(p) = &provision {

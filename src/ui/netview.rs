@@ -135,11 +135,13 @@ fn endpoint_mark(state: EndpointState) -> Span<'static> {
 
 /// `HH:MM`, with the date when it is not today.
 fn when(s: &State, secs: u64) -> String {
-    let t = time_of(secs * 1000, s.prefs.time_format);
-    if secs / 86_400 == s.now / 86_400 {
+    let tz = &s.prefs.tz;
+    let t = time_of(secs * 1000, s.prefs.time_format, tz);
+    let day = day_of(secs * 1000, tz);
+    if day == day_of(s.now * 1000, tz) {
         t
     } else {
-        format!("{} {t}", day_of(secs * 1000))
+        format!("{day} {t}")
     }
 }
 

@@ -337,6 +337,13 @@ fn members(s: &State, f: &mut Frame, area: Rect) {
                     .iter()
                     .find(|v| v.contact.person_id() == *m)
                     .map(|v| v.contact.person.name.clone())
+                    .or_else(|| {
+                        // Not our contact, but a member whose messages name them.
+                        s.messages
+                            .iter()
+                            .find(|msg| msg.author == *m)
+                            .map(|msg| format!("{} (not a contact)", msg.author_name))
+                    })
                     .unwrap_or_else(|| "not a contact".into())
             };
             Line::raw(format!("{}  {name}", short_id(m)))
@@ -368,9 +375,9 @@ fn contact_info(s: &State, f: &mut Frame, area: Rect) {
             "last seen {}",
             c.last_seen
                 .map(|t| format!(
-                    "{} {} UTC",
-                    day_of(t * 1000),
-                    time_of(t * 1000, s.prefs.time_format)
+                    "{} {}",
+                    day_of(t * 1000, &s.prefs.tz),
+                    time_of(t * 1000, s.prefs.time_format, &s.prefs.tz)
                 ))
                 .unwrap_or_else(|| "never".into())
         )),

@@ -17,6 +17,9 @@ pub struct Prefs {
     pub time_format: TimeFormat,
     /// Main-screen bindings.
     pub keys: Keymap,
+    /// Times are shown in this zone: the system's in the app (set by the terminal
+    /// shell), UTC until then, so tests and snapshots do not depend on the machine.
+    pub tz: jiff::tz::TimeZone,
 }
 
 impl Default for Prefs {
@@ -25,6 +28,7 @@ impl Default for Prefs {
             accent: Color::Cyan,
             time_format: TimeFormat::H24,
             keys: Keymap::default(),
+            tz: jiff::tz::TimeZone::UTC,
         }
     }
 }
@@ -52,6 +56,7 @@ impl Prefs {
             accent,
             time_format: file.ui.time_format.unwrap_or_default(),
             keys,
+            tz: jiff::tz::TimeZone::UTC,
         })
     }
 }

@@ -149,14 +149,22 @@ pub struct State {
     pub channel_sel: usize,
     /// Loaded messages of the selected channel (a window of the history).
     pub messages: Vec<MessageView>,
-    /// Lines scrolled up from the bottom.
+    /// Rows scrolled up from the bottom.
     pub scroll: usize,
+    /// Messages that arrived below while scrolled up (the title says so).
+    pub new_below: usize,
+    /// Contacts changed in a way worth a reload at the next tick (deliveries).
+    pub contacts_stale: bool,
+    /// A channel to open as soon as the list has it (a group we just created).
+    pub open_next: Option<String>,
+    /// Messages arrived in the open channel since it was last marked read.
+    pub read_dirty: bool,
     /// Entries sent by us that no peer has confirmed yet (shown with a marker).
     pub pending: Vec<String>,
     /// Entries confirmed before their `Sent` arrived (the two race).
     pub delivered_recent: Vec<String>,
-    /// Composer text.
-    pub composer: String,
+    /// Composer text and cursor.
+    pub composer: crate::ui::editor::Editor,
     /// Own sent lines, newest last.
     pub sent_lines: Vec<String>,
     /// Position in `sent_lines` while recalling.
@@ -273,6 +281,8 @@ pub enum Effect {
     CreateGroup(String, Vec<String>),
     /// Load the network view.
     LoadNetwork,
+    /// The open channel is read up to its newest message.
+    MarkRead(String),
 }
 
 impl State {
@@ -288,10 +298,16 @@ impl State {
             scroll: 0,
             pending: vec![],
             delivered_recent: vec![],
-            composer: String::new(),
+            composer: crate::ui::editor::Editor::default(),
+            new_below: 0,
+            contacts_stale: false,
+            open_next: None,
+            read_dirty: false,
             sent_lines: vec![],
             recall: None,
-            focus: Focus::Composer,
+            // Nothing to write to yet: keys start actions ("press p to pair" works at once);
+            // the composer takes the focus when the first channel opens.
+            focus: Focus::Contacts,
             popup: None,
             log: vec![],
             last_error: None,
@@ -339,11 +355,52 @@ impl State {
         }
         self.channel_sel = i.min(self.channels.len() - 1);
         self.scroll = 0;
+        self.new_below = 0;
         self.messages.clear();
         match self.channel_id() {
             Some(id) => vec![Effect::LoadHistory(id.to_string())],
             None => vec![],
         }
+    }
+}
+
+/// Most composer rows shown at once (it scrolls within itself beyond).
+pub const COMPOSER_ROWS: usize = 5;
+/// Rows of the header and the status bar.
+const CHROME_ROWS: u16 = 3 + 2;
+
+impl State {
+    /// Columns inside the message and composer boxes.
+    pub fn main_width(&self) -> u16 {
+        self.size.0.saturating_sub(SIDE_WIDTH + 2)
+    }
+
+    /// The composer's rows as drawn (wrapped to its width, the cursor mark included) and
+    /// the cursor's (row, column).
+    pub fn composer_layout(&self) -> (Vec<String>, (usize, usize)) {
+        let width = usize::from(self.main_width().saturating_sub(1)).max(10);
+        self.composer.layout(width)
+    }
+
+    /// Height of the composer box, borders included.
+    pub fn composer_height(&self) -> u16 {
+        let rows = self.composer_layout().0.len().clamp(1, COMPOSER_ROWS);
+        u16::try_from(rows).unwrap_or(1) + 2
+    }
+
+    /// Rows of messages on screen: what PgUp and PgDn move by (less one, for context).
+    pub fn page_rows(&self) -> usize {
+        let inner = self
+            .size
+            .1
+            .saturating_sub(CHROME_ROWS + self.composer_height() + 2);
+        usize::from(inner.saturating_sub(1)).max(1)
+    }
+
+    /// Back at the newest message.
+    pub fn scroll_to_bottom(&mut self) {
+        self.scroll = 0;
+        self.new_below = 0;
     }
 }
 

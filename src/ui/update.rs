@@ -4,18 +4,29 @@
 use crate::app::runtime::Event;
 use crate::domain::identity::short_id;
 use crate::ui::keys;
-use crate::ui::state::{trim_window, AcceptStatus, Action, Effect, Popup, State, WINDOW_MESSAGES};
+use crate::ui::state::{
+    trim_window, AcceptStatus, Action, Effect, Focus, Popup, State, WINDOW_MESSAGES,
+};
 
 /// The only mutation of [`State`].
 pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
     match action {
         Action::Tick(now) => {
             s.now = now;
+            let mut fx = vec![];
+            if std::mem::take(&mut s.contacts_stale) {
+                fx.push(Effect::RefreshContacts);
+            }
+            if std::mem::take(&mut s.read_dirty) {
+                if let Some(ch) = s.channel_id() {
+                    fx.push(Effect::MarkRead(ch.to_string()));
+                }
+            }
             // The open network view follows the dialer: states, retries, new addresses.
             if matches!(s.popup, Some(Popup::Network { .. })) {
-                return vec![Effect::LoadNetwork];
+                fx.push(Effect::LoadNetwork);
             }
-            vec![]
+            fx
         }
         Action::Resize(w, h) => {
             s.size = (w, h);
@@ -49,6 +60,19 @@ fn on_loaded(s: &mut State, action: Action) -> Vec<Effect> {
         Action::Channels(c) => {
             let had = s.channel_id().map(str::to_string);
             s.channels = c;
+            if let Some(pos) = s
+                .open_next
+                .as_ref()
+                .and_then(|id| s.channels.iter().position(|(c, _)| &c.id == id))
+            {
+                s.open_next = None;
+                s.focus = Focus::Composer;
+                return s.select_channel(pos);
+            }
+            if had.is_none() && !s.channels.is_empty() && s.popup.is_none() {
+                // The first channel: ready to write.
+                s.focus = Focus::Composer;
+            }
             let idx = had
                 .as_ref()
                 .and_then(|h| s.channels.iter().position(|(c, _)| &c.id == h))
@@ -160,6 +184,7 @@ fn on_outcome(s: &mut State, action: Action) -> Vec<Effect> {
         }
         Action::GroupCreated(id) => {
             s.log(format!("channel {} created", short_id(&id)));
+            s.open_next = Some(id);
             vec![Effect::RefreshChannels]
         }
         Action::Copied(how) => {
@@ -176,6 +201,11 @@ fn on_runtime(s: &mut State, e: Event) -> Vec<Effect> {
         Event::Message(m) => {
             if s.channel_id() == Some(m.channel.as_str()) {
                 s.messages.push(m.clone());
+                if s.scroll > 0 {
+                    s.new_below += 1;
+                }
+                // Shown, so read: said to the store on the next tick, not per message.
+                s.read_dirty = true;
                 trim_window(s);
             } else if let Some((_, unread)) = s.channels.iter_mut().find(|(c, _)| c.id == m.channel)
             {
@@ -226,6 +256,9 @@ fn on_runtime(s: &mut State, e: Event) -> Vec<Effect> {
             if n > 256 {
                 s.delivered_recent.drain(..n - 256);
             }
+            // "N behind" is read with the contacts: reload them on the next tick (acks
+            // come in bursts; one reload a second is enough).
+            s.contacts_stale = true;
             return vec![];
         }
         Event::Error { message, .. } => {

@@ -8,6 +8,7 @@ use ratatui::Frame;
 
 use crate::app::runtime::PeerState;
 use crate::domain::identity::short_id;
+use crate::ui::editor;
 use crate::ui::popups::render_popup;
 use crate::ui::state::{key_hints, Focus, State, SIDE_WIDTH};
 use crate::ui::widgets::{self, block};
@@ -22,6 +23,26 @@ fn dot(s: PeerState) -> Span<'static> {
         PeerState::Connecting => Span::styled("◐", Style::default().fg(Color::Yellow)),
         PeerState::Offline => Span::styled("○", Style::default().fg(Color::DarkGray)),
     }
+}
+
+/// `text` cut to `room` columns, with `…` where it was cut.
+fn fit(text: &str, room: usize) -> String {
+    let width: usize = text.chars().map(editor::char_width).sum();
+    if width <= room {
+        return text.to_string();
+    }
+    let mut out = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        let w = editor::char_width(c);
+        if used + w + 1 > room {
+            break;
+        }
+        out.push(c);
+        used += w;
+    }
+    out.push('…');
+    out
 }
 
 /// ` (N)` in bold yellow, or nothing when there is nothing unread.
@@ -65,22 +86,52 @@ fn draw(s: &State, f: &mut Frame) {
         Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(side);
     render_contacts(s, f, contacts);
     render_channels(s, f, channels);
-    let composer_h = (s.composer.lines().count().max(1) as u16 + 2).min(6);
     let [msgs, composer] =
-        Layout::vertical([Constraint::Min(5), Constraint::Length(composer_h)]).areas(main);
+        Layout::vertical([Constraint::Min(5), Constraint::Length(s.composer_height())]).areas(main);
     render_messages(s, f, msgs);
-    let mut text = s.composer.clone();
-    if s.focus == Focus::Composer && s.popup.is_none() {
-        text.push('▏');
-    }
-    f.render_widget(
-        Paragraph::new(text).block(block("message", s.focus == Focus::Composer, s.prefs.accent)),
-        composer,
-    );
+    render_composer(s, f, composer);
     render_status(s, f, status);
     if let Some(p) = &s.popup {
         render_popup(s, p, f, area);
     }
+}
+
+/// The composer: its target in the title, the text wrapped, the cursor marked, scrolled
+/// within itself to keep the cursor in view.
+fn render_composer(s: &State, f: &mut Frame, area: Rect) {
+    let width = usize::from(area.width.saturating_sub(3)).max(10);
+    let (mut rows, (row, col)) = s.composer.layout(width);
+    let focused = s.focus == Focus::Composer && s.popup.is_none();
+    if focused {
+        let r = &mut rows[row];
+        let at = r
+            .char_indices()
+            .scan(0, |w, (i, c)| {
+                let here = *w;
+                *w += crate::ui::editor::char_width(c);
+                Some((i, here))
+            })
+            .find(|(_, w)| *w >= col)
+            .map_or(r.len(), |(i, _)| i);
+        r.insert(at, '▏');
+    }
+    let visible = usize::from(area.height.saturating_sub(2)).max(1);
+    let top = row.saturating_sub(visible - 1);
+    let lines: Vec<Line> = rows
+        .into_iter()
+        .skip(top)
+        .take(visible)
+        .map(Line::raw)
+        .collect();
+    let target = s
+        .channels
+        .get(s.channel_sel)
+        .map(|(c, _)| format!("message to {}", s.channel_name(c)))
+        .unwrap_or_else(|| "message".into());
+    f.render_widget(
+        Paragraph::new(lines).block(block(&target, s.focus == Focus::Composer, s.prefs.accent)),
+        area,
+    );
 }
 
 fn render_header(s: &State, f: &mut Frame, area: Rect) {
@@ -130,15 +181,23 @@ fn render_contacts(s: &State, f: &mut Frame, area: Rect) {
                 })
                 .map(|(_, n)| *n)
                 .unwrap_or(0);
+            // The unread count must stay whole: the name gives way first, then the id.
+            let badge = unread_badge(unread);
+            let room = usize::from(area.width.saturating_sub(2))
+                .saturating_sub(2 + badge.as_ref().map_or(0, |b| b.content.chars().count()));
+            let id = short_id(&pid).to_string();
+            let name = fit(&name, room.saturating_sub(id.len() + 1));
+            let id = if name.chars().count() + 1 + id.len() <= room {
+                id
+            } else {
+                String::new()
+            };
             let mut spans = vec![
                 dot(c.state),
                 Span::raw(format!(" {name} ")),
-                Span::styled(
-                    short_id(&pid).to_string(),
-                    Style::default().fg(Color::DarkGray),
-                ),
+                Span::styled(id, Style::default().fg(Color::DarkGray)),
             ];
-            spans.extend(unread_badge(unread));
+            spans.extend(badge);
             ListItem::new(Line::from(spans))
         })
         .collect();
@@ -202,6 +261,7 @@ fn render_messages(s: &State, f: &mut Frame, area: Rect) {
         .map(|(c, _)| s.channel_name(c))
         .unwrap_or_else(|| "no channel".into());
     let inner_h = area.height.saturating_sub(2) as usize;
+    let width = usize::from(area.width.saturating_sub(2)).max(20);
     // Build lines bottom-up, only as many as fit: cost is independent of history size.
     let mut lines: Vec<Line> = Vec::with_capacity(inner_h + 2);
     let skip = s.scroll;
@@ -211,7 +271,6 @@ fn render_messages(s: &State, f: &mut Frame, area: Rect) {
         i -= 1;
         let m = &s.messages[i];
         let own = m.author == s.me.person_id;
-        let mut msg_lines: Vec<Line> = Vec::new();
         let name_style = if own {
             Style::default()
                 .fg(s.prefs.accent)
@@ -226,28 +285,24 @@ fn render_messages(s: &State, f: &mut Frame, area: Rect) {
         } else {
             ""
         };
-        for (n, text) in m.text.as_deref().unwrap_or("").split('\n').enumerate() {
-            if n == 0 {
-                msg_lines.push(Line::from(vec![
-                    Span::styled(
-                        time_of(m.ts, s.prefs.time_format),
-                        Style::default().fg(Color::DarkGray),
-                    ),
-                    Span::raw(" "),
-                    Span::styled(m.author_name.clone(), name_style),
-                    Span::raw(format!(": {text}")),
-                    Span::styled(marker, Style::default().fg(Color::Yellow)),
-                ]));
-            } else {
-                msg_lines.push(Line::raw(format!("      {text}")));
-            }
-        }
-        let day_break = i == 0 || day_of(s.messages[i - 1].ts) != day_of(m.ts);
+        let time = time_of(m.ts, s.prefs.time_format, &s.prefs.tz);
+        let mut msg_lines = message_rows(
+            MessageParts {
+                time,
+                name: &m.author_name,
+                name_style,
+                text: m.text.as_deref().unwrap_or(""),
+                marker,
+            },
+            width,
+        );
+        let tz = &s.prefs.tz;
+        let day_break = i == 0 || day_of(s.messages[i - 1].ts, tz) != day_of(m.ts, tz);
         if day_break {
             msg_lines.insert(
                 0,
                 Line::styled(
-                    format!("── {} ──", day_of(m.ts)),
+                    format!("── {} ──", day_of(m.ts, tz)),
                     Style::default().fg(Color::DarkGray),
                 )
                 .alignment(Alignment::Center),
@@ -267,15 +322,66 @@ fn render_messages(s: &State, f: &mut Frame, area: Rect) {
             Style::default().fg(Color::DarkGray),
         ));
     }
-    let t = if s.scroll > 0 {
-        format!("{title} · ↑{}", s.scroll)
-    } else {
-        title
+    let t = match (s.scroll, s.new_below) {
+        (0, _) => title,
+        (up, 0) => format!("{title} · ↑{up}"),
+        (up, new) => format!("{title} · ↑{up} · {new} new below: End"),
     };
     f.render_widget(
         Paragraph::new(lines).block(block(&t, s.focus == Focus::Messages, s.prefs.accent)),
         area,
     );
+}
+
+/// One message's parts, as drawn.
+struct MessageParts<'a> {
+    time: String,
+    name: &'a str,
+    name_style: Style,
+    text: &'a str,
+    marker: &'static str,
+}
+
+/// A message as rows of at most `width` columns: time, name and the text on the first
+/// row, the rest of it (wrapped lines and its own line breaks) indented under the name.
+fn message_rows(m: MessageParts<'_>, width: usize) -> Vec<Line<'static>> {
+    let indent = m.time.chars().count() + 1;
+    let head = indent + m.name.chars().map(editor::char_width).sum::<usize>() + 2;
+    let rest = width.saturating_sub(indent).max(10);
+    let pad = " ".repeat(indent);
+    let mut rows = vec![];
+    for (n, line) in m.text.split('\n').enumerate() {
+        let mut pieces: Vec<&str> = vec![];
+        let tail = if n == 0 {
+            // The first row has the time and the name before the text.
+            let (_, to) = editor::wrap_offsets(line, width.saturating_sub(head).max(10))[0];
+            pieces.push(&line[..to]);
+            &line[to..]
+        } else {
+            line
+        };
+        if n > 0 || !tail.is_empty() {
+            for (a, b) in editor::wrap_offsets(tail, rest) {
+                pieces.push(&tail[a..b]);
+            }
+        }
+        for (k, piece) in pieces.into_iter().enumerate() {
+            if n == 0 && k == 0 {
+                rows.push(Line::from(vec![
+                    Span::styled(m.time.clone(), Style::default().fg(Color::DarkGray)),
+                    Span::raw(" "),
+                    Span::styled(m.name.to_string(), m.name_style),
+                    Span::raw(format!(": {piece}")),
+                ]));
+            } else {
+                rows.push(Line::raw(format!("{pad}{piece}")));
+            }
+        }
+    }
+    if let Some(last) = rows.last_mut() {
+        last.push_span(Span::styled(m.marker, Style::default().fg(Color::Yellow)));
+    }
+    rows
 }
 
 fn render_status(s: &State, f: &mut Frame, area: Rect) {
@@ -295,7 +401,7 @@ fn render_status(s: &State, f: &mut Frame, area: Rect) {
                 PeerState::Offline => match c.last_seen {
                     Some(t) => format!(
                         "{name}: offline since {}",
-                        time_of(t * 1000, s.prefs.time_format)
+                        time_of(t * 1000, s.prefs.time_format, &s.prefs.tz)
                     ),
                     None => format!("{name}: offline"),
                 },

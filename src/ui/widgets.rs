@@ -9,29 +9,24 @@ use ratatui::widgets::{Block, Borders};
 /// Characters per row when a code is printed.
 pub const CODE_ROW: usize = 48;
 
-/// Civil date (y, m, d) of a unix day number (Hinnant's algorithm).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+/// The civil date and time of unix milliseconds in `tz`.
+fn civil(ms: u64, tz: &TimeZone) -> jiff::civil::DateTime {
+    let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+    // Out of jiff's range (year 9999): the latest time it can show.
+    let ts = jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::MAX);
+    tz.to_datetime(ts)
 }
 
-/// `YYYY-MM-DD` of unix milliseconds (UTC).
-pub fn day_of(ms: u64) -> String {
-    let (y, m, d) = civil((ms / 86_400_000) as i64);
-    format!("{y:04}-{m:02}-{d:02}")
+/// `YYYY-MM-DD` of unix milliseconds in `tz`.
+pub fn day_of(ms: u64, tz: &TimeZone) -> String {
+    let d = civil(ms, tz);
+    format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
 }
 
-/// The time of day of unix milliseconds (UTC) in the chosen format.
-pub fn time_of(ms: u64, format: TimeFormat) -> String {
-    let s = (ms / 1000) % 86_400;
-    let (h, m, sec) = (s / 3600, (s / 60) % 60, s % 60);
+/// The time of day of unix milliseconds in `tz`, in the chosen format.
+pub fn time_of(ms: u64, format: TimeFormat, tz: &TimeZone) -> String {
+    let d = civil(ms, tz);
+    let (h, m, sec) = (d.hour(), d.minute(), d.second());
     match format {
         TimeFormat::H24 => format!("{h:02}:{m:02}"),
         TimeFormat::H24Seconds => format!("{h:02}:{m:02}:{sec:02}"),
@@ -68,6 +63,7 @@ pub fn centered(area: Rect, w: u16, h: u16) -> Rect {
 pub use crate::domain::text::is_unsafe;
 
 use crate::app::config::TimeFormat;
+use jiff::tz::TimeZone;
 
 /// Strip unsafe characters from every cell of a drawn frame: the one place all text passes
 /// (names, messages, endpoints, popups), so nothing untrusted reaches the terminal whatever
@@ -88,10 +84,24 @@ mod tests {
     #[test]
     fn times_in_each_format() {
         let ms = (13 * 3600 + 5 * 60 + 9) * 1000;
-        assert_eq!(time_of(ms, TimeFormat::H24), "13:05");
-        assert_eq!(time_of(ms, TimeFormat::H24Seconds), "13:05:09");
-        assert_eq!(time_of(ms, TimeFormat::H12), "1:05pm");
-        assert_eq!(time_of(5 * 60 * 1000, TimeFormat::H12), "12:05am");
+        let utc = TimeZone::UTC;
+        assert_eq!(time_of(ms, TimeFormat::H24, &utc), "13:05");
+        assert_eq!(time_of(ms, TimeFormat::H24Seconds, &utc), "13:05:09");
+        assert_eq!(time_of(ms, TimeFormat::H12, &utc), "1:05pm");
+        assert_eq!(time_of(5 * 60 * 1000, TimeFormat::H12, &utc), "12:05am");
+    }
+
+    #[test]
+    fn times_and_days_are_local() {
+        // 2027-01-15 00:30 UTC is still the 14th, 19:30, in New York (UTC-5 in winter)
+        // and the 15th, 09:30, in Tokyo (UTC+9). A fixed offset: no tz database needed.
+        let ms = 1_800_000_000_000 - 1_800_000_000_000 % 86_400_000 + 30 * 60 * 1000;
+        let ny = TimeZone::fixed(jiff::tz::offset(-5));
+        let tokyo = TimeZone::fixed(jiff::tz::offset(9));
+        assert_eq!(day_of(ms, &TimeZone::UTC), "2027-01-15");
+        assert_eq!(day_of(ms, &ny), "2027-01-14");
+        assert_eq!(time_of(ms, TimeFormat::H24, &ny), "19:30");
+        assert_eq!(time_of(ms, TimeFormat::H24, &tokyo), "09:30");
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub enum PairError {
     #[error("the peer broke the pairing exchange: {0}")]
     Protocol(String),
     /// The short code or trust secret did not match on the other side (or ours).
-    #[error("the code did not match: {0}")]
+    #[error("{}", mismatch_text(.0))]
     CodeMismatch(String),
     /// The short code has expired.
     #[error("the short code expired{}; ask for a new one", at_text(*.0))]
@@ -63,7 +63,29 @@ pub enum PairError {
 }
 
 fn at_text(at: Option<u64>) -> String {
-    at.map(|t| format!(" at unix time {t}")).unwrap_or_default()
+    at.map(|t| format!(" at {}", utc_text(t)))
+        .unwrap_or_default()
+}
+
+/// Unix seconds as people read them: `2026-12-02 14:03 UTC` (UTC: the two sides of a
+/// pairing may be in different zones).
+pub fn utc_text(secs: u64) -> String {
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX);
+    jiff::Timestamp::from_second(secs)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_else(|_| format!("unix time {secs}"))
+}
+
+/// The mismatch in words, said once: the other side's reason often says it already.
+fn mismatch_text(reason: &str) -> String {
+    const SAID: &str = "the code did not match";
+    if reason.is_empty() {
+        SAID.to_string()
+    } else if reason.starts_with(SAID) {
+        reason.to_string()
+    } else {
+        format!("{SAID}: {reason}")
+    }
 }
 
 impl PairError {
