@@ -281,16 +281,9 @@ fn invite_code() -> String {
 fn pairing_state() -> State {
     let (_, info) = me(Role::Node);
     let mut s = State::new(info, NOW);
-    key(&mut s, KeyCode::Tab); // leave the composer
+    use lama_tui::ui::state::Effect;
     let fx = update(&mut s, Action::Key(KeyCode::Char('p'), KeyModifiers::NONE));
-    assert_eq!(
-        fx,
-        vec![
-            lama_tui::ui::state::Effect::CreateInvite,
-            lama_tui::ui::state::Effect::CreateShortCode,
-            lama_tui::ui::state::Effect::LoadInvites
-        ]
-    );
+    assert_eq!(fx, vec![Effect::LoadInvites, Effect::CreateShortCode]);
     update(
         &mut s,
         Action::ShortCode(NewInvite {
@@ -298,14 +291,20 @@ fn pairing_state() -> State {
             expires_at: NOW + 300,
         }),
     );
-    update(
+    // No open invitation yet: one is made.
+    assert_eq!(
+        update(&mut s, Action::Invites(vec![])),
+        vec![Effect::CreateInvite]
+    );
+    let fx = update(
         &mut s,
         Action::Invite(NewInvite {
             code: invite_code(),
             expires_at: NOW + 600,
         }),
     );
-    update(
+    assert_eq!(fx, vec![Effect::LoadInvites]);
+    let fx = update(
         &mut s,
         Action::Invites(vec![lama_tui::ui::state::InviteRow {
             code: invite_code(),
@@ -313,6 +312,7 @@ fn pairing_state() -> State {
             status: "open".into(),
         }]),
     );
+    assert!(fx.is_empty());
     update(&mut s, Action::Tick(NOW + 75));
     s
 }
@@ -321,6 +321,56 @@ fn pairing_state() -> State {
 fn pairing_screen_with_qr() {
     let s = pairing_state();
     insta::assert_snapshot!(draw(&s, 120, 40).backend());
+}
+
+/// One current code: `p` again shows the open one; when it is used the screen says who
+/// paired and what to compare; at 80x24 the text code and the short code are on screen.
+#[test]
+fn pairing_reuses_the_open_code_confirms_and_fits_80x24() {
+    use lama_tui::ui::state::{Effect, InviteRow, Popup};
+    let mut s = pairing_state();
+    let screen = rows(&draw(&s, 80, 24)).join("\n");
+    let code = invite_code();
+    assert!(
+        screen.contains(&code[..40]),
+        "text code missing at 80x24:\n{screen}"
+    );
+    assert!(screen.contains("7-lunar-pepper-canal"), "{screen}");
+    assert!(screen.contains("r revoke"), "{screen}");
+    insta::assert_snapshot!(draw(&s, 80, 24).backend());
+    key(&mut s, KeyCode::Esc);
+    let fx = update(&mut s, Action::Key(KeyCode::Char('p'), KeyModifiers::NONE));
+    assert_eq!(
+        fx,
+        vec![Effect::LoadInvites],
+        "the short code is still good"
+    );
+    let row = InviteRow {
+        code: code.clone(),
+        expires_at: NOW + 600,
+        status: "open".into(),
+    };
+    assert!(
+        update(&mut s, Action::Invites(vec![row])).is_empty(),
+        "no new code"
+    );
+    assert!(matches!(&s.popup, Some(Popup::Pairing(Some(i))) if i.code == code));
+    update(
+        &mut s,
+        Action::Runtime(Event::ContactAdded {
+            person_id: "ab".repeat(32),
+            name: "bob@lama.local".into(),
+            via: lama_tui::domain::Via::Invite,
+            verification: "1593 5277 9138".into(),
+        }),
+    );
+    let screen = rows(&draw(&s, 80, 24)).join("\n");
+    assert!(
+        screen.contains("paired with bob@lama.local") && screen.contains("1593 5277 9138"),
+        "{screen}"
+    );
+    key(&mut s, KeyCode::Enter);
+    assert!(s.popup.is_none());
 }
 
 #[test]

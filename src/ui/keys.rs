@@ -6,8 +6,8 @@ use crossterm::event::{KeyCode, KeyModifiers, MouseEventKind};
 use crate::app::runtime::NewInvite;
 use crate::domain::Code;
 use crate::ui::state::{
-    check_code, scroll_up, AcceptStatus, Effect, Focus, InputCheck, Popup, State, SENT_HISTORY,
-    SIDE_WIDTH,
+    check_code, scroll_up, AcceptStatus, Effect, Focus, InputCheck, Popup, State, REUSE_MIN_SECS,
+    SENT_HISTORY, SIDE_WIDTH,
 };
 
 pub(super) fn on_key(s: &mut State, code: KeyCode, mods: KeyModifiers) -> Vec<Effect> {
@@ -48,13 +48,18 @@ fn main_key(s: &mut State, code: KeyCode) -> Vec<Effect> {
             ));
         }
         KeyCode::Char('p') => {
+            // One current code: an open one is shown again (the list decides, see
+            // `update`); a new one only when none is left.
             s.popup = Some(Popup::Pairing(None));
-            s.short_code = None;
-            return vec![
-                Effect::CreateInvite,
-                Effect::CreateShortCode,
-                Effect::LoadInvites,
-            ];
+            let mut fx = vec![Effect::LoadInvites];
+            if s.short_code
+                .as_ref()
+                .is_none_or(|c| c.expires_at <= s.now + REUSE_MIN_SECS)
+            {
+                s.short_code = None;
+                fx.push(Effect::CreateShortCode);
+            }
+            return fx;
         }
         KeyCode::Char('e') => return vec![Effect::CopyCard],
         KeyCode::Char('c') => {
@@ -254,6 +259,12 @@ fn on_popup_key(s: &mut State, popup: Popup, code: KeyCode, mods: KeyModifiers) 
             });
             vec![]
         }
+        Popup::Paired { .. } => {
+            if matches!(code, KeyCode::Enter | KeyCode::Char('q')) {
+                s.popup = None;
+            }
+            vec![]
+        }
         Popup::Help | Popup::ContactInfo | Popup::Members => {
             if matches!(
                 code,
@@ -282,16 +293,16 @@ fn pairing_key(s: &mut State, inv: Option<NewInvite>, code: KeyCode) -> Vec<Effe
         }
         KeyCode::Up | KeyCode::Char('k') => s.invite_sel = s.invite_sel.saturating_sub(1),
         KeyCode::Down | KeyCode::Char('j') => {
-            s.invite_sel = (s.invite_sel + 1).min(s.invites.len().saturating_sub(1))
+            s.invite_sel = (s.invite_sel + 1).min(s.open_invites().len().saturating_sub(1))
         }
         KeyCode::Char('r') => {
-            if let Some(row) = s
-                .invites
-                .iter()
-                .filter(|r| r.status == "open")
-                .nth(s.invite_sel)
-            {
-                return vec![Effect::Revoke(row.code.clone()), Effect::LoadInvites];
+            if let Some(row) = s.open_invites().get(s.invite_sel) {
+                let code = row.code.clone();
+                // The big code itself revoked: the screen moves on to another one.
+                if inv.as_ref().is_some_and(|i| i.code == code) {
+                    s.popup = Some(Popup::Pairing(None));
+                }
+                return vec![Effect::Revoke(code)];
             }
         }
         KeyCode::Char('q') => s.popup = None,

@@ -136,6 +136,20 @@ async fn data_effect(handle: &Handle, me: String, effect: Effect) -> Result<Acti
     })
 }
 
+/// The invitations as the pairing screen lists them.
+async fn invite_rows(handle: &Handle) -> Result<Vec<state::InviteRow>, String> {
+    let now = now_secs();
+    let list = handle.invites().await.map_err(say)?;
+    Ok(list
+        .into_iter()
+        .map(|r| state::InviteRow {
+            status: r.status_at(now).as_str().into(),
+            code: r.code,
+            expires_at: r.expires_at,
+        })
+        .collect())
+}
+
 /// Invitations, short codes, accepting and cards.
 async fn pairing_effect(handle: &Handle, effect: Effect) -> Result<Action, String> {
     use crate::domain::{invitation, short_code};
@@ -157,19 +171,11 @@ async fn pairing_effect(handle: &Handle, effect: Effect) -> Result<Action, Strin
             let r = handle.accept(code, crate::domain::Via::Invite, false).await;
             Action::Accepted(r.map_err(say))
         }
-        Effect::LoadInvites => {
-            let now = now_secs();
-            let list = handle.invites().await.map_err(say)?;
-            let rows = list.into_iter().map(|r| state::InviteRow {
-                status: r.status_at(now).as_str().into(),
-                code: r.code,
-                expires_at: r.expires_at,
-            });
-            Action::Invites(rows.collect())
-        }
+        Effect::LoadInvites => Action::Invites(invite_rows(handle).await?),
         Effect::Revoke(code) => {
             handle.revoke_invite(code).await.map_err(say)?;
-            Action::Tick(now_secs())
+            // The list after the revocation (a separate load could overtake it).
+            Action::Invites(invite_rows(handle).await?)
         }
         Effect::AddCard(card) => Action::CardAdded(handle.add_contact(card).await.map_err(say)),
         other => unreachable!("invariant: effect_action routes {other:?} elsewhere"),

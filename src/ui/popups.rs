@@ -27,6 +27,7 @@ pub fn render_popup(s: &State, p: &Popup, f: &mut Frame, area: Rect) {
             on_members,
         } => new_group(s, (name, picked, *cursor, *on_members), f, area),
         Popup::Members => members(s, f, area),
+        Popup::Paired { name, verification } => paired(s, name, verification, f, area),
         Popup::ContactInfo => contact_info(s, f, area),
         Popup::Network { scroll } => crate::ui::netview::render(s, *scroll, f, area),
     }
@@ -50,6 +51,7 @@ fn help(s: &State, f: &mut Frame, area: Rect) {
             "{}                 accept a code (paste, or Ctrl-V)",
             k("accept")
         ),
+        "  on it           c copy, n new code, ↑↓ and r revoke".into(),
         format!("{}                 contact details", k("contact_info")),
         format!(
             "{}                 network: addresses, dials and their errors",
@@ -91,15 +93,38 @@ fn help(s: &State, f: &mut Frame, area: Rect) {
 fn pairing(s: &State, inv: &Option<NewInvite>, f: &mut Frame, area: Rect) {
     let r = centered(area, area.width, area.height);
     f.render_widget(Clear, r);
-    let mut lines: Vec<Line> = Vec::new();
+    let mut text: Vec<Line> = Vec::new();
+    let mut qr: Vec<Line> = Vec::new();
     match inv {
-        None => lines.push(Line::raw("creating an invitation…")),
+        None => text.push(Line::raw("looking for an open invitation…")),
         Some(inv) => {
-            lines.extend(invite_lines(s, inv));
-            lines.extend(short_code_lines(s));
+            qr = qr_lines(inv);
+            text.extend(invite_lines(s, inv));
+            text.extend(short_code_lines(s));
         }
     }
-    lines.extend(open_invite_lines(s));
+    let keys = [
+        Line::raw(""),
+        centred_line(
+            "c copy the code · n new code · ↑↓ pick · r revoke · Esc close".into(),
+            Style::default().fg(Color::DarkGray),
+        ),
+    ];
+    // What matters first: the text code, the short code and the keys; then the QR; then
+    // the list of open codes, each only when it fits (an 80x24 terminal gets the text).
+    let room = usize::from(r.height.saturating_sub(2));
+    let list = open_invite_lines(s);
+    let mut used = text.len() + keys.len();
+    let mut lines = vec![];
+    if used + qr.len() <= room {
+        used += qr.len();
+        lines = qr;
+    }
+    lines.extend(text);
+    if used + list.len() <= room {
+        lines.extend(list);
+    }
+    lines.extend(keys);
     f.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
@@ -126,14 +151,24 @@ fn countdown(left: u64, running: impl Fn(u64) -> String) -> Line<'static> {
     centred_line(text, Style::default().fg(Color::Yellow))
 }
 
-/// The QR code, the text code in fixed-width rows, and its countdown.
+/// The QR code with its quiet zone, in explicit colours (a light terminal background would
+/// otherwise invert it).
+fn qr_lines(inv: &NewInvite) -> Vec<Line<'static>> {
+    let Ok((w, m)) = qr_modules(&inv.code) else {
+        return vec![];
+    };
+    // The half blocks draw the light modules: white glyphs on black, never the terminal's
+    // own colours.
+    let style = Style::default().fg(Color::White).bg(Color::Black);
+    qr_half_blocks(w, &m, 2)
+        .into_iter()
+        .map(|l| centred_line(l, style))
+        .collect()
+}
+
+/// The text code in fixed-width rows, and its countdown.
 fn invite_lines(s: &State, inv: &NewInvite) -> Vec<Line<'static>> {
     let mut lines = Vec::new();
-    if let Ok((w, m)) = qr_modules(&inv.code) {
-        for l in qr_half_blocks(w, &m, 2) {
-            lines.push(centred_line(l, Style::default()));
-        }
-    }
     // Fixed-width rows: readable, and a copy of them pastes back whole (the decoder
     // ignores line breaks).
     for chunk in inv.code.as_bytes().chunks(CODE_ROW) {
@@ -153,10 +188,16 @@ fn short_code_lines(s: &State) -> Vec<Line<'static>> {
         return vec![];
     };
     let left = sc.expires_at.saturating_sub(s.now);
-    let hint = "or read this short code out (same machine: no address needed)";
+    // The client dials ws://localhost:8765 unless told otherwise: say what to add.
+    let hint = match s.me.endpoint.as_deref() {
+        Some(crate::app::cli::DEFAULT_NODE_URL) | None => {
+            "or read this short code out (same machine: no address needed)".to_string()
+        }
+        Some(url) => format!("or read this short code out; the client types it, then {url}"),
+    };
     vec![
         Line::raw(""),
-        centred_line(hint.into(), Style::default().fg(Color::DarkGray)),
+        centred_line(hint, Style::default().fg(Color::DarkGray)),
         centred_line(
             sc.code.clone(),
             Style::default().add_modifier(Modifier::BOLD),
@@ -169,7 +210,7 @@ fn short_code_lines(s: &State) -> Vec<Line<'static>> {
 
 /// The open invitations, the selected one marked (r revokes it).
 fn open_invite_lines(s: &State) -> Vec<Line<'static>> {
-    let open: Vec<_> = s.invites.iter().filter(|r| r.status == "open").collect();
+    let open = s.open_invites();
     if open.is_empty() {
         return vec![];
     }
@@ -181,14 +222,17 @@ fn open_invite_lines(s: &State) -> Vec<Line<'static>> {
         Line::raw(""),
         centred_line(head, Style::default().fg(Color::DarkGray)),
     ];
-    for (i, row) in open.iter().enumerate().take(5) {
+    // A window of the list that follows the selection: what r revokes is on screen.
+    const SHOWN: usize = 4;
+    let first = s.invite_sel.saturating_sub(SHOWN - 1);
+    for (i, row) in open.iter().enumerate().skip(first).take(SHOWN) {
         let left = row.expires_at.saturating_sub(s.now);
-        let l = format!(
-            "{}…  {}:{:02} left",
-            &row.code[..row.code.len().min(24)],
-            left / 60,
-            left % 60
-        );
+        // Every code starts alike (LAMA1AEA…): its end tells them apart.
+        let name = match row.code.strip_prefix("LAMA1") {
+            Some(_) => format!("code …{}", &row.code[row.code.len().saturating_sub(10)..]),
+            None => format!("short code {}", row.code),
+        };
+        let l = format!("{name}  {}:{:02} left", left / 60, left % 60);
         let style = if i == s.invite_sel {
             Style::default().add_modifier(Modifier::REVERSED)
         } else {
@@ -199,10 +243,38 @@ fn open_invite_lines(s: &State) -> Vec<Line<'static>> {
     lines
 }
 
+/// Our code was used: who paired, and the digits both sides compare.
+fn paired(s: &State, name: &str, verification: &str, f: &mut Frame, area: Rect) {
+    let lines = vec![
+        Line::raw(""),
+        centred_line(
+            format!("paired with {name} ✓"),
+            Style::default()
+                .fg(Color::Green)
+                .add_modifier(Modifier::BOLD),
+        ),
+        Line::raw(""),
+        centred_line(
+            format!("verification {verification}"),
+            Style::default().add_modifier(Modifier::BOLD),
+        ),
+        centred_line(
+            "compare it with theirs: the same digits mean no one is in between".into(),
+            Style::default().fg(Color::DarkGray),
+        ),
+        Line::raw(""),
+        centred_line("Enter closes".into(), Style::default().fg(Color::DarkGray)),
+    ];
+    let r = centered(area, 72, lines.len() as u16 + 2);
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(lines).block(block("paired", true, s.prefs.accent)),
+        r,
+    );
+}
+
 /// The accept dialog: the typed code and what the live check says of it.
 fn accept(s: &State, input: &str, status: &AcceptStatus, f: &mut Frame, area: Rect) {
-    let r = centered(area, 76, 10);
-    f.render_widget(Clear, r);
     let (msg, style) = match status {
         AcceptStatus::Editing(InputCheck::Invite) => (
             "code looks right: press Enter to pair".to_string(),
@@ -227,6 +299,13 @@ fn accept(s: &State, input: &str, status: &AcceptStatus, f: &mut Frame, area: Re
         ),
         AcceptStatus::Failed(e) => (e.clone(), Color::Red),
     };
+    // As tall as the code and the message need, so neither is ever cut.
+    let width = area.width.saturating_sub(4).min(96);
+    let inner = usize::from(width.saturating_sub(2)).max(1);
+    let rows = |t: &str| t.chars().count().div_ceil(inner).max(1);
+    let height = u16::try_from(rows(input) + 1 + rows(&msg) + 2).unwrap_or(u16::MAX);
+    let r = centered(area, width, height);
+    f.render_widget(Clear, r);
     let lines = vec![
         Line::raw(input.to_string()),
         Line::raw(""),

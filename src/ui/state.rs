@@ -114,6 +114,14 @@ pub enum Popup {
     },
     /// Members of the selected channel.
     Members,
+    /// A pairing just completed on our side (we are the node that was dialed): who, and
+    /// the verification string to compare.
+    Paired {
+        /// The new contact's name.
+        name: String,
+        /// The verification string.
+        verification: String,
+    },
     /// The network view: where we and each contact can be reached.
     Network {
         /// Lines scrolled down.
@@ -364,6 +372,16 @@ impl State {
     }
 }
 
+/// An open code is shown again by `p` while it has at least this long to live (seconds).
+pub const REUSE_MIN_SECS: u64 = 60;
+
+impl State {
+    /// The open invitations and short codes, as the pairing screen lists them.
+    pub fn open_invites(&self) -> Vec<&InviteRow> {
+        self.invites.iter().filter(|r| r.status == "open").collect()
+    }
+}
+
 /// Most composer rows shown at once (it scrolls within itself beyond).
 pub const COMPOSER_ROWS: usize = 5;
 /// Rows of the header and the status bar.
@@ -409,8 +427,9 @@ pub fn key_hints(s: &State) -> std::borrow::Cow<'static, str> {
     let k = |a: &str| s.prefs.keys.key(a);
     let fixed = match (&s.popup, s.focus) {
         (Some(Popup::Pairing(_)), _) => {
-            "c copy code · n new invite · ↑↓ pick · r revoke · Esc close"
+            "c copy code · n new code · ↑↓ pick · r revoke · Esc close"
         }
+        (Some(Popup::Paired { .. }), _) => "compare the verification with theirs · Enter close",
         (Some(Popup::NewGroup { .. }), _) => {
             "type a name · Tab members · Space pick · Enter create · Esc"
         }

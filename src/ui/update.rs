@@ -2,10 +2,11 @@
 //! answer), the state changed, effects out for the shell to run.
 
 use crate::app::runtime::Event;
+use crate::app::runtime::NewInvite;
 use crate::domain::identity::short_id;
 use crate::ui::keys;
 use crate::ui::state::{
-    trim_window, AcceptStatus, Action, Effect, Focus, Popup, State, WINDOW_MESSAGES,
+    trim_window, AcceptStatus, Action, Effect, Focus, Popup, State, REUSE_MIN_SECS, WINDOW_MESSAGES,
 };
 
 /// The only mutation of [`State`].
@@ -120,8 +121,27 @@ fn on_loaded(s: &mut State, action: Action) -> Vec<Effect> {
         }
         Action::Invites(rows) => {
             s.invites = rows;
-            s.invite_sel = s.invite_sel.min(s.invites.len().saturating_sub(1));
-            vec![]
+            s.invite_sel = s.invite_sel.min(s.open_invites().len().saturating_sub(1));
+            if !matches!(s.popup, Some(Popup::Pairing(None))) {
+                return vec![];
+            }
+            // `p` shows the freshest open invitation again rather than piling up codes.
+            let reuse = s
+                .open_invites()
+                .into_iter()
+                .filter(|r| r.code.starts_with("LAMA1") && r.expires_at > s.now + REUSE_MIN_SECS)
+                .max_by_key(|r| r.expires_at)
+                .map(|r| NewInvite {
+                    code: r.code.clone(),
+                    expires_at: r.expires_at,
+                });
+            match reuse {
+                Some(inv) => {
+                    s.popup = Some(Popup::Pairing(Some(inv)));
+                    vec![]
+                }
+                None => vec![Effect::CreateInvite],
+            }
         }
         _ => vec![],
     }
@@ -132,7 +152,7 @@ fn on_outcome(s: &mut State, action: Action) -> Vec<Effect> {
     match action {
         Action::Invite(inv) => {
             s.popup = Some(Popup::Pairing(Some(inv)));
-            vec![]
+            vec![Effect::LoadInvites]
         }
         Action::Network(v) => {
             s.network = Some(*v);
@@ -144,10 +164,17 @@ fn on_outcome(s: &mut State, action: Action) -> Vec<Effect> {
         }
         Action::Accepted(r) => {
             if let Some(Popup::Accept { status, .. }) = &mut s.popup {
-                *status = match r {
-                    Ok(p) => AcceptStatus::Done(p),
-                    Err(e) => AcceptStatus::Failed(e),
-                };
+                match r {
+                    // Done: the dialog gives way to who paired and what to compare, as
+                    // on the node's side.
+                    Ok(p) => {
+                        s.popup = Some(Popup::Paired {
+                            name: p.name,
+                            verification: p.verification,
+                        })
+                    }
+                    Err(e) => *status = AcceptStatus::Failed(e),
+                }
             }
             vec![Effect::RefreshContacts, Effect::RefreshChannels]
         }
@@ -235,6 +262,15 @@ fn on_runtime(s: &mut State, e: Event) -> Vec<Effect> {
                 "new contact {name} ({}), verification {verification}",
                 short_id(person_id)
             ));
+            // Our code was used: the pairing screen gives way to who it was and what to
+            // compare (the accepting side shows the same in its dialog).
+            if matches!(s.popup, Some(Popup::Pairing(_))) {
+                s.popup = Some(Popup::Paired {
+                    name: name.clone(),
+                    verification: verification.clone(),
+                });
+                fx.push(Effect::LoadInvites);
+            }
             fx.push(Effect::RefreshChannels);
         }
         Event::EndpointsChanged { person_id, urls } => {
