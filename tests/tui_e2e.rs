@@ -13,21 +13,16 @@ struct Tmux {
 
 impl Tmux {
     fn start(session: &str, cmd: &str) -> Tmux {
+        Tmux::start_sized(session, cmd, (120, 40))
+    }
+
+    fn start_sized(session: &str, cmd: &str, (w, h): (u16, u16)) -> Tmux {
+        let (w, h) = (w.to_string(), h.to_string());
         let _ = Command::new("tmux")
             .args(["kill-session", "-t", session])
             .status();
         let ok = Command::new("tmux")
-            .args([
-                "new-session",
-                "-d",
-                "-s",
-                session,
-                "-x",
-                "120",
-                "-y",
-                "40",
-                cmd,
-            ])
+            .args(["new-session", "-d", "-s", session, "-x", &w, "-y", &h, cmd])
             .status()
             .expect("tmux must be installed (.ci/run installs it)");
         assert!(ok.success(), "tmux new-session failed");
@@ -158,13 +153,26 @@ fn pair_and_chat_by_typing_in_two_real_terminal_uis() {
     client.wait_for("code looks right");
     client.keys(&["Enter"]);
     let s = client.wait_for("paired with node-demo@lama.local");
-    assert!(s.contains("verification"));
-    client.keys(&["Enter"]); // close the dialog
+    let digits = |s: &str| {
+        s.lines()
+            .find_map(|l| {
+                l.split("verification ")
+                    .nth(1)
+                    .map(|v| v.trim_matches(|c: char| !c.is_ascii_digit()).to_string())
+            })
+            .unwrap_or_default()
+    };
+    let v = digits(&s);
+    assert_eq!(v.len(), 14, "no verification digits on the client:\n{s}");
+    // The node's pairing screen gives way to the same confirmation and digits.
+    let ns = node.wait_for("paired with demo@lama.local");
+    assert_eq!(digits(&ns), v, "the two sides show different digits:\n{ns}");
+    client.keys(&["Enter"]); // close the confirmation
                              // Open the 1:1 channel with the contact and write.
     client.keys(&["Enter"]);
     client.literal("hello from the client tui");
     client.keys(&["Enter"]);
-    node.keys(&["Escape"]);
+    node.keys(&["Enter"]); // close the confirmation
     node.wait_for("hello from the client tui");
 
     // Node answers from its composer.
@@ -174,10 +182,10 @@ fn pair_and_chat_by_typing_in_two_real_terminal_uis() {
     client.wait_for("hello back from the node tui");
 
     // A long message and a three-line paste arrive whole and readable on the other side.
-    let words: Vec<String> = (0..40).map(|i| format!("long{i:02}")).collect();
-    let long = words.join(" ");
-    assert!(long.len() >= 270, "{}", long.len());
-    client.literal(&format!("{long} end-of-long"));
+    let words: Vec<String> = (0..42).map(|i| format!("long{i:02}")).collect();
+    let long = format!("{} end-of-long", words.join(" "));
+    assert!(long.len() >= 300, "{}", long.len());
+    client.literal(&long);
     client.keys(&["Enter"]);
     let s = node.wait_for("end-of-long");
     for w in &words {
@@ -309,4 +317,33 @@ fn a_short_code_read_off_the_screen_and_a_prompted_trust_secret_pair_in_the_tuis
     node.wait_for("2/2 contacts connected");
     node.keys(&["Tab", "q"]);
     client.keys(&["Tab", "q"]);
+}
+
+/// At the documented minimum size the pairing screen still shows the text code, the short
+/// code and its keys (the QR gives way).
+#[test]
+fn at_80x24_the_pairing_screen_shows_the_text_code_and_the_short_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = common::bin();
+    let tag = std::process::id();
+    let node = Tmux::start_sized(
+        &format!("lama-small-{tag}"),
+        &format!(
+            "{bin} --role node --name node-demo@lama.local --listen 127.0.0.1:0 --discovery off --data-dir {}",
+            tmp.path().join("n").display()
+        ),
+        (80, 24),
+    );
+    node.wait_for("press p to");
+    node.keys(&["p"]);
+    let s = node.wait_for("wrong tries destroy it");
+    let code = code_on(&s);
+    assert!(code.len() > 100, "no whole text code at 80x24:\n{s}");
+    lama_tui::domain::Code::decode(&code).expect("the code on screen decodes");
+    let short = s
+        .split_whitespace()
+        .find(|w| w.matches('-').count() == 3 && w.starts_with(|c: char| c.is_ascii_digit()));
+    assert!(short.is_some(), "no short code at 80x24:\n{s}");
+    assert!(s.contains("r revoke"), "{s}");
+    node.keys(&["Escape", "q"]);
 }

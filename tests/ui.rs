@@ -371,6 +371,14 @@ fn pairing_reuses_the_open_code_confirms_and_fits_80x24() {
     );
     key(&mut s, KeyCode::Enter);
     assert!(s.popup.is_none());
+    // A copy says where it went, for a few seconds.
+    update(&mut s, Action::Copied("terminal clipboard (OSC 52)".into()));
+    let screen = rows(&draw(&s, 80, 24)).join("\n");
+    assert!(screen.contains("✓ copied through the terminal"), "{screen}");
+    let later = s.now + 60;
+    update(&mut s, Action::Tick(later));
+    let screen = rows(&draw(&s, 80, 24)).join("\n");
+    assert!(!screen.contains("copied"), "{screen}");
 }
 
 #[test]

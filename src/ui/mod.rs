@@ -39,11 +39,20 @@ pub const PAGE: usize = 200;
 /// Put text on the clipboard: arboard where a clipboard is reachable, else the OSC 52
 /// terminal escape (works over SSH in most terminals). Returns which was used.
 pub fn copy_to_clipboard(text: &str) -> String {
-    if let Ok(mut cb) = arboard::Clipboard::new() {
+    // One clipboard for the program's life: on X11 and Wayland what was copied vanishes
+    // when its `Clipboard` is dropped.
+    static CLIPBOARD: std::sync::OnceLock<std::sync::Mutex<Option<arboard::Clipboard>>> =
+        std::sync::OnceLock::new();
+    let cell = CLIPBOARD.get_or_init(|| std::sync::Mutex::new(arboard::Clipboard::new().ok()));
+    let mut guard = cell
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(cb) = guard.as_mut() {
         if cb.set_text(text.to_string()).is_ok() {
             return "system clipboard".into();
         }
     }
+    drop(guard);
     let b64 = data_encoding::BASE64.encode(text.as_bytes());
     let mut out = std::io::stdout();
     let _ = write!(out, "\x1b]52;c;{b64}\x07");
@@ -196,7 +205,7 @@ async fn clipboard_effect(handle: &Handle, effect: Effect) -> Result<Action, Str
         Effect::CopyCard => {
             let card = handle.card().await.map_err(say)?;
             let how = blocking(Box::new(move || Ok(copy_to_clipboard(&card)))).await?;
-            Action::Copied(format!("contact card, {how}"))
+            Action::Copied(format!("{how}: your contact card"))
         }
         Effect::PasteClipboard => Action::Paste(blocking(Box::new(read_clipboard)).await?),
         Effect::ScanFile(path) => {

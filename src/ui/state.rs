@@ -167,6 +167,8 @@ pub struct State {
     pub open_next: Option<String>,
     /// Messages arrived in the open channel since it was last marked read.
     pub read_dirty: bool,
+    /// A short confirmation for the status line ("copied"), until the given second.
+    pub notice: Option<(String, u64)>,
     /// Entries sent by us that no peer has confirmed yet (shown with a marker).
     pub pending: Vec<String>,
     /// Entries confirmed before their `Sent` arrived (the two race).
@@ -311,6 +313,7 @@ impl State {
             contacts_stale: false,
             open_next: None,
             read_dirty: false,
+            notice: None,
             sent_lines: vec![],
             recall: None,
             // Nothing to write to yet: keys start actions ("press p to pair" works at once);
@@ -371,6 +374,9 @@ impl State {
         }
     }
 }
+
+/// Seconds a notice stays on the status line.
+pub const NOTICE_SECS: u64 = 6;
 
 /// An open code is shown again by `p` while it has at least this long to live (seconds).
 pub const REUSE_MIN_SECS: u64 = 60;

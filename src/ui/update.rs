@@ -6,7 +6,8 @@ use crate::app::runtime::NewInvite;
 use crate::domain::identity::short_id;
 use crate::ui::keys;
 use crate::ui::state::{
-    trim_window, AcceptStatus, Action, Effect, Focus, Popup, State, REUSE_MIN_SECS, WINDOW_MESSAGES,
+    trim_window, AcceptStatus, Action, Effect, Focus, Popup, State, NOTICE_SECS, REUSE_MIN_SECS,
+    WINDOW_MESSAGES,
 };
 
 /// The only mutation of [`State`].
@@ -216,6 +217,14 @@ fn on_outcome(s: &mut State, action: Action) -> Vec<Effect> {
         }
         Action::Copied(how) => {
             s.log(format!("code copied ({how})"));
+            let note = if how.contains("OSC 52") {
+                // Nothing confirms an OSC 52 copy (tmux drops it unless set-clipboard is
+                // on): say so, and where the text is.
+                format!("copied through the terminal ({how}); if it does not paste, select the code on screen")
+            } else {
+                format!("copied to the {how}")
+            };
+            s.notice = Some((note, s.now + NOTICE_SECS));
             vec![]
         }
         _ => vec![],

@@ -411,8 +411,15 @@ fn render_status(s: &State, f: &mut Frame, area: Rect) {
     if sync.is_empty() {
         sync.push("no peers".into());
     }
+    let notice = s
+        .notice
+        .as_ref()
+        .filter(|(_, until)| s.now < *until)
+        .map(|(n, _)| format!("  ✓ {n}"))
+        .unwrap_or_default();
     let first = Line::from(vec![
         Span::raw(sync.join(" · ")),
+        Span::styled(notice, Style::default().fg(Color::Green)),
         Span::styled(
             s.last_error
                 .as_ref()
