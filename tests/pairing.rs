@@ -211,6 +211,13 @@ fn card_exchange_connects_only_once_both_sides_imported() {
             .as_str()
             .is_some_and(|e| e.contains("not a contact"))
         {
+            // Said as what it is: a card they have not imported, not a network fault.
+            assert!(
+                c["waiting_for_them"]
+                    .as_str()
+                    .is_some_and(|w| !w.is_empty()),
+                "{c}"
+            );
             break;
         }
         assert!(std::time::Instant::now() < deadline, "no refusal seen: {c}");
@@ -221,6 +228,8 @@ fn card_exchange_connects_only_once_both_sides_imported() {
     assert_eq!(r["event"], "contact_added", "{r}");
     client.event("connected");
     node.event("connected");
+    let c = contact_state(&mut client, &npid, 7);
+    assert_eq!(c["waiting_for_them"], Value::Null, "{c}");
     assert!(client.quit().success());
     assert!(node.quit().success());
 }

@@ -72,6 +72,7 @@ fn chat_state() -> State {
             last_seen: Some(NOW),
             verification: "1234 5678 9012".into(),
             behind: Some(0),
+            refused_us: None,
         }]),
     );
     let ch = lama_tui::net::pairing::direct_channel_id(&me_id.person_id(), &alice.person_id());
@@ -625,6 +626,22 @@ fn the_open_channel_is_marked_read_and_a_new_group_opens() {
     let fx = update(&mut s, Action::Channels(list));
     assert_eq!(s.channel_id(), Some(gid.as_str()));
     assert_eq!(fx, vec![Effect::LoadHistory(gid)]);
+}
+
+/// A one-sided card exchange reads as what it is, not as a network fault.
+#[test]
+fn a_card_they_have_not_imported_is_said_so() {
+    let mut s = chat_state();
+    let mut c = s.contacts[0].clone();
+    c.state = PeerState::Offline;
+    c.last_error = Some("peer closed the connection (not_a_contact): not a contact".into());
+    c.refused_us = Some("you are not a contact of this instance".into());
+    update(&mut s, Action::Contacts(vec![c]));
+    let screen = rows(&draw(&s, 120, 30)).join("\n");
+    assert!(
+        screen.contains("waiting for them to add your card"),
+        "{screen}"
+    );
 }
 
 #[test]

@@ -220,6 +220,9 @@ pub struct ContactView {
     pub verification: String,
     /// Entries this contact still lacks from us (`None` when not syncing with it).
     pub behind: Option<u64>,
+    /// It refused us as not one of its contacts (it has not imported our card): its
+    /// reason.
+    pub refused_us: Option<String>,
 }
 
 /// Something the shell should show.

@@ -121,6 +121,7 @@ impl NodeCore {
                     state,
                     last_error: live.last_error,
                     last_seen: live.last_seen,
+                    refused_us: live.refused_us,
                 })
             })
             .collect()

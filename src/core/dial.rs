@@ -359,6 +359,14 @@ impl NodeCore {
     pub(super) fn on_dial_failed(&mut self, conn: ConnId, error: ConnError) {
         match self.conns.remove(&conn) {
             Some(Conn::DialContact { person_id, url }) => {
+                let not_theirs = match &error {
+                    ConnError::Closed {
+                        code: Some(CloseCode::NotAContact),
+                        reason,
+                    } => Some(reason.clone()),
+                    _ => None,
+                };
+                self.live.entry(person_id.clone()).or_default().refused_us = not_theirs;
                 self.dial_failed_for(&person_id, &url, error.to_string())
             }
             Some(Conn::DialOnce(id)) => self.reply(id, Err(error.into())),

@@ -113,6 +113,7 @@ impl NodeCore {
         let st = self.live.entry(pid.to_string()).or_default();
         st.last_seen = Some(now / 1000);
         st.last_error = None;
+        st.refused_us = None;
         // A dialed link names its address after this (`note_dial_ok`).
         st.link_url = None;
         if first {

@@ -236,6 +236,9 @@ struct LiveState {
     link_url: Option<String>,
     /// What each address did when dialed.
     urls: HashMap<String, netview::UrlLive>,
+    /// The contact refused us as not one of its contacts (a card it has not imported):
+    /// its reason. Cleared when a link comes up.
+    refused_us: Option<String>,
 }
 
 /// The core of one instance.

@@ -474,6 +474,11 @@ fn contact_info(s: &State, f: &mut Frame, area: Rect) {
             c.last_error.as_deref().unwrap_or("none")
         )),
     ];
+    if let Some(why) = &c.refused_us {
+        lines.push(Line::raw(format!(
+            "waiting   for them to add your card (e copies it); they said: {why}"
+        )));
+    }
     for e in &c.contact.endpoints {
         lines.push(Line::raw(format!("endpoint  {}", e.url)));
     }

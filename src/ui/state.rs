@@ -169,6 +169,8 @@ pub struct State {
     pub read_dirty: bool,
     /// A short confirmation for the status line ("copied"), until the given second.
     pub notice: Option<(String, u64)>,
+    /// When the contacts were last reloaded on a tick (unix seconds).
+    pub contacts_at: u64,
     /// Entries sent by us that no peer has confirmed yet (shown with a marker).
     pub pending: Vec<String>,
     /// Entries confirmed before their `Sent` arrived (the two race).
@@ -314,6 +316,7 @@ impl State {
             open_next: None,
             read_dirty: false,
             notice: None,
+            contacts_at: now,
             sent_lines: vec![],
             recall: None,
             // Nothing to write to yet: keys start actions ("press p to pair" works at once);
@@ -375,6 +378,8 @@ impl State {
     }
 }
 
+/// The contacts are reloaded at least this often (seconds).
+pub const CONTACTS_EVERY_SECS: u64 = 5;
 /// Seconds a notice stays on the status line.
 pub const NOTICE_SECS: u64 = 6;
 

@@ -6,8 +6,8 @@ use crate::app::runtime::NewInvite;
 use crate::domain::identity::short_id;
 use crate::ui::keys;
 use crate::ui::state::{
-    trim_window, AcceptStatus, Action, Effect, Focus, Popup, State, NOTICE_SECS, REUSE_MIN_SECS,
-    WINDOW_MESSAGES,
+    trim_window, AcceptStatus, Action, Effect, Focus, Popup, State, CONTACTS_EVERY_SECS,
+    NOTICE_SECS, REUSE_MIN_SECS, WINDOW_MESSAGES,
 };
 
 /// The only mutation of [`State`].
@@ -16,7 +16,10 @@ pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
         Action::Tick(now) => {
             s.now = now;
             let mut fx = vec![];
-            if std::mem::take(&mut s.contacts_stale) {
+            // Dial failures and refusals come with no event: the contacts are reloaded
+            // every few seconds as well.
+            if std::mem::take(&mut s.contacts_stale) || now >= s.contacts_at + CONTACTS_EVERY_SECS {
+                s.contacts_at = now;
                 fx.push(Effect::RefreshContacts);
             }
             if std::mem::take(&mut s.read_dirty) {

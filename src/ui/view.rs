@@ -398,6 +398,10 @@ fn render_status(s: &State, f: &mut Frame, area: Rect) {
                     _ => format!("{name}: syncing"),
                 },
                 PeerState::Connecting => format!("{name}: connecting"),
+                PeerState::Offline if c.refused_us.is_some() => format!(
+                    "{name}: waiting for them to add your card (they said: {})",
+                    c.refused_us.as_deref().unwrap_or_default()
+                ),
                 PeerState::Offline => match c.last_seen {
                     Some(t) => format!(
                         "{name}: offline since {}",

@@ -59,6 +59,9 @@ pub struct ContactJson {
     pub verification: String,
     /// Entries it still lacks from us, when syncing with it.
     pub behind: Option<u64>,
+    /// It refused us as not one of its contacts (it has not imported our card yet): the
+    /// reason it gave; `null` otherwise.
+    pub waiting_for_them: Option<String>,
 }
 
 impl From<&ContactView> for ContactJson {
@@ -75,6 +78,7 @@ impl From<&ContactView> for ContactJson {
             last_seen: c.last_seen,
             verification: c.verification.clone(),
             behind: c.behind,
+            waiting_for_them: c.refused_us.clone(),
         }
     }
 }

@@ -274,6 +274,7 @@ fn every_event_serialises_to_its_documented_json() {
         last_seen: Some(9),
         verification: "1 2 3".into(),
         behind: None,
+        waiting_for_them: Some("not yet".into()),
     };
     let ident_json =
         json!({"role":"node","name":"n","person_id":"p","instance_id":"i","endpoint":null});
@@ -291,7 +292,7 @@ fn every_event_serialises_to_its_documented_json() {
             Event::Contacts {
                 contacts: vec![contact],
             },
-            json!({"event":"contacts","contacts":[{"person_id":"p","name":"n","display_name":null,"via":"card","replica":false,"endpoints":["ws://h:1"],"state":"offline","last_error":null,"last_seen":9,"verification":"1 2 3","behind":null}]}),
+            json!({"event":"contacts","contacts":[{"person_id":"p","name":"n","display_name":null,"via":"card","replica":false,"endpoints":["ws://h:1"],"state":"offline","last_error":null,"last_seen":9,"verification":"1 2 3","behind":null,"waiting_for_them":"not yet"}]}),
         ),
         (
             Event::ConnectOk {
