@@ -150,6 +150,11 @@ fn two_clients_talk_through_a_node_also_when_one_was_offline_and_a_third_sees_no
         .as_str()
         .unwrap_or_else(|| panic!("{r}"))
         .to_string();
+    // The new group reaches its members before any message: they are told at once.
+    let u = a.wait_for("channel_updated", |e| {
+        e["event"] == "channel_updated" && e["channel"] == g.as_str()
+    });
+    assert_eq!(u["kind"], "create", "{u}");
     // Alice writes; Bob, who never connected to Alice, verifies and shows it.
     wait_channel(&mut a, &g, 100);
     send(&mut a, &g, "hi bob", 8);

@@ -610,6 +610,15 @@ fn the_open_channel_is_marked_read_and_a_new_group_opens() {
         update(&mut s, Action::Tick(NOW + 3)),
         vec![Effect::RefreshContacts]
     );
+    // A group someone else made shows up before its first message.
+    let fx = update(
+        &mut s,
+        Action::Runtime(Event::ChannelUpdated {
+            channel: "g-0123".into(),
+            kind: "create",
+        }),
+    );
+    assert_eq!(fx, vec![Effect::RefreshChannels]);
     // A group we made opens as soon as the channel list has it.
     let gid = "g-ffeeddccbbaa99887766554433221100".to_string();
     update(&mut s, Action::GroupCreated(gid.clone()));

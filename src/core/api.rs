@@ -267,6 +267,14 @@ pub enum Event {
         /// Entry ids.
         entries: Vec<String>,
     },
+    /// A channel was created or its members changed by a peer's entry (stored): shells
+    /// reload their channel list (a new group appears for its members at once).
+    ChannelUpdated {
+        /// Channel id.
+        channel: String,
+        /// `create` or `members`.
+        kind: &'static str,
+    },
     /// A peer has sent us everything we lacked when the link came up.
     Synced {
         /// The peer.

@@ -252,11 +252,18 @@ impl NodeCore {
             });
         }
         let me = self.me.person_id();
-        for e in out.stored.iter().filter(|e| e.text().is_some()) {
+        for e in &out.stored {
+            let m = self.message_view(e);
+            if e.text().is_none() {
+                self.emit(Event::ChannelUpdated {
+                    channel: m.channel,
+                    kind: m.kind,
+                });
+                continue;
+            }
             if e.author != me {
                 self.store.add_unread(&e.channel, 1);
             }
-            let m = self.message_view(e);
             self.emit(Event::Message(m));
         }
         for pid in out.synced {

@@ -292,6 +292,10 @@ fn on_runtime(s: &mut State, e: Event) -> Vec<Effect> {
                 urls.join(", ")
             ));
         }
+        Event::ChannelUpdated { .. } => {
+            fx.push(Effect::RefreshChannels);
+            return fx;
+        }
         Event::Synced { person_id } => {
             if !s.synced.contains(person_id) {
                 s.synced.push(person_id.clone());

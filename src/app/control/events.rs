@@ -308,6 +308,13 @@ pub enum Event {
     },
     /// A text entry from a peer was stored.
     Message(MessageJson),
+    /// A peer's entry created a channel or changed its members.
+    ChannelUpdated {
+        /// Channel id.
+        channel: String,
+        /// `create` or `members`.
+        kind: &'static str,
+    },
     /// A peer acknowledged our entries.
     Delivered {
         /// Entry ids.
@@ -361,6 +368,9 @@ impl From<&RuntimeEvent> for Event {
             RuntimeEvent::Message(m) => Event::Message((&m).into()),
             RuntimeEvent::Delivered { entries } => Event::Delivered { entries },
             RuntimeEvent::Synced { person_id } => Event::Synced { person_id },
+            RuntimeEvent::ChannelUpdated { channel, kind } => {
+                Event::ChannelUpdated { channel, kind }
+            }
             RuntimeEvent::Error { kind, message } => Event::Error { kind, message },
         }
     }
