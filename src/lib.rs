@@ -18,15 +18,15 @@
 //! - [`core`]: the sans-IO node core: `NodeCore::handle(input, now, rng) -> outputs` with
 //!   `poll_timeout`, over the `CoreStore` trait (an in-memory one in `core::mem`). Every
 //!   decision: authorisation, pairing and its commits, links, sync dispatch, endpoints,
-//!   the full disk.
+//!   the full disk, and the network view (`netview`).
 //! - [`app`]: the shells and wiring. `runtime` (start, the `Handle`), `actor` (the core's
 //!   thin shell: one `select!`), `connections` (where connections happen), `store_adapter`
 //!   (sled as the core's store), `control` (the headless protocol as types) and `headless`
 //!   (its stdin/stdout shell), `provision` (local trust), `cli`, `clock`, `scan` (codes
 //!   from QR pictures), `logging`.
 //! - [`ui`]: the ratatui interface, talking to `app` only: `state` (the model), `update`
-//!   (its only mutation) with `keys` (input), `view` and `popups` (render) are pure; the
-//!   module root is the terminal shell.
+//!   (its only mutation) with `keys` and `editor` (input), `view`, `popups` and `netview`
+//!   (render) are pure; the module root is the terminal shell.
 //! - `bench` (feature `bench`, the `lama-bench` binary) and `fuzzing` (feature `fuzzing`,
 //!   shared by `fuzz/` and `tests/props.rs`) are not part of the installed library.
 #![forbid(unsafe_code)]

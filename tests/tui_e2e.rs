@@ -209,9 +209,15 @@ fn pair_and_chat_by_typing_in_two_real_terminal_uis() {
         "the pasted lines are not three rows: {rows:?}\n{s}"
     );
 
+    // The client's network view (n, from the side panes) follows the dialer on its own:
+    // the node goes away and the open view shows the refused address and its next retry.
+    client.keys(&["Tab", "n"]);
+    client.wait_for("this instance");
+    client.wait_for("connected · rtt");
     // q quits both cleanly (from the side panes).
     node.keys(&["Tab", "q"]);
-    client.keys(&["Tab", "q"]);
+    client.wait_for("retry in");
+    client.keys(&["Escape", "q"]);
 }
 
 #[test]

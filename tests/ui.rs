@@ -254,6 +254,10 @@ fn network_view_at_80x24_scrolls_and_follows_the_dialer() {
     let mut s = network_state(80, 24);
     insta::assert_snapshot!(draw(&s, 80, 24).backend());
     // Open, it asks again every second; closed, it stops asking.
+    assert!(
+        s.wants_tick(NOW + 1),
+        "the shell ticks while the view is open"
+    );
     let fx = update(&mut s, Action::Tick(NOW + 1));
     assert_eq!(fx, vec![lama_tui::ui::state::Effect::LoadNetwork]);
     // Scrolling stops at the last line.
@@ -264,6 +268,7 @@ fn network_view_at_80x24_scrolls_and_follows_the_dialer() {
     assert!(screen.contains("no address: it dials us"), "{screen}");
     key(&mut s, KeyCode::Esc);
     assert!(s.popup.is_none());
+    assert!(!s.wants_tick(NOW + 2));
     assert!(update(&mut s, Action::Tick(NOW + 2)).is_empty());
 }
 
@@ -593,8 +598,11 @@ fn the_open_channel_is_marked_read_and_a_new_group_opens() {
             kind: "text",
         })),
     );
+    // The shell ticks only when the state has a use for it: here, the read marker.
+    assert!(s.wants_tick(NOW + 1));
     let fx = update(&mut s, Action::Tick(NOW + 1));
     assert_eq!(fx, vec![Effect::MarkRead(ch.clone())]);
+    assert!(!s.wants_tick(NOW + 2), "idle: no tick, no redraw");
     assert!(
         update(&mut s, Action::Tick(NOW + 2)).is_empty(),
         "once per arrival burst"

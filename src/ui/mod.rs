@@ -363,12 +363,15 @@ impl Shell {
                 Some(a) = arx.recv() => a,
                 Some(e) = events.recv() => Action::Runtime(e),
                 _ = tick.tick() => {
-                    // Redraw on the clock only while a countdown is shown: idle costs nothing.
-                    if !matches!(state.popup, Some(state::Popup::Pairing(_))) {
-                        state.now = now_secs();
+                    // A tick (and a redraw) only when the state has a use for it: a
+                    // countdown, the network view, a read marker or a reload due. Idle
+                    // costs nothing.
+                    let now = now_secs();
+                    if !state.wants_tick(now) {
+                        state.now = now;
                         continue;
                     }
-                    Action::Tick(now_secs())
+                    Action::Tick(now)
                 }
             };
             self.apply(state, action, arx, events);

@@ -387,6 +387,17 @@ pub const NOTICE_SECS: u64 = 6;
 pub const REUSE_MIN_SECS: u64 = 60;
 
 impl State {
+    /// Whether [`Action::Tick`] at `now` would do anything: the shell skips the others.
+    pub fn wants_tick(&self, now: u64) -> bool {
+        matches!(
+            self.popup,
+            Some(Popup::Pairing(_)) | Some(Popup::Network { .. })
+        ) || self.read_dirty
+            || self.contacts_stale
+            || self.notice.is_some()
+            || now >= self.contacts_at + CONTACTS_EVERY_SECS
+    }
+
     /// The open invitations and short codes, as the pairing screen lists them.
     pub fn open_invites(&self) -> Vec<&InviteRow> {
         self.invites.iter().filter(|r| r.status == "open").collect()

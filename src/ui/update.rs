@@ -15,6 +15,9 @@ pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
     match action {
         Action::Tick(now) => {
             s.now = now;
+            if s.notice.as_ref().is_some_and(|(_, until)| now >= *until) {
+                s.notice = None;
+            }
             let mut fx = vec![];
             // Dial failures and refusals come with no event: the contacts are reloaded
             // every few seconds as well.
