@@ -139,6 +139,10 @@ fn pair_and_chat_by_typing_in_two_real_terminal_uis() {
     node.wait_for("press p to"); // the hint wraps in the narrow pane
     node.keys(&["p"]);
     let screen = node.wait_for("expires in");
+    assert!(
+        screen.contains('█'),
+        "no QR on the node's pairing screen:\n{screen}"
+    );
     let code = code_on(&screen);
     assert!(
         code.len() > 100,

@@ -645,6 +645,19 @@ fn the_open_channel_is_marked_read_and_a_new_group_opens() {
     assert_eq!(fx, vec![Effect::LoadHistory(gid)]);
 }
 
+/// The two lists never read alike: each footer says what Enter does there.
+#[test]
+fn contacts_and_channels_footers_differ() {
+    let mut s = chat_state();
+    key(&mut s, KeyCode::Tab); // composer -> contacts
+    let contacts = rows(&draw(&s, 80, 24)).pop().unwrap_or_default();
+    key(&mut s, KeyCode::Tab); // -> channels
+    let channels = rows(&draw(&s, 80, 24)).pop().unwrap_or_default();
+    assert!(contacts.contains("Enter chat"), "{contacts}");
+    assert!(channels.contains("Enter write here"), "{channels}");
+    assert!(contacts.trim_end().chars().count() <= 80 && channels.trim_end().chars().count() <= 80);
+}
+
 /// A one-sided card exchange reads as what it is, not as a network fault.
 #[test]
 fn a_card_they_have_not_imported_is_said_so() {

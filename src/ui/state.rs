@@ -448,9 +448,7 @@ impl State {
 pub fn key_hints(s: &State) -> std::borrow::Cow<'static, str> {
     let k = |a: &str| s.prefs.keys.key(a);
     let fixed = match (&s.popup, s.focus) {
-        (Some(Popup::Pairing(_)), _) => {
-            "c copy code · n new code · ↑↓ pick · r revoke · Esc close"
-        }
+        (Some(Popup::Pairing(_)), _) => "c copy code · n new code · ↑↓ pick · r revoke · Esc close",
         (Some(Popup::Paired { .. }), _) => "compare the verification with theirs · Enter close",
         (Some(Popup::NewGroup { .. }), _) => {
             "type a name · Tab members · Space pick · Enter create · Esc"
@@ -473,16 +471,26 @@ pub fn key_hints(s: &State) -> std::borrow::Cow<'static, str> {
             )
             .into()
         }
-        (None, _) => {
-            return format!(
-            "↑↓ move · Enter open · {} pair · {} accept · {} group · {} network · {} help · {} quit",
-            k("pair"),
-            k("accept"),
+        // Each pane says what Enter does there, so the two lists never read alike.
+        (None, Focus::Channels) => return format!(
+            "↑↓ · Enter write here · {} new group · {} members · {} network · {} help · {} quit",
             k("new_group"),
+            k("members"),
             k("network"),
             k("help"),
             k("quit")
         )
+        .into(),
+        (None, _) => {
+            return format!(
+                "↑↓ · Enter chat · {} pair · {} accept · {} group · {} network · {} help · {} quit",
+                k("pair"),
+                k("accept"),
+                k("new_group"),
+                k("network"),
+                k("help"),
+                k("quit")
+            )
             .into()
         }
     };
