@@ -575,6 +575,12 @@ fn first_keys_work_before_any_channel() {
         Some(lama_tui::ui::state::Popup::Accept { input, .. }) => assert_eq!(input, "LAMA1 "),
         other => panic!("the accept dialog closed: {other:?}"),
     }
+    // Ctrl-A went to the start of the field: typing lands there.
+    key(&mut s, KeyCode::Char('x'));
+    match &s.popup {
+        Some(lama_tui::ui::state::Popup::Accept { input, .. }) => assert_eq!(input, "xLAMA1 "),
+        other => panic!("the accept dialog closed: {other:?}"),
+    }
 }
 
 /// What is shown is read: the open channel is marked read in the store on the next tick

@@ -220,21 +220,40 @@ impl Editor {
     }
 }
 
-/// A key in a one-line dialog field whose cursor stays at the end: typing, Backspace,
-/// Ctrl-U (clear), Ctrl-W and Ctrl/Alt-Backspace (the last word); other Ctrl and Alt keys
-/// are not typed. `false` when the key is not one of these.
-pub fn field_key(input: &mut String, code: KeyCode, mods: KeyModifiers) -> bool {
-    let ctrl_or_alt = mods.intersects(KeyModifiers::CONTROL | KeyModifiers::ALT);
+/// A key in a one-line dialog field: the composer's editing keys (← → Home End, word
+/// jumps, Ctrl-A E U W K, Backspace, Delete) on `input` with its `cursor` (`None`: at
+/// the end); other Ctrl and Alt keys are not typed. `false` when the key is not one of
+/// these (Enter, Up and Down are the dialog's).
+pub fn field_key(
+    input: &mut String,
+    cursor: &mut Option<usize>,
+    code: KeyCode,
+    mods: KeyModifiers,
+) -> bool {
+    if matches!(code, KeyCode::Enter | KeyCode::Up | KeyCode::Down) {
+        return false;
+    }
     let mut e = Editor::default();
     e.set(input);
-    let handled = match code {
-        KeyCode::Char('u' | 'w') if mods.contains(KeyModifiers::CONTROL) => e.on_key(code, mods),
-        KeyCode::Char(_) if ctrl_or_alt => true,
-        KeyCode::Char(_) | KeyCode::Backspace => e.on_key(code, mods),
-        _ => false,
-    };
+    if let Some(c) = *cursor {
+        if c <= e.text.len() && e.text.is_char_boundary(c) {
+            e.cursor = c;
+        }
+    }
+    let handled = e.on_key(code, mods) || matches!(code, KeyCode::Char(_));
+    *cursor = (e.cursor != e.text.len()).then_some(e.cursor);
     *input = e.text;
     handled
+}
+
+/// Paste into a one-line dialog field at its cursor (surrounding whitespace dropped).
+pub fn field_paste(input: &mut String, cursor: &mut Option<usize>, text: &str) {
+    let at = cursor
+        .filter(|c| *c <= input.len() && input.is_char_boundary(*c))
+        .unwrap_or(input.len());
+    let text = text.trim();
+    input.insert_str(at, text);
+    *cursor = (at + text.len() != input.len()).then_some(at + text.len());
 }
 
 fn is_word(c: char) -> bool {
@@ -343,15 +362,33 @@ mod tests {
     }
 
     #[test]
-    fn dialog_fields_clear_and_drop_words_but_never_type_control_letters() {
-        let ctrl = KeyModifiers::CONTROL;
+    fn dialog_fields_edit_like_the_composer_and_never_type_control_letters() {
+        let (ctrl, none) = (KeyModifiers::CONTROL, KeyModifiers::NONE);
         let mut f = String::from("LAMA1 abc");
-        assert!(field_key(&mut f, KeyCode::Char('w'), ctrl));
+        let mut cur = None;
+        assert!(field_key(&mut f, &mut cur, KeyCode::Char('w'), ctrl));
         assert_eq!(f, "LAMA1 ");
-        assert!(field_key(&mut f, KeyCode::Char('a'), ctrl));
-        assert_eq!(f, "LAMA1 ", "Ctrl-A is not typed");
-        assert!(field_key(&mut f, KeyCode::Char('u'), ctrl));
+        assert!(field_key(&mut f, &mut cur, KeyCode::Char('a'), ctrl));
+        assert_eq!(
+            (f.as_str(), cur),
+            ("LAMA1 ", Some(0)),
+            "Ctrl-A moves, is not typed"
+        );
+        assert!(field_key(&mut f, &mut cur, KeyCode::Char('x'), none));
+        assert_eq!(f, "xLAMA1 ");
+        assert!(field_key(&mut f, &mut cur, KeyCode::Char('k'), ctrl));
+        assert_eq!((f.as_str(), cur), ("x", None));
+        field_paste(&mut f, &mut cur, "  yz \n");
+        assert_eq!(f, "xyz");
+        assert!(field_key(&mut f, &mut cur, KeyCode::Char('u'), ctrl));
         assert_eq!(f, "");
-        assert!(!field_key(&mut f, KeyCode::Enter, KeyModifiers::NONE));
+        assert!(!field_key(&mut f, &mut cur, KeyCode::Enter, none));
+        assert!(field_key(
+            &mut f,
+            &mut cur,
+            KeyCode::Char('q'),
+            KeyModifiers::ALT
+        ));
+        assert_eq!(f, "", "Alt letters are not typed");
     }
 }

@@ -63,6 +63,7 @@ fn main_key(s: &mut State, code: KeyCode) -> Vec<Effect> {
         }
         KeyCode::Char('e') => return vec![Effect::CopyCard],
         KeyCode::Char('c') => {
+            s.field_cursor = None;
             s.popup = Some(Popup::Card {
                 input: String::new(),
                 status: None,
@@ -86,6 +87,7 @@ fn main_key(s: &mut State, code: KeyCode) -> Vec<Effect> {
         }
         KeyCode::Char('m') if !s.channels.is_empty() => s.popup = Some(Popup::Members),
         KeyCode::Char('a') => {
+            s.field_cursor = None;
             s.popup = Some(Popup::Accept {
                 input: String::new(),
                 status: AcceptStatus::Editing(InputCheck::Empty),
@@ -333,7 +335,7 @@ fn accept_key(
         }
         KeyCode::Enter => return accept_enter(s, input),
         _ => {
-            crate::ui::editor::field_key(&mut input, code, mods);
+            crate::ui::editor::field_key(&mut input, &mut s.field_cursor, code, mods);
         }
     }
     let err = check_code(&input);
@@ -351,6 +353,7 @@ fn accept_enter(s: &mut State, input: String) -> Vec<Effect> {
         let t = input.trim();
         if t.starts_with('/') || t.starts_with("~/") || t.starts_with("./") {
             let path = t.to_string();
+            s.field_cursor = None;
             s.popup = Some(Popup::Accept {
                 input: String::new(),
                 status: AcceptStatus::Editing(InputCheck::Empty),
@@ -399,7 +402,7 @@ fn card_key(s: &mut State, mut input: String, code: KeyCode, mods: KeyModifiers)
             };
         }
         _ => {
-            if crate::ui::editor::field_key(&mut input, code, mods) {
+            if crate::ui::editor::field_key(&mut input, &mut s.field_cursor, code, mods) {
                 s.popup = Some(Popup::Card {
                     input,
                     status: None,
@@ -459,11 +462,11 @@ fn group_key(
 pub(super) fn on_paste(s: &mut State, text: &str) {
     match &mut s.popup {
         Some(Popup::Accept { input, status }) => {
-            input.push_str(text.trim());
+            crate::ui::editor::field_paste(input, &mut s.field_cursor, text);
             *status = AcceptStatus::Editing(check_code(input));
         }
         Some(Popup::Card { input, status }) => {
-            input.push_str(text.trim());
+            crate::ui::editor::field_paste(input, &mut s.field_cursor, text);
             *status = None;
         }
         Some(Popup::NewGroup {

@@ -306,8 +306,13 @@ fn accept(s: &State, input: &str, status: &AcceptStatus, f: &mut Frame, area: Re
     let height = u16::try_from(rows(input) + 1 + rows(&msg) + 2).unwrap_or(u16::MAX);
     let r = centered(area, width, height);
     f.render_widget(Clear, r);
+    let shown = if matches!(status, AcceptStatus::Editing(_)) {
+        with_cursor(input, s.field_cursor)
+    } else {
+        input.to_string()
+    };
     let lines = vec![
-        Line::raw(input.to_string()),
+        Line::raw(shown),
         Line::raw(""),
         Line::styled(msg, Style::default().fg(style)),
     ];
@@ -323,12 +328,20 @@ fn accept(s: &State, input: &str, status: &AcceptStatus, f: &mut Frame, area: Re
     );
 }
 
+/// A dialog field with its cursor marked (`None`: at the end).
+fn with_cursor(input: &str, cursor: Option<usize>) -> String {
+    let at = cursor
+        .filter(|c| *c <= input.len() && input.is_char_boundary(*c))
+        .unwrap_or(input.len());
+    format!("{}▏{}", &input[..at], &input[at..])
+}
+
 /// Importing a contact card.
 fn card(s: &State, input: &str, status: &Option<String>, f: &mut Frame, area: Rect) {
     let r = centered(area, 76, 10);
     f.render_widget(Clear, r);
     let lines = vec![
-        Line::raw(input.to_string()),
+        Line::raw(with_cursor(input, s.field_cursor)),
         Line::raw(""),
         Line::styled(
             status

@@ -171,6 +171,8 @@ pub struct State {
     pub notice: Option<(String, u64)>,
     /// When the contacts were last reloaded on a tick (unix seconds).
     pub contacts_at: u64,
+    /// The cursor in the open dialog's field (`None`: at its end).
+    pub field_cursor: Option<usize>,
     /// Entries sent by us that no peer has confirmed yet (shown with a marker).
     pub pending: Vec<String>,
     /// Entries confirmed before their `Sent` arrived (the two race).
@@ -317,6 +319,7 @@ impl State {
             read_dirty: false,
             notice: None,
             contacts_at: now,
+            field_cursor: None,
             sent_lines: vec![],
             recall: None,
             // Nothing to write to yet: keys start actions ("press p to pair" works at once);
@@ -472,26 +475,28 @@ pub fn key_hints(s: &State) -> std::borrow::Cow<'static, str> {
             .into()
         }
         // Each pane says what Enter does there, so the two lists never read alike.
-        (None, Focus::Channels) => return format!(
-            "↑↓ · Enter write here · {} new group · {} members · {} network · {} help · {} quit",
-            k("new_group"),
-            k("members"),
-            k("network"),
-            k("help"),
-            k("quit")
-        )
-        .into(),
+        (None, Focus::Channels) => {
+            let parts = [
+                "↑↓ · Enter write here".to_string(),
+                format!("{} new group", k("new_group")),
+                format!("{} members", k("members")),
+                format!("{} network", k("network")),
+                format!("{} help", k("help")),
+                format!("{} quit", k("quit")),
+            ];
+            return parts.join(" · ").into();
+        }
         (None, _) => {
-            return format!(
-                "↑↓ · Enter chat · {} pair · {} accept · {} group · {} network · {} help · {} quit",
-                k("pair"),
-                k("accept"),
-                k("new_group"),
-                k("network"),
-                k("help"),
-                k("quit")
-            )
-            .into()
+            let parts = [
+                "↑↓ · Enter chat".to_string(),
+                format!("{} pair", k("pair")),
+                format!("{} accept", k("accept")),
+                format!("{} group", k("new_group")),
+                format!("{} network", k("network")),
+                format!("{} help", k("help")),
+                format!("{} quit", k("quit")),
+            ];
+            return parts.join(" · ").into();
         }
     };
     fixed.into()
