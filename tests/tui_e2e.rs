@@ -355,5 +355,7 @@ fn at_80x24_the_pairing_screen_shows_the_text_code_and_the_short_code() {
         .find(|w| w.matches('-').count() == 3 && w.starts_with(|c: char| c.is_ascii_digit()));
     assert!(short.is_some(), "no short code at 80x24:\n{s}");
     assert!(s.contains("r revoke"), "{s}");
+    // Not on the default port: the screen says which address goes with the short code.
+    assert!(s.contains("then ws://localhost:"), "{s}");
     node.keys(&["Escape", "q"]);
 }

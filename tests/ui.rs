@@ -392,6 +392,16 @@ fn the_drawn_qr_decodes_to_the_code_beneath_it() {
     let s = pairing_state();
     let t = draw(&s, 120, 40);
     let buf = t.backend().buffer();
+    // Explicit colours: a light terminal background never inverts the code.
+    let qr_cell = buf
+        .content
+        .iter()
+        .find(|c| c.symbol() == "█")
+        .expect("the QR is drawn");
+    assert_eq!(
+        (qr_cell.fg, qr_cell.bg),
+        (ratatui::style::Color::White, ratatui::style::Color::Black)
+    );
     let (w, h) = (buf.area.width as usize, buf.area.height as usize);
     let sym = |x: usize, y: usize| buf[(x as u16, y as u16)].symbol().to_string();
     // Pixels: two per cell vertically; light = drawn half block.
@@ -662,6 +672,59 @@ fn contacts_and_channels_footers_differ() {
     assert!(contacts.contains("Enter chat"), "{contacts}");
     assert!(channels.contains("Enter write here"), "{channels}");
     assert!(contacts.trim_end().chars().count() <= 80 && channels.trim_end().chars().count() <= 80);
+}
+
+/// Unread counts stay whole however long the name; the open-codes list follows the
+/// selection (r revokes what is on screen), and revoking the code shown moves on.
+#[test]
+fn badges_stay_whole_and_the_code_list_follows_the_selection() {
+    use lama_tui::ui::state::{Effect, InviteRow, Popup};
+    let mut s = chat_state();
+    let mut c = s.contacts[0].clone();
+    c.contact.person.name = "a-very-long-name-for-a-narrow-pane@lama.local".into();
+    update(&mut s, Action::Contacts(vec![c]));
+    let ch = s.channels[0].0.clone();
+    update(&mut s, Action::Channels(vec![(ch, 123)]));
+    let screen = rows(&draw(&s, 80, 24)).join("\n");
+    assert!(screen.contains("(123)"), "the badge is cut:\n{screen}");
+    assert!(screen.contains('…'), "the name gives way:\n{screen}");
+
+    let mut s = pairing_state();
+    let shown = match &s.popup {
+        Some(Popup::Pairing(Some(i))) => i.code.clone(),
+        other => panic!("{other:?}"),
+    };
+    let mut list: Vec<InviteRow> = (0..6)
+        .map(|i| InviteRow {
+            code: format!("{i}-lunar-pepper-canal"),
+            expires_at: NOW + 300,
+            status: "open".into(),
+        })
+        .collect();
+    list.insert(
+        0,
+        InviteRow {
+            code: shown.clone(),
+            expires_at: NOW + 600,
+            status: "open".into(),
+        },
+    );
+    update(&mut s, Action::Invites(list));
+    for _ in 0..10 {
+        key(&mut s, KeyCode::Down);
+    }
+    assert_eq!(s.invite_sel, 6, "the selection stops at the last open code");
+    let screen = rows(&draw(&s, 120, 60)).join("\n");
+    assert!(
+        screen.contains("short code 5-lunar-pepper-canal"),
+        "{screen}"
+    );
+    for _ in 0..10 {
+        key(&mut s, KeyCode::Up);
+    }
+    let fx = update(&mut s, Action::Key(KeyCode::Char('r'), KeyModifiers::NONE));
+    assert_eq!(fx, vec![Effect::Revoke(shown)]);
+    assert!(matches!(s.popup, Some(Popup::Pairing(None))), "moves on");
 }
 
 /// A one-sided card exchange reads as what it is, not as a network fault.

@@ -462,3 +462,20 @@ pub fn parse_token(token: &str) -> Option<Id> {
     let b = crate::domain::hex::decode(token).ok()?;
     (b.len() == TOKEN_LEN).then(|| token.to_ascii_lowercase())
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_mismatch_is_said_once_and_times_read_as_dates() {
+        let e = super::PairError::CodeMismatch("the code did not match: 2 attempt(s) left".into());
+        assert_eq!(e.to_string(), "the code did not match: 2 attempt(s) left");
+        let e = super::PairError::CodeMismatch("2 attempt(s) left".into());
+        assert_eq!(e.to_string(), "the code did not match: 2 attempt(s) left");
+        assert_eq!(super::utc_text(1_796_098_381), "2026-12-01 04:13 UTC");
+        let e = super::PairError::Expired(Some(1_796_098_381));
+        assert!(
+            e.to_string().contains("expired at 2026-12-01 04:13 UTC"),
+            "{e}"
+        );
+    }
+}
