@@ -339,11 +339,7 @@ impl NodeCore {
             author_name: self.author_name(&e.author),
             ts: e.hlc.ms,
             text: e.text().map(str::to_string),
-            kind: match &e.body {
-                Body::Text { .. } => "text",
-                Body::Create { .. } => "create",
-                Body::Members { .. } => "members",
-            },
+            kind: kind_of(&e.body),
         }
     }
 
@@ -479,5 +475,14 @@ impl NodeCore {
             person_id: pid.to_string(),
             name: person.name,
         })
+    }
+}
+
+/// The kind of an entry as views and events name it.
+pub(super) fn kind_of(body: &Body) -> &'static str {
+    match body {
+        Body::Text { .. } => "text",
+        Body::Create { .. } => "create",
+        Body::Members { .. } => "members",
     }
 }

@@ -253,17 +253,18 @@ impl NodeCore {
         }
         let me = self.me.person_id();
         for e in &out.stored {
-            let m = self.message_view(e);
             if e.text().is_none() {
+                // A channel change: no view to build (that reads the author's name).
                 self.emit(Event::ChannelUpdated {
-                    channel: m.channel,
-                    kind: m.kind,
+                    channel: e.channel.clone(),
+                    kind: super::commands::kind_of(&e.body),
                 });
                 continue;
             }
             if e.author != me {
                 self.store.add_unread(&e.channel, 1);
             }
+            let m = self.message_view(e);
             self.emit(Event::Message(m));
         }
         for pid in out.synced {

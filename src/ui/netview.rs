@@ -221,29 +221,13 @@ fn endpoint_lines(s: &State, e: &EndpointView, width: usize, out: &mut Vec<Line<
     }
 }
 
-/// `text` in rows of at most `room` characters, broken at spaces where it can be (a word
-/// longer than a row is cut).
+/// `text` in rows of at most `room` columns, broken at spaces where it can be (the
+/// composer's wrapping, `editor::wrap_offsets`), without the spaces at the breaks.
 fn wrap(text: &str, room: usize) -> Vec<String> {
-    let mut rows: Vec<String> = vec![];
-    let mut row = String::new();
-    for word in text.split(' ') {
-        let mut word: Vec<char> = word.chars().collect();
-        let len = row.chars().count();
-        if len > 0 && len + 1 + word.len() > room {
-            rows.push(std::mem::take(&mut row));
-        }
-        while word.len() > room {
-            let rest = word.split_off(room);
-            rows.push(word.into_iter().collect());
-            word = rest;
-        }
-        if !row.is_empty() {
-            row.push(' ');
-        }
-        row.extend(word);
-    }
-    rows.push(row);
-    rows
+    crate::ui::editor::wrap_offsets(text, room)
+        .into_iter()
+        .map(|(a, b)| text[a..b].trim_end().to_string())
+        .collect()
 }
 
 #[cfg(test)]
