@@ -14,14 +14,14 @@
 //!   (dial schedule, duplicate rule), `discovery` (announcement rules), `sync` (CHUM: rules,
 //!   sessions, receive, fill). Shell: `conn` (WebSocket framing, one link's loop) and the
 //!   UDP tasks in `discovery`.
-//! - [`store`]: persistence over the domain: the sled store and the key file.
+//! - [`store`]: persistence over the domain: the redb store (and the upgrade from sled) and the key file.
 //! - [`core`]: the sans-IO node core: `NodeCore::handle(input, now, rng) -> outputs` with
 //!   `poll_timeout`, over the `CoreStore` trait (an in-memory one in `core::mem`). Every
 //!   decision: authorisation, pairing and its commits, links, sync dispatch, endpoints,
 //!   the full disk, and the network view (`netview`).
 //! - [`app`]: the shells and wiring. `runtime` (start, the `Handle`), `actor` (the core's
 //!   thin shell: one `select!`), `connections` (where connections happen), `store_adapter`
-//!   (sled as the core's store), `control` (the headless protocol as types) and `headless`
+//!   (redb as the core's store), `control` (the headless protocol as types) and `headless`
 //!   (its stdin/stdout shell), `provision` (local trust), `cli`, `clock`, `scan` (codes
 //!   from QR pictures), `logging`.
 //! - [`ui`]: the ratatui interface, talking to `app` only: `state` (the model), `update`

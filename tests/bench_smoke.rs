@@ -18,7 +18,9 @@ fn quick_benchmark_produces_every_figure() {
     let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
     for want in [
         "ed25519 verify, single",
-        "sled insert, flushed every 128",
+        "redb insert, durable commit every 128",
+        "redb: open with 1000 entries",
+        "fjall: open with 1000 entries",
         "WebSocket round trip p50 (200 B)",
         "pairing: accept to both connected",
         "live latency client→node→client p99",

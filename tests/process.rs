@@ -286,15 +286,22 @@ fn locked_and_corrupt_stores_name_the_directory() {
     assert!(err.contains("damaged") && err.contains("store"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 
-    // A truncated log: sled would silently drop the tail; we notice the loss.
+    // A truncated database file: named as damaged, never a panic.
     let dir = tmp.path().join("node");
     assert!(Peer::start("node", &dir, &[]).quit().success());
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(dir.join("store").join("db"))
-        .unwrap();
-    f.set_len(100).unwrap();
-    drop(f);
+    let db = dir.join("store").join(lama_tui::store::DB_FILE);
+    let truncate = |len: u64| {
+        let f = std::fs::OpenOptions::new().write(true).open(&db).unwrap();
+        f.set_len(len).unwrap();
+    };
+    truncate(100);
+    let (code, err) = run_fail("node", &dir, &[], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("damaged"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // Emptied: an empty file would pass for a new store, but the marker written when the
+    // identity was first stored tells the loss apart.
+    truncate(0);
     let (code, err) = run_fail("node", &dir, &[], &[]);
     assert_ne!(code, 0);
     assert!(

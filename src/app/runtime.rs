@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::actor::{Actor, Request, Sockets};
 pub use crate::app::clock::{now_ms, now_secs};
-use crate::app::store_adapter::SledStore;
+use crate::app::store_adapter::DiskStore;
 pub use crate::core::{
     Answer, Command, CommandError, ContactNet, ContactView, EndpointView, Event, IdentityInfo,
     MessageView, NetView, NewInvite, Paired, PeerState, Role, SelfNet, StatsView, TrustSecret,
@@ -360,7 +360,7 @@ pub fn load_identity(cfg: &Config, store: &Store) -> Result<LocalIdentity, Start
             LocalIdentity::from_secrets(&name, &instance_name(&name), secrets)
         }
     };
-    // sled recovers a truncated log silently by dropping its tail; a marker written after
+    // An emptied or replaced database file opens as a new store; a marker written after
     // the identity was first stored tells a lost store from a new one.
     let marker = dir.join(STORE_MARKER);
     match store.identity()? {
@@ -444,7 +444,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         listening: listening.map(|a| a.to_string()),
         discovery: cfg.discovery,
     };
-    let store = Box::new(SledStore::new(store, cfg.data_dir.clone()));
+    let store = Box::new(DiskStore::new(store, cfg.data_dir.clone()));
     let seed = rand_core::RngCore::next_u64(&mut rand_core::OsRng);
     let core = NodeCore::new(core_cfg, me, info.clone(), store, now_ms(), seed)
         .map_err(|e| StartError::Store(StoreError::Other(e.message)))?;

@@ -1,5 +1,5 @@
-//! The sled store as the core's [`CoreStore`]: store errors become the core's store
-//! faults (their text names the directory and the fix), and the full-disk repair sled needs
+//! The redb store as the core's [`CoreStore`]: store errors become the core's store
+//! faults (their text names the directory and the fix), and the full-disk repair redb needs
 //! (a reopen once there is room again) happens here, out of the core's sight.
 
 use std::path::PathBuf;
@@ -13,16 +13,16 @@ use crate::store::{Store, StoreError};
 /// Bytes a probe write must fit before a store that hit a full disk is reopened.
 pub const STORE_HEAL_PROBE_BYTES: usize = 1 << 20;
 
-/// The sled store of a data dir.
-pub struct SledStore {
+/// The store of a data dir.
+pub struct DiskStore {
     store: Store,
     data_dir: PathBuf,
 }
 
-impl SledStore {
+impl DiskStore {
     /// The store opened in `data_dir`.
-    pub fn new(store: Store, data_dir: PathBuf) -> SledStore {
-        SledStore { store, data_dir }
+    pub fn new(store: Store, data_dir: PathBuf) -> DiskStore {
+        DiskStore { store, data_dir }
     }
 }
 
@@ -33,7 +33,7 @@ fn fault(e: StoreError) -> LogError {
     }
 }
 
-impl Log for SledStore {
+impl Log for DiskStore {
     fn head(&self, ch: &str, author: &str) -> Result<Option<(u64, Id)>, LogError> {
         self.store.head(ch, author)
     }
@@ -78,7 +78,7 @@ impl Log for SledStore {
     }
 }
 
-impl CoreStore for SledStore {
+impl CoreStore for DiskStore {
     fn contacts(&self) -> Result<Vec<Contact>, LogError> {
         self.store.contacts().map_err(fault)
     }
@@ -153,8 +153,9 @@ impl CoreStore for SledStore {
         self.store.disk_full_seen()
     }
 
-    /// After a full disk sled keeps failing every write, even once there is room again,
-    /// until the database is reopened: when a probe file fits again, reopen it in place.
+    /// After a failed write (a full disk) redb refuses every later one (`PreviousIo`), even
+    /// once there is room again, until the database is reopened: when a probe file fits
+    /// again, reopen it in place.
     fn heal(&mut self) -> Result<bool, LogError> {
         let probe = self.data_dir.join(".space-probe");
         let room = std::fs::write(&probe, vec![0u8; STORE_HEAL_PROBE_BYTES]).is_ok();
@@ -169,7 +170,7 @@ impl CoreStore for SledStore {
                 return Ok(false);
             }
         };
-        // The old handle must be gone before the reopen: sled locks its directory.
+        // The old handle must be gone before the reopen: the database file is locked.
         drop(std::mem::replace(&mut self.store, placeholder));
         self.store = Store::open(&self.data_dir).map_err(fault)?;
         Ok(true)

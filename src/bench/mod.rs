@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
+mod engines;
 mod flood;
 mod raw;
 mod stages;
@@ -190,9 +191,9 @@ struct Raw {
     durable: f64,
 }
 
-/// The raw limits, then only the stage named `only` (`pairing`, `live`, `catchup`,
-/// `reconnect`, `fanout`, `memory`, `render`, `flood`), or every stage: for profiling one
-/// stage.
+/// The raw limits, then only the stage named `only` (`engines`, `pairing`, `live`,
+/// `catchup`, `reconnect`, `fanout`, `memory`, `render`, `flood`), or every stage: for
+/// profiling one stage.
 pub async fn run_some(
     sizes: &Sizes,
     tmp: &Path,
@@ -203,6 +204,10 @@ pub async fn run_some(
     let on = |stage: &str| only.is_none_or(|o| o == stage);
     progress("raw limits");
     let (mut rows, raw) = raw_rows(sizes, tmp).await;
+    if on("engines") {
+        progress("storage engines: redb and fjall");
+        rows.extend(engine_rows(sizes, tmp));
+    }
     if on("pairing") {
         progress("pairing");
         rows.extend(pairing_rows(sizes, tmp, &raw).await);
@@ -272,13 +277,60 @@ async fn raw_rows(sizes: &Sizes, tmp: &Path) -> (Vec<Row>, Raw) {
     let rows = vec![
         row("raw", "ed25519 verify, single", "1/s", vs),
         row("raw", "ed25519 verify, batched (128)", "1/s", vb),
-        row("raw", "sled insert, flushed every 128", "1/s", ins),
+        row("raw", "redb insert, durable commit every 128", "1/s", ins),
         row("raw", "durable small write (insert + flush) p50", "ms", dw),
         row("raw", "WebSocket round trip p50 (200 B)", "ms", rtt50),
         row("raw", "WebSocket round trip p99 (200 B)", "ms", rtt99),
         row("raw", "WebSocket one-way 200 B messages", "1/s", ows),
     ];
     (rows, raw)
+}
+
+/// redb and fjall doing the same work, as the store would use them (the choice of engine
+/// in README rests on these figures).
+fn engine_rows(sizes: &Sizes, tmp: &Path) -> Vec<Row> {
+    let (n, single, open) = (sizes.insert_n, (sizes.rtt_n / 4).max(20), sizes.memory_n);
+    let mut out = Vec::new();
+    for name in ["redb", "fjall"] {
+        let (mut b, mut s, mut o, mut bytes) = (vec![], vec![], vec![], vec![]);
+        for i in 0..sizes.runs {
+            let dir = tmp.join(format!("engine-{name}-{i}"));
+            let f = match name {
+                "redb" => engines::redb_figures(n, single, open, &dir),
+                _ => engines::fjall_figures(n, single, open, &dir),
+            };
+            let _ = std::fs::remove_dir_all(&dir);
+            b.push(f.batched);
+            s.push(f.single_ms);
+            o.push(f.open_ms);
+            bytes.push(f.bytes_per_entry);
+        }
+        out.push(row(
+            "engines",
+            format!("{name}: durable inserts, 128 per commit"),
+            "1/s",
+            b,
+        ));
+        out.push(row(
+            "engines",
+            format!("{name}: durable single write p50"),
+            "ms",
+            s,
+        ));
+        out.push(row(
+            "engines",
+            format!("{name}: open with {open} entries"),
+            "ms",
+            o,
+        ));
+        out.push(row(
+            "engines",
+            format!("{name}: disk per 400-byte entry"),
+            "B",
+            bytes,
+        ));
+    }
+    out
 }
 
 async fn pairing_rows(sizes: &Sizes, tmp: &Path, raw: &Raw) -> Vec<Row> {

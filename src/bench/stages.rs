@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::app::runtime::{self, Config, Event, Role, Running, StartError};
+use crate::app::runtime::{self, Config, Event, Role, Running};
 use crate::domain::identity::LocalIdentity;
 use crate::domain::log::Log;
 use crate::domain::{sign_entry, Body, Hlc};
 use crate::net::discovery::Scope;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
 pub(super) fn cfg(role: Role, dir: &Path) -> Config {
     Config {
@@ -29,42 +29,18 @@ pub(super) fn cfg(role: Role, dir: &Path) -> Config {
     }
 }
 
-/// How long an in-process restart waits for the previous instance's store to be released.
-const RELEASE_WAIT: Duration = Duration::from_secs(10);
-
-/// sled finishes its last writes on its own threads after the database is dropped, and
-/// releases the directory's lock only then: an in-process restart (which no user does)
-/// waits for that, bounded, instead of failing as `Locked`.
-fn released<T, E>(
-    mut open: impl FnMut() -> Result<T, E>,
-    locked: impl Fn(&E) -> bool,
-) -> Result<T, E> {
-    let until = Instant::now() + RELEASE_WAIT;
-    loop {
-        match open() {
-            Err(e) if locked(&e) && Instant::now() < until => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            r => return r,
-        }
-    }
-}
-
 fn open_store(dir: &Path) -> Store {
-    let locked = |e: &StoreError| matches!(e, StoreError::Locked(_));
-    released(|| Store::open(dir), locked).expect("bench store")
+    Store::open(dir).expect("bench store")
 }
 
+/// Start an instance on `dir`. A restart needs no wait for the previous one's store: `stop`
+/// returns once the actor has ended, and the actor owns the only handle of the database,
+/// whose file lock is released when that handle is dropped (redb has no background threads
+/// that outlive it, as sled had).
 pub(super) async fn start(role: Role, dir: &Path) -> Running {
-    let until = Instant::now() + RELEASE_WAIT;
-    loop {
-        match runtime::start(cfg(role, dir)).await {
-            Err(StartError::Store(StoreError::Locked(_))) if Instant::now() < until => {
-                tokio::time::sleep(Duration::from_millis(20)).await
-            }
-            r => return r.expect("bench instance must start"),
-        }
-    }
+    runtime::start(cfg(role, dir))
+        .await
+        .expect("bench instance must start")
 }
 
 /// Wait until the instance behind `h` holds channel `g`.

@@ -1,4 +1,4 @@
-//! An in-memory [`CoreStore`] for the seeded simulations: the same rules as the sled store
+//! An in-memory [`CoreStore`] for the seeded simulations: the same rules as the redb store
 //! (an atomic pairing commit, channel records written with their entries), and a switch
 //! that makes the "disk" full.
 

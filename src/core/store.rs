@@ -1,5 +1,5 @@
 //! The storage the core decides over: the sync log plus contacts, invitations, channel
-//! records, the profile and read markers. The sled store implements it in the shell
+//! records, the profile and read markers. The redb store implements it in the shell
 //! (`app::store_adapter`); [`crate::core::mem::MemStore`] in the simulations. Every call
 //! is synchronous: the core runs where blocking on the disk is allowed.
 

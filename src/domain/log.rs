@@ -1,5 +1,5 @@
 //! The storage port of sync: what the sync engine reads and writes, implemented by the
-//! store (sled) and by an in-memory log in the simulations.
+//! store (redb) and by an in-memory log in the simulations.
 
 use crate::domain::identity::{Id, Person};
 use crate::domain::{Channel, Entry, Hlc};

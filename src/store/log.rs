@@ -1,5 +1,5 @@
-//! The sled implementation of the sync [`Log`]: entries, author heads, the view index and
-//! known persons, written together in one transaction per entry.
+//! The redb implementation of the sync [`Log`]: entries, author heads, the view index and
+//! known persons, written together in one transaction per batch of entries.
 //!
 //! Keys (all under the channel id and a 0 byte, so a channel is one prefix; after it every
 //! key of a kind has a fixed length, so a scan checks each key's length and no channel can
@@ -10,14 +10,14 @@
 //! - `members`: like `view`, for create and members entries only (membership history)
 //! - `persons`: person id → Person JSON
 
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
+use redb::{ReadableTable, ReadableTableMetadata};
 
 use crate::domain::channel::direct_members;
 use crate::domain::identity::{Id, Person};
 use crate::domain::log::{Log, LogError};
 use crate::domain::Channel;
 use crate::domain::Entry;
+use crate::store::db::{self, Table};
 use crate::store::Store;
 
 fn entry_key(ch: &str, author: &str, seq: u64) -> Vec<u8> {
@@ -70,6 +70,9 @@ fn le(e: super::StoreError) -> LogError {
         message: e.to_string(),
     }
 }
+
+/// A key and its value, copied out of a read transaction.
+type KeyValue = (Vec<u8>, Vec<u8>);
 
 /// The key/value writes of one entry.
 struct Prepared {
@@ -124,33 +127,63 @@ impl Store {
                 hv,
             });
         }
-        let r: Result<(), TransactionError<()>> = (
-            &self.entries,
-            &self.heads,
-            &self.view,
-            &self.channels_tree(),
-            &self.members_idx,
-        )
-            .transaction(|(en, he, vi, ch, mi)| {
-                for p in &prepared {
-                    en.insert(p.ek.as_slice(), p.ev.as_slice())?;
-                    he.insert(p.hk.as_slice(), p.hv.as_slice())?;
-                    vi.insert(p.vk.as_slice(), p.ek.as_slice())?;
-                    if p.membership {
-                        mi.insert(p.vk.as_slice(), p.ek.as_slice())?;
-                    }
-                    if let Some((id, v)) = &p.record {
-                        ch.insert(id.as_bytes(), v.as_slice())?;
-                    }
+        // Not durable by itself: the sync engine's flush (one fsync for every entry written
+        // since the last) comes before any acknowledgement (the group commit).
+        let r = self.db.write(false, |w| {
+            let mut en = w.open_table(db::ENTRIES)?;
+            let mut he = w.open_table(db::HEADS)?;
+            let mut vi = w.open_table(db::VIEW)?;
+            let mut ch = w.open_table(db::CHANNELS)?;
+            let mut mi = w.open_table(db::MEMBERS)?;
+            for p in &prepared {
+                en.insert(p.ek.as_slice(), p.ev.as_slice())?;
+                he.insert(p.hk.as_slice(), p.hv.as_slice())?;
+                vi.insert(p.vk.as_slice(), p.ek.as_slice())?;
+                if p.membership {
+                    mi.insert(p.vk.as_slice(), p.ek.as_slice())?;
                 }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            });
+                if let Some((id, v)) = &p.record {
+                    ch.insert(id.as_bytes(), v.as_slice())?;
+                }
+            }
+            Ok(())
+        });
         if prepared.iter().any(|p| p.record.is_some()) {
             self.invalidate_channels();
         }
-        r.map_err(|e| match e {
-            TransactionError::Storage(s) => le(self.sled_err(s)),
-            TransactionError::Abort(()) => LogError::new("transaction aborted"),
+        r.map_err(le)
+    }
+
+    /// One value of a table, copied out.
+    fn get_raw(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, super::StoreError> {
+        self.db.read(|r| {
+            let t = r.open_table(table)?;
+            let got = t.get(key)?;
+            Ok(got.map(|g| g.value().to_vec()))
+        })
+    }
+
+    /// The keys and values of `table` under the channel prefix `p` whose keys have exactly
+    /// `tail` bytes after it, in key order.
+    fn scan_channel(
+        &self,
+        table: Table,
+        p: &[u8],
+        tail: usize,
+    ) -> Result<Vec<KeyValue>, super::StoreError> {
+        let mut end = p.to_vec();
+        *end.last_mut()
+            .expect("invariant: a channel prefix ends in its 0 byte") = 1;
+        self.db.read(|r| {
+            let t = r.open_table(table)?;
+            let mut out = Vec::new();
+            for kv in t.range(p..end.as_slice())? {
+                let (k, v) = kv?;
+                if of_channel(k.value(), p, tail) {
+                    out.push((k.value().to_vec(), v.value().to_vec()));
+                }
+            }
+            Ok(out)
         })
     }
 
@@ -171,10 +204,6 @@ impl Store {
         let id = String::from_utf8(v[8..].to_vec())
             .map_err(|_| self.corrupt("a head record's id is not text"))?;
         Ok((seq, id))
-    }
-
-    fn read_err(&self, e: sled::Error) -> LogError {
-        le(self.sled_err(e))
     }
 
     fn corrupt(&self, why: &str) -> LogError {
@@ -207,18 +236,28 @@ impl Store {
                 p
             }
         };
-        let mut out = Vec::with_capacity(limit.min(1024));
-        let keys = self.view.range(start.clone()..end).rev();
-        let exact = keys.filter(|kv| {
-            kv.as_ref()
-                .map_or(true, |(k, _)| of_channel(k, &start, VIEW_TAIL))
-        });
-        for kv in exact.take(limit) {
-            let (_, ek) = kv.map_err(|e| self.sled_err(e))?;
-            if let Some(v) = self.entries.get(&ek).map_err(|e| self.sled_err(e))? {
-                out.push(self.decode_entry(&v)?);
+        // One snapshot for the index and the entries it points at.
+        let raw = self.db.read(|r| {
+            let (vi, en) = (r.open_table(db::VIEW)?, r.open_table(db::ENTRIES)?);
+            let mut out = Vec::with_capacity(limit.min(1024));
+            for kv in vi.range(start.as_slice()..end.as_slice())?.rev() {
+                if out.len() >= limit {
+                    break;
+                }
+                let (k, ek) = kv?;
+                if !of_channel(k.value(), &start, VIEW_TAIL) {
+                    continue;
+                }
+                if let Some(v) = en.get(ek.value())? {
+                    out.push(v.value().to_vec());
+                }
             }
-        }
+            Ok(out)
+        })?;
+        let mut out = raw
+            .iter()
+            .map(|v| self.decode_entry(v))
+            .collect::<Result<Vec<_>, _>>()?;
         out.reverse();
         Ok(out)
     }
@@ -232,99 +271,93 @@ impl Store {
         id: &str,
     ) -> Result<Option<Entry>, crate::store::StoreError> {
         let p = prefix(ch);
-        for kv in self
-            .entries
-            .range(entry_key(ch, author, 0)..=entry_key(ch, author, u64::MAX))
-            .rev()
-        {
-            let (k, v) = kv.map_err(|e| self.sled_err(e))?;
-            if !of_channel(&k, &p, ENTRY_TAIL) {
-                continue;
-            }
-            let e = self.decode_entry(&v)?;
+        let keys = entry_key(ch, author, 0)..=entry_key(ch, author, u64::MAX);
+        self.db.read(|r| {
+            let en = r.open_table(db::ENTRIES)?;
+            for kv in en
+                .range(keys.start().as_slice()..=keys.end().as_slice())?
+                .rev()
             {
-                if e.id() == id {
-                    return Ok(Some(e));
+                let (k, v) = kv?;
+                if !of_channel(k.value(), &p, ENTRY_TAIL) {
+                    continue;
+                }
+                // A damaged entry is no match; the caller's scrollback then starts afresh.
+                if let Ok(e) = serde_json::from_slice::<Entry>(v.value()) {
+                    if e.id() == id {
+                        return Ok(Some(e));
+                    }
                 }
             }
-        }
-        Ok(None)
+            Ok(None)
+        })
     }
 
     /// Number of entries in a channel's view.
     pub fn view_len(&self, ch: &str) -> usize {
-        let p = prefix(ch);
-        self.view
-            .scan_prefix(&p)
-            .filter(|kv| {
-                kv.as_ref()
-                    .map_or(true, |(k, _)| of_channel(k, &p, VIEW_TAIL))
-            })
-            .count()
+        self.scan_channel(db::VIEW, &prefix(ch), VIEW_TAIL)
+            .map_or(0, |v| v.len())
     }
 
     /// Unread count of a channel.
     pub fn unread(&self, ch: &str) -> u64 {
-        self.unread
-            .get(ch.as_bytes())
+        self.get_raw(db::UNREAD, ch.as_bytes())
             .ok()
             .flatten()
-            .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+            .and_then(|v| v.as_slice().try_into().ok().map(u64::from_be_bytes))
             .unwrap_or(0)
     }
 
-    /// Add to a channel's unread count (not flushed: a lost count is harmless).
+    /// Add to a channel's unread count (not durable by itself: a lost count is harmless).
     pub fn add_unread(&self, ch: &str, n: u64) {
-        let _ = self.unread.update_and_fetch(ch.as_bytes(), |old| {
-            let cur = old
-                .and_then(|v| v.try_into().ok().map(u64::from_be_bytes))
+        let _ = self.db.write(false, |w| {
+            let mut t = w.open_table(db::UNREAD)?;
+            let cur = t
+                .get(ch.as_bytes())?
+                .and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes))
                 .unwrap_or(0);
-            Some((cur + n).to_be_bytes().to_vec())
+            t.insert(ch.as_bytes(), (cur + n).to_be_bytes().as_slice())?;
+            Ok(())
         });
     }
 
     /// Mark a channel read.
     pub fn clear_unread(&self, ch: &str) {
-        let _ = self.unread.remove(ch.as_bytes());
+        let _ = self.db.write(false, |w| {
+            w.open_table(db::UNREAD)?.remove(ch.as_bytes())?;
+            Ok(())
+        });
     }
 
     /// Every entry stored for a channel (tests and audits).
     pub fn all_entries(&self, ch: &str) -> Vec<Entry> {
-        let p = prefix(ch);
-        self.entries
-            .scan_prefix(&p)
-            .filter_map(|kv| kv.ok())
-            .filter(|(k, _)| of_channel(k, &p, ENTRY_TAIL))
-            .filter_map(|(_, v)| self.decode_entry(&v).ok())
+        self.scan_channel(db::ENTRIES, &prefix(ch), ENTRY_TAIL)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|(_, v)| self.decode_entry(v).ok())
             .collect()
     }
 
     /// Total entries in the store.
     pub fn entry_count(&self) -> usize {
-        self.entries.len()
+        self.db
+            .read(|r| Ok(r.open_table(db::ENTRIES)?.len()?))
+            .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX))
     }
 }
 
 impl Log for Store {
     fn head(&self, ch: &str, author: &str) -> Result<Option<(u64, Id)>, LogError> {
-        let Some(v) = self
-            .heads
-            .get(head_key(ch, author))
-            .map_err(|e| self.read_err(e))?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(self.decode_head(&v)?))
+        match self.get_raw(db::HEADS, &head_key(ch, author)).map_err(le)? {
+            Some(v) => Ok(Some(self.decode_head(&v)?)),
+            None => Ok(None),
+        }
     }
 
     fn heads(&self, ch: &str) -> Result<Vec<(Id, u64)>, LogError> {
         let p = prefix(ch);
         let mut out = Vec::new();
-        for kv in self.heads.scan_prefix(&p) {
-            let (k, v) = kv.map_err(|e| self.read_err(e))?;
-            if !of_channel(&k, &p, HEAD_TAIL) {
-                continue;
-            }
+        for (k, v) in self.scan_channel(db::HEADS, &p, HEAD_TAIL).map_err(le)? {
             let author = String::from_utf8(k.get(p.len()..).unwrap_or_default().to_vec())
                 .map_err(|_| self.corrupt("a head key is not text"))?;
             out.push((author, self.decode_head(&v)?.0));
@@ -348,35 +381,45 @@ impl Log for Store {
         from_seq: u64,
         limit: usize,
     ) -> Result<Vec<Entry>, LogError> {
-        let mut out = Vec::new();
         let p = prefix(ch);
-        let keys = entry_key(ch, author, from_seq)..=entry_key(ch, author, u64::MAX);
-        for kv in self.entries.range(keys) {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = kv.map_err(|e| self.read_err(e))?;
-            if of_channel(&k, &p, ENTRY_TAIL) {
-                out.push(self.decode_entry(&v).map_err(le)?);
-            }
-        }
-        Ok(out)
+        let (from, to) = (
+            entry_key(ch, author, from_seq),
+            entry_key(ch, author, u64::MAX),
+        );
+        let raw = self
+            .db
+            .read(|r| {
+                let en = r.open_table(db::ENTRIES)?;
+                let mut out = Vec::new();
+                for kv in en.range(from.as_slice()..=to.as_slice())? {
+                    if out.len() >= limit {
+                        break;
+                    }
+                    let (k, v) = kv?;
+                    if of_channel(k.value(), &p, ENTRY_TAIL) {
+                        out.push(v.value().to_vec());
+                    }
+                }
+                Ok(out)
+            })
+            .map_err(le)?;
+        raw.iter()
+            .map(|v| self.decode_entry(v).map_err(le))
+            .collect()
     }
 
     fn get(&self, ch: &str, author: &str, seq: u64) -> Result<Option<Entry>, LogError> {
-        let v = self.entries.get(entry_key(ch, author, seq));
-        match v.map_err(|e| self.read_err(e))? {
+        match self
+            .get_raw(db::ENTRIES, &entry_key(ch, author, seq))
+            .map_err(le)?
+        {
             Some(v) => Ok(Some(self.decode_entry(&v).map_err(le)?)),
             None => Ok(None),
         }
     }
 
     fn person(&self, id: &str) -> Result<Option<Person>, LogError> {
-        match self
-            .persons
-            .get(id.as_bytes())
-            .map_err(|e| self.read_err(e))?
-        {
+        match self.get_raw(db::PERSONS, id.as_bytes()).map_err(le)? {
             Some(v) => serde_json::from_slice(&v)
                 .map(Some)
                 .map_err(|e| self.corrupt(&format!("a person record cannot be decoded: {e}"))),
@@ -385,14 +428,30 @@ impl Log for Store {
     }
 
     fn membership(&self, ch: &str) -> Result<Vec<Entry>, LogError> {
-        let mut out = Vec::new();
         let p = prefix(ch);
-        for kv in self.members_idx.scan_prefix(&p) {
-            let (k, ek) = kv.map_err(|e| self.read_err(e))?;
-            if !of_channel(&k, &p, VIEW_TAIL) {
-                continue;
-            }
-            let v = self.entries.get(ek).map_err(|e| self.read_err(e))?;
+        let raw = self
+            .db
+            .read(|r| {
+                let (mi, en) = (r.open_table(db::MEMBERS)?, r.open_table(db::ENTRIES)?);
+                let mut out = Vec::new();
+                let end = {
+                    let mut e = p.clone();
+                    *e.last_mut()
+                        .expect("invariant: a prefix ends in its 0 byte") = 1;
+                    e
+                };
+                for kv in mi.range(p.as_slice()..end.as_slice())? {
+                    let (k, ek) = kv?;
+                    if !of_channel(k.value(), &p, VIEW_TAIL) {
+                        continue;
+                    }
+                    out.push(en.get(ek.value())?.map(|v| v.value().to_vec()));
+                }
+                Ok(out)
+            })
+            .map_err(le)?;
+        let mut out = Vec::with_capacity(raw.len());
+        for v in raw {
             let v = v.ok_or_else(|| self.corrupt("a membership index points at no entry"))?;
             out.push(self.decode_entry(&v).map_err(le)?);
         }
@@ -411,10 +470,13 @@ impl Log for Store {
 
     fn put_person(&mut self, p: &Person) -> Result<(), LogError> {
         let v = serde_json::to_vec(p).expect("invariant: persons serialise");
-        self.persons
-            .insert(p.id().as_bytes(), v)
-            .map_err(|e| le(self.sled_err(e)))?;
-        Ok(())
+        self.db
+            .write(false, |w| {
+                w.open_table(db::PERSONS)?
+                    .insert(p.id().as_bytes(), v.as_slice())?;
+                Ok(())
+            })
+            .map_err(le)
     }
 
     fn flush(&mut self) -> Result<(), LogError> {

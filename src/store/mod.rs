@@ -1,23 +1,27 @@
-//! Persistence: a typed API over sled (identity, contacts), plus the secret key file.
+//! Persistence: a typed API over redb (identity, contacts, invitations, channels, the
+//! sync log), plus the secret key file.
 //!
-//! Every write that a caller reports to the user as done is flushed before it returns.
-//! sled errors are mapped to [`StoreError`] variants that name the directory and the fix.
+//! Every write that a caller reports to the user as done is durable (fsynced) before it
+//! returns. redb errors are mapped to [`StoreError`] variants that name the directory and
+//! the fix. A store written by the sled releases is migrated on first open ([`migrate`]).
 
+mod db;
 pub mod keyfile;
 pub mod log;
+pub mod migrate;
 
 use std::path::{Path, PathBuf};
 
+use redb::ReadableTable;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::domain::identity::{Instance, Person, Profile};
 use crate::domain::invitation::{Guesses, PairingCommit};
 use crate::domain::{Channel, Contact, InviteRecord, InviteStatus};
 
-/// Sub-directory of the data dir that holds the sled database.
+/// Sub-directory of the data dir that holds the database file.
 pub const DB_DIR: &str = "store";
-/// sled page cache size.
-pub const STORE_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+pub use db::{DB_FILE, STORE_CACHE_BYTES};
 
 /// Errors of the store boundary.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +34,7 @@ pub enum StoreError {
     Corrupt {
         /// The store directory.
         dir: PathBuf,
-        /// What sled or the decoder reported.
+        /// What the database or the decoder reported.
         why: String,
     },
     /// The disk is full.
@@ -52,134 +56,45 @@ pub enum StoreError {
     IdentityMismatch(PathBuf),
 }
 
-/// The typed store. Cheap to clone (sled handles are reference counted).
+/// The typed store. Cheap to clone (the database handle is reference counted).
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
-    meta: sled::Tree,
-    contacts: sled::Tree,
-    invites: sled::Tree,
-    channels: sled::Tree,
-    pub(crate) entries: sled::Tree,
-    pub(crate) heads: sled::Tree,
-    pub(crate) view: sled::Tree,
-    pub(crate) persons: sled::Tree,
-    pub(crate) unread: sled::Tree,
-    pub(crate) members_idx: sled::Tree,
+    pub(crate) db: db::Db,
     /// Channel records in memory: read on every sync step, written rarely.
     channel_cache: std::sync::Arc<std::sync::Mutex<Option<Vec<Channel>>>>,
-    /// Set when any operation hit a full disk (see [`Store::disk_full_seen`]).
-    disk_full: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    dir: PathBuf,
-}
-
-fn map_sled(dir: &Path, e: sled::Error) -> StoreError {
-    match e {
-        sled::Error::Io(io) => map_io(dir, io),
-        sled::Error::Corruption { .. } => StoreError::Corrupt {
-            dir: dir.to_path_buf(),
-            why: "sled reported corruption".into(),
-        },
-        other => StoreError::Corrupt {
-            dir: dir.to_path_buf(),
-            why: other.to_string(),
-        },
-    }
-}
-
-fn map_io(dir: &Path, io: std::io::Error) -> StoreError {
-    if io.to_string().contains("could not acquire lock") {
-        return StoreError::Locked(dir.to_path_buf());
-    }
-    // ENOSPC: ErrorKind::StorageFull is stable, but sled sometimes wraps the raw error.
-    if io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28) {
-        return StoreError::DiskFull(dir.to_path_buf());
-    }
-    StoreError::Io {
-        dir: dir.to_path_buf(),
-        source: io,
-    }
 }
 
 impl Store {
-    /// Open (creating if needed) the store under `data_dir/store`.
+    /// Open (creating if needed) the store under `data_dir/store`, first migrating a store
+    /// the sled releases wrote there (see [`migrate`]).
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
         let dir = data_dir.join(DB_DIR);
-        std::fs::create_dir_all(&dir).map_err(|e| map_io(&dir, e))?;
-        // A bounded page cache: a chat history does not need sled's 1 GiB default in RAM.
-        let cfg = sled::Config::new()
-            .path(&dir)
-            .cache_capacity(STORE_CACHE_BYTES);
-        Self::open_with(cfg, dir)
+        std::fs::create_dir_all(&dir).map_err(|e| db::map_io(&dir, e))?;
+        migrate::if_needed(data_dir, &dir)?;
+        Ok(Self::with(db::Db::open(&dir)?))
     }
 
-    /// An empty throwaway store, to hold the place of a store being reopened.
+    /// An empty throwaway store in memory, to hold the place of a store being reopened.
     pub fn placeholder() -> Result<Store, StoreError> {
-        let dir = std::env::temp_dir();
-        Self::open_with(sled::Config::new().temporary(true), dir)
+        Ok(Self::with(db::Db::in_memory()?))
     }
 
-    fn open_with(cfg: sled::Config, dir: PathBuf) -> Result<Store, StoreError> {
-        // sled 0.34 can panic on some damaged files instead of returning `Corruption`;
-        // a damaged store must be a clear error, so the panic is contained here.
-        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || cfg.open()));
-        let db = match opened {
-            Ok(r) => r.map_err(|e| map_sled(&dir, e))?,
-            Err(_) => {
-                return Err(StoreError::Corrupt {
-                    dir,
-                    why: "the database files cannot be read".into(),
-                })
-            }
-        };
-        let meta = db.open_tree("meta").map_err(|e| map_sled(&dir, e))?;
-        let contacts = db.open_tree("contacts").map_err(|e| map_sled(&dir, e))?;
-        let invites = db.open_tree("invites").map_err(|e| map_sled(&dir, e))?;
-        let channels = db.open_tree("channels").map_err(|e| map_sled(&dir, e))?;
-        let tree = |n: &str| db.open_tree(n).map_err(|e| map_sled(&dir, e));
-        let (entries, heads, view) = (tree("entries")?, tree("heads")?, tree("view")?);
-        let (persons, unread) = (tree("persons")?, tree("unread")?);
-        let members_idx = tree("members")?;
-        Ok(Store {
+    fn with(db: db::Db) -> Store {
+        Store {
             db,
-            meta,
-            contacts,
-            invites,
-            channels,
-            entries,
-            heads,
-            view,
-            persons,
-            unread,
-            members_idx,
             channel_cache: Default::default(),
-            disk_full: Default::default(),
-            dir,
-        })
+        }
     }
 
     /// The store directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.db.dir
     }
 
-    pub(crate) fn sled_err(&self, e: sled::Error) -> StoreError {
-        let err = map_sled(&self.dir, e);
-        if matches!(err, StoreError::DiskFull(_)) {
-            self.disk_full
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-        err
-    }
-
-    /// Some write hit a full disk since this store was opened: sled refuses every write
-    /// from then on until the store is reopened.
+    /// Some write hit a full disk since this store was opened: the database refuses every
+    /// write from then on until it is reopened.
     pub fn disk_full_seen(&self) -> bool {
-        self.disk_full.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    pub(crate) fn channels_tree(&self) -> sled::Tree {
-        self.channels.clone()
+        self.db.disk_full_seen()
     }
 
     /// One channel record.
@@ -189,118 +104,122 @@ impl Store {
         if crate::domain::ids::channel_id_problem(id).is_some() {
             return Ok(None);
         }
-        self.get_json(&self.channels, id.as_bytes())
+        self.get_json(db::CHANNELS, id.as_bytes())
+    }
+
+    fn decode<T: DeserializeOwned>(&self, key: &[u8], v: &[u8]) -> Result<T, StoreError> {
+        serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
+            dir: self.dir().to_path_buf(),
+            why: format!(
+                "record {} cannot be decoded: {e}",
+                String::from_utf8_lossy(key)
+            ),
+        })
     }
 
     fn get_json<T: DeserializeOwned>(
         &self,
-        tree: &sled::Tree,
+        table: db::Table,
         key: &[u8],
     ) -> Result<Option<T>, StoreError> {
-        match tree.get(key).map_err(|e| self.sled_err(e))? {
-            None => Ok(None),
-            Some(v) => serde_json::from_slice(&v)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt {
-                    dir: self.dir.clone(),
-                    why: format!(
-                        "record {} cannot be decoded: {e}",
-                        String::from_utf8_lossy(key)
-                    ),
-                }),
-        }
+        let v = self.db.read(|r| {
+            let t = r.open_table(table)?;
+            let got = t.get(key)?;
+            Ok(got.map(|g| g.value().to_vec()))
+        })?;
+        v.map(|v| self.decode(key, &v)).transpose()
     }
 
+    /// Write one record durably.
     fn put_json<T: Serialize>(
         &self,
-        tree: &sled::Tree,
+        table: db::Table,
         key: &[u8],
         v: &T,
     ) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(v).expect("invariant: store records serialise");
-        tree.insert(key, bytes).map_err(|e| self.sled_err(e))?;
-        Ok(())
+        self.db.write(true, |w| {
+            w.open_table(table)?.insert(key, bytes.as_slice())?;
+            Ok(())
+        })
     }
 
-    /// Flush everything written so far to disk.
+    /// Make every write so far durable (one fsync for all of them).
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(|e| self.sled_err(e))?;
-        Ok(())
+        self.db.sync()
     }
 
     /// The public identity, if one was stored.
     pub fn identity(&self) -> Result<Option<(Person, Instance)>, StoreError> {
-        self.get_json(&self.meta, b"identity")
+        self.get_json(db::META, b"identity")
     }
 
-    /// Store the public identity (flushed).
+    /// Store the public identity (durably).
     pub fn put_identity(&self, person: &Person, instance: &Instance) -> Result<(), StoreError> {
-        self.put_json(&self.meta, b"identity", &(person, instance))?;
-        self.flush()
+        self.put_json(db::META, b"identity", &(person, instance))
     }
 
     /// All contacts, ordered by Person id.
     pub fn contacts(&self) -> Result<Vec<Contact>, StoreError> {
-        self.list(&self.contacts)
+        self.list(db::CONTACTS)
     }
 
     /// One contact by Person id.
     pub fn contact(&self, person_id: &str) -> Result<Option<Contact>, StoreError> {
-        self.get_json(&self.contacts, person_id.as_bytes())
+        self.get_json(db::CONTACTS, person_id.as_bytes())
     }
 
-    /// Add or replace a contact (flushed).
+    /// Add or replace a contact (durably).
     pub fn put_contact(&self, c: &Contact) -> Result<(), StoreError> {
-        self.put_json(&self.contacts, c.person_id().as_bytes(), c)?;
-        self.flush()
+        self.put_json(db::CONTACTS, c.person_id().as_bytes(), c)
     }
 
-    /// Remove a contact (flushed). Returns whether it existed.
+    /// Remove a contact (durably). Returns whether it existed.
     pub fn remove_contact(&self, person_id: &str) -> Result<bool, StoreError> {
-        let old = self
-            .contacts
-            .remove(person_id.as_bytes())
-            .map_err(|e| self.sled_err(e))?;
-        self.flush()?;
-        Ok(old.is_some())
+        self.db.write(true, |w| {
+            let mut t = w.open_table(db::CONTACTS)?;
+            let existed = t.remove(person_id.as_bytes())?.is_some();
+            Ok(existed)
+        })
     }
 
-    fn list<T: DeserializeOwned>(&self, tree: &sled::Tree) -> Result<Vec<T>, StoreError> {
-        let mut out = Vec::new();
-        for kv in tree.iter() {
-            let (k, _) = kv.map_err(|e| self.sled_err(e))?;
-            if let Some(v) = self.get_json(tree, &k)? {
-                out.push(v);
+    /// Every record of a table, in key order.
+    fn list<T: DeserializeOwned>(&self, table: db::Table) -> Result<Vec<T>, StoreError> {
+        let raw = self.db.read(|r| {
+            let t = r.open_table(table)?;
+            let mut out = Vec::new();
+            for kv in t.iter()? {
+                let (k, v) = kv?;
+                out.push((k.value().to_vec(), v.value().to_vec()));
             }
-        }
-        Ok(out)
+            Ok(out)
+        })?;
+        raw.iter().map(|(k, v)| self.decode(k, v)).collect()
     }
 
     /// This instance's own signed profile, as last published.
     pub fn own_profile(&self) -> Result<Option<Profile>, StoreError> {
-        self.get_json(&self.meta, b"profile")
+        self.get_json(db::META, b"profile")
     }
 
-    /// Store this instance's own profile (flushed).
+    /// Store this instance's own profile (durably).
     pub fn put_own_profile(&self, p: &Profile) -> Result<(), StoreError> {
-        self.put_json(&self.meta, b"profile", p)?;
-        self.flush()
+        self.put_json(db::META, b"profile", p)
     }
 
-    /// Store an invitation (flushed).
+    /// Store an invitation (durably).
     pub fn put_invite(&self, r: &InviteRecord) -> Result<(), StoreError> {
-        self.put_json(&self.invites, r.token.as_bytes(), r)?;
-        self.flush()
+        self.put_json(db::INVITES, r.token.as_bytes(), r)
     }
 
     /// One invitation by token (hex).
     pub fn invite(&self, token: &str) -> Result<Option<InviteRecord>, StoreError> {
-        self.get_json(&self.invites, token.as_bytes())
+        self.get_json(db::INVITES, token.as_bytes())
     }
 
     /// All invitations, ordered by token.
     pub fn invites(&self) -> Result<Vec<InviteRecord>, StoreError> {
-        self.list(&self.invites)
+        self.list(db::INVITES)
     }
 
     /// All channels, ordered by id.
@@ -312,7 +231,7 @@ impl Store {
         if let Some(c) = cache.as_ref() {
             return Ok(c.clone());
         }
-        let mut list: Vec<Channel> = self.list(&self.channels)?;
+        let mut list: Vec<Channel> = self.list(db::CHANNELS)?;
         // A record under an id that is not one (stored before ids were checked, by a
         // hostile peer) is no channel: it is left on disk and never listed or synced.
         list.retain(|c| {
@@ -334,19 +253,22 @@ impl Store {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
-    /// Add a channel unless it exists (flushed).
+    /// Add a channel unless it exists (durably).
     pub fn ensure_channel(&self, c: &Channel) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(c).expect("invariant: store records serialise");
-        let _ = self
-            .channels
-            .compare_and_swap(c.id.as_bytes(), None as Option<&[u8]>, Some(bytes))
-            .map_err(|e| self.sled_err(e))?;
+        let r = self.db.write(true, |w| {
+            let mut t = w.open_table(db::CHANNELS)?;
+            if t.get(c.id.as_bytes())?.is_none() {
+                t.insert(c.id.as_bytes(), bytes.as_slice())?;
+            }
+            Ok(())
+        });
         self.invalidate_channels();
-        self.flush()
+        r
     }
 
     /// Atomically: consume `token` (if given; it must be open, or already used by
-    /// `contact`), store `contact`, and create `channel` unless it exists. Flushed. Either
+    /// `contact`), store `contact`, and create `channel` unless it exists. Durable. Either
     /// all of it happens or none.
     pub fn commit_pairing(
         &self,
@@ -355,47 +277,50 @@ impl Store {
         channel: &Channel,
         now: u64,
     ) -> Result<PairingCommit, StoreError> {
-        use sled::transaction::{ConflictableTransactionError, TransactionError};
-        use sled::Transactional;
         let pid = contact.person_id();
         let contact_bytes = serde_json::to_vec(contact).expect("invariant: contacts serialise");
         let channel_bytes = serde_json::to_vec(channel).expect("invariant: channels serialise");
-        let r = (&self.invites, &self.contacts, &self.channels).transaction(|(inv, con, ch)| {
+        // An invitation that no longer admits the contact aborts the transaction (an `Err`
+        // from the closure writes nothing); why travels out in `gone`.
+        let mut gone: Option<Option<crate::domain::invitation::Refusal>> = None;
+        let r = self.db.write(true, |w| {
             if let Some(t) = token {
+                let mut inv = w.open_table(db::INVITES)?;
                 let rec: Option<InviteRecord> = inv
                     .get(t.as_bytes())?
-                    .and_then(|v| serde_json::from_slice(&v).ok());
+                    .and_then(|v| serde_json::from_slice(v.value()).ok());
                 let Some(mut rec) = rec else {
-                    return Err(ConflictableTransactionError::Abort(None));
+                    gone = Some(None);
+                    return Err(redb::Error::TransactionInProgress);
                 };
-                if let Err(r) = rec.admits(&pid, now, Guesses::Ignore) {
-                    return Err(ConflictableTransactionError::Abort(Some(r)));
+                if let Err(status) = rec.admits(&pid, now, Guesses::Ignore) {
+                    gone = Some(Some(status));
+                    return Err(redb::Error::TransactionInProgress);
                 }
                 rec.status = InviteStatus::Used {
                     by: pid.to_string(),
                     at: now,
                 };
                 let b = serde_json::to_vec(&rec).expect("invariant: invites serialise");
-                inv.insert(t.as_bytes(), b)?;
+                inv.insert(t.as_bytes(), b.as_slice())?;
             }
-            con.insert(pid.as_bytes(), contact_bytes.clone())?;
+            w.open_table(db::CONTACTS)?
+                .insert(pid.as_bytes(), contact_bytes.as_slice())?;
+            let mut ch = w.open_table(db::CHANNELS)?;
             if ch.get(channel.id.as_bytes())?.is_none() {
-                ch.insert(channel.id.as_bytes(), channel_bytes.clone())?;
+                ch.insert(channel.id.as_bytes(), channel_bytes.as_slice())?;
             }
             Ok(())
         });
         self.invalidate_channels();
-        match r {
-            Ok(()) => {
-                self.flush()?;
-                Ok(PairingCommit::Committed)
-            }
-            Err(TransactionError::Abort(status)) => Ok(PairingCommit::InviteGone(status)),
-            Err(TransactionError::Storage(e)) => Err(self.sled_err(e)),
+        match (r, gone) {
+            (_, Some(status)) => Ok(PairingCommit::InviteGone(status)),
+            (Ok(()), None) => Ok(PairingCommit::Committed),
+            (Err(e), None) => Err(e),
         }
     }
 
-    /// Revoke an open invitation (flushed). Returns the record as it is now.
+    /// Revoke an open invitation (durably). Returns the record as it is now.
     pub fn revoke_invite(&self, token: &str, now: u64) -> Result<Option<InviteRecord>, StoreError> {
         let Some(mut rec) = self.invite(token)? else {
             return Ok(None);

@@ -2,7 +2,7 @@
 //! pass, membership, access control, and the per-link sync session (state exchange, catch-up
 //! in view order with a window of acknowledged batches, then live push).
 //!
-//! Storage is behind the [`Log`] trait: sled in production, a `BTreeMap` in the
+//! Storage is behind the [`Log`] trait: redb in production, a `BTreeMap` in the
 //! deterministic simulations. Nothing here touches sockets, clocks or the disk directly.
 //! Here: the messages, the sessions and local writes; `rules` judges entries, `receive`
 //! handles what arrives, `fill` chooses what to send, `mem` is the in-memory log.
