@@ -413,3 +413,53 @@ fn three_instances_share_a_group_through_the_node() {
         delivered(s, c2, n, &g, "reply to the team");
     });
 }
+
+#[test]
+fn entries_from_many_links_share_one_commit_and_acks_wait_for_it() {
+    // The sim asserts on every ack that nothing waits for a flush; here three clients
+    // write at once, and the node's commits must be fewer than the batches it acknowledged.
+    each_seed("group_commit", |s| {
+        let n = s.add(Spec::node("node"));
+        let clients: Vec<usize> = (0..3)
+            .map(|i| s.add(Spec::client(&format!("c{i}"))))
+            .collect();
+        for &c in &clients {
+            pair_by_invite(s, n, c);
+        }
+        let np = pid(s, n);
+        assert!(s.run_until(10_000, |s| clients.iter().all(|&c| connected(s, c, &np))));
+        let (flushes0, acks0) = (s.peers[n].disk.flushes(), s.peers[n].acks_sent);
+        for i in 0..10 {
+            for &c in &clients {
+                let channel = direct(s, n, c);
+                s.command(
+                    c,
+                    Command::Send {
+                        channel,
+                        text: format!("m{i}"),
+                    },
+                );
+            }
+        }
+        let all_in = |s: &Sim| {
+            let got = s.peers[n].events.iter().filter(|e| {
+                matches!(e, Event::Message(m) if m.text.as_deref().is_some_and(|t| t.starts_with('m')))
+            });
+            got.count() == 30
+        };
+        assert!(s.run_until(30_000, all_in), "the node got all 30");
+        s.run_for(100);
+        let (flushes, acks) = (
+            s.peers[n].disk.flushes() - flushes0,
+            s.peers[n].acks_sent - acks0,
+        );
+        assert!(
+            acks >= 3,
+            "every client's batches were acknowledged: {acks}"
+        );
+        assert!(
+            flushes < acks,
+            "{flushes} commits for {acks} acknowledged batches"
+        );
+    });
+}

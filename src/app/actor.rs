@@ -25,6 +25,9 @@ pub const MAX_PENDING_HANDSHAKES: usize = 64;
 /// Events held back while the shell's queue is full (a burst of a catch-up emits
 /// thousands at once); past this many a shell is taken as no longer reading.
 pub const EVENT_BACKLOG_MAX: usize = 1 << 18;
+/// Most actor turns received entries wait for their commit while more messages keep
+/// arriving: bounds the acknowledgement delay under a steady stream.
+pub const GROUP_COMMIT_MAX_TURNS: usize = 64;
 
 /// A command and where its answer goes.
 pub type Request = (Command, oneshot::Sender<Result<Answer, CommandError>>);
@@ -127,6 +130,7 @@ impl Actor {
         // A second handle on the shell's queue: waiting for room in it must not hold
         // `self`, which every other branch needs.
         let events = self.events.clone();
+        let mut uncommitted_turns = 0usize;
         loop {
             // Checked first on every turn: after a lost store nothing else may run.
             if self.cancel.is_cancelled() {
@@ -170,6 +174,16 @@ impl Actor {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },
+            }
+            // The group commit: entries received on every link are made durable together
+            // once no further message is waiting (or after a bounded number of turns), and
+            // only then acknowledged.
+            if self.core.wants_commit() {
+                uncommitted_turns += 1;
+                if self.conn_rx.is_empty() || uncommitted_turns >= GROUP_COMMIT_MAX_TURNS {
+                    uncommitted_turns = 0;
+                    self.input(Input::Commit);
+                }
             }
         }
         // Orderly shutdown: every connection sends its Close, then the store is flushed.

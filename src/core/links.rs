@@ -202,30 +202,40 @@ impl NodeCore {
         self.out.push(Output::Disconnect { conn });
     }
 
-    /// Send what the sync engine produced and report what it stored.
+    /// Send what the sync engine produced and report what it stored. Acknowledgements wait
+    /// for the next [`Input::Commit`](super::Input::Commit): the entries they confirm must be
+    /// durable first, and entries arriving together (a batch, many links at once) share
+    /// one commit.
     pub(super) fn dispatch(&mut self, mut out: SyncOutput) {
-        let mut sends = std::mem::take(&mut out.send);
-        if !out.after_flush.is_empty() {
-            // Relays first, then the flush, then the acknowledgements.
-            self.send_sync(std::mem::take(&mut sends));
-            match self.store.flush() {
-                Ok(()) => sends = std::mem::take(&mut out.after_flush),
-                Err(e) => {
-                    // No ack: the peer resends after the next link-up.
-                    tracing::error!("flush before ack failed: {e}");
-                    self.emit(Event::Error {
-                        kind: ErrorKind::Store,
-                        message: format!("cannot store received messages: {e}; free disk space, they will be fetched again"),
-                    });
-                    for (conn, _) in &out.after_flush {
-                        self.out.push(Output::Disconnect { conn: *conn });
-                    }
-                    return;
+        let sends = std::mem::take(&mut out.send);
+        self.uncommitted.append(&mut out.after_flush);
+        self.send_sync(sends);
+        self.report(out);
+    }
+
+    /// One durable commit for every entry received since the last, then their
+    /// acknowledgements; on failure none is sent (the peers send them again after the next
+    /// link-up) and those links are dropped.
+    pub(super) fn commit(&mut self) {
+        if self.uncommitted.is_empty() {
+            return;
+        }
+        let acks = std::mem::take(&mut self.uncommitted);
+        match self.store.flush() {
+            Ok(()) => self.send_sync(acks),
+            Err(e) => {
+                tracing::error!("flush before ack failed: {e}");
+                self.emit(Event::Error {
+                    kind: ErrorKind::Store,
+                    message: format!("cannot store received messages: {e}; free disk space, they will be fetched again"),
+                });
+                let conns: std::collections::BTreeSet<ConnId> =
+                    acks.iter().map(|(c, _)| *c).collect();
+                for conn in conns {
+                    self.out.push(Output::Disconnect { conn });
                 }
             }
         }
-        self.send_sync(sends);
-        self.report(out);
     }
 
     fn send_sync(&mut self, sends: Vec<(ConnId, SyncMsg)>) {

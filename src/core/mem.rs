@@ -3,7 +3,7 @@
 //! that makes the "disk" full.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::core::store::CoreStore;
@@ -14,18 +14,33 @@ use crate::domain::{Channel, Contact, Entry, Id, InviteRecord, InviteStatus};
 use crate::domain::{Person, Profile};
 use crate::net::sync::MemLog;
 
-/// Shared with a test: turn the in-memory disk full or give it room again.
+/// Shared with a test: turn the in-memory disk full or give it room again, and see how
+/// many entries wait for a flush and how many flushes there were.
 #[derive(Clone, Debug, Default)]
-pub struct DiskSwitch(Arc<AtomicBool>);
+pub struct DiskSwitch {
+    full: Arc<AtomicBool>,
+    unflushed: Arc<AtomicU64>,
+    flushes: Arc<AtomicU64>,
+}
 
 impl DiskSwitch {
     /// Make every write fail as on a full disk (`true`) or succeed again.
     pub fn set_full(&self, full: bool) {
-        self.0.store(full, Ordering::SeqCst);
+        self.full.store(full, Ordering::SeqCst);
     }
 
     fn is_full(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.full.load(Ordering::SeqCst)
+    }
+
+    /// Entries inserted since the last flush (they would not survive a power loss).
+    pub fn unflushed(&self) -> u64 {
+        self.unflushed.load(Ordering::SeqCst)
+    }
+
+    /// Flushes that made at least one entry durable.
+    pub fn flushes(&self) -> u64 {
+        self.flushes.load(Ordering::SeqCst)
     }
 }
 
@@ -114,6 +129,7 @@ impl Log for MemStore {
         if let Some(rec) = self.record_for(e, channel) {
             self.records.insert(rec.id.clone(), rec);
         }
+        self.disk.unflushed.fetch_add(1, Ordering::SeqCst);
         self.log.insert(e, channel)
     }
     fn put_person(&mut self, p: &Person) -> Result<(), LogError> {
@@ -121,7 +137,11 @@ impl Log for MemStore {
         self.log.put_person(p)
     }
     fn flush(&mut self) -> Result<(), LogError> {
-        self.writable()
+        self.writable()?;
+        if self.disk.unflushed.swap(0, Ordering::SeqCst) > 0 {
+            self.disk.flushes.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
     }
 }
 

@@ -36,7 +36,7 @@ use crate::net::handshake::HelloExtras;
 use crate::net::link::{ConnError, LinkEnd};
 use crate::net::manager::{LinkMeta, Manager};
 use crate::net::pake::{self, PakeRequest, Password};
-use crate::net::sync::Engine;
+use crate::net::sync::{Engine, SyncMsg};
 use crate::net::wire::{CloseCode, WireMsg};
 use store::CoreStore;
 
@@ -143,6 +143,10 @@ pub enum Input {
     },
     /// The time [`NodeCore::poll_timeout`] named has come.
     Timeout,
+    /// Make the entries received so far durable (one commit for all of them) and send the
+    /// acknowledgements that waited for it. The shell sends this when
+    /// [`NodeCore::wants_commit`] and no further input is ready (the group commit).
+    Commit,
 }
 
 /// Something for the shell to do.
@@ -265,6 +269,9 @@ pub struct NodeCore {
     store_full: bool,
     /// Time of the last input, unix ms.
     now: u64,
+    /// Acknowledgements of received entries waiting for the commit that makes those entries
+    /// durable ([`Input::Commit`]): entries from many links share one fsync.
+    uncommitted: Vec<(ConnId, SyncMsg)>,
     out: Vec<Output>,
 }
 
@@ -318,6 +325,7 @@ impl NodeCore {
             secret_attempts: Vec::new(),
             store_full: false,
             now,
+            uncommitted: Vec::new(),
             out: Vec::new(),
         })
     }
@@ -352,8 +360,14 @@ impl NodeCore {
             Input::Announcement(a) => self.on_announcement(a),
             Input::Stretched { conn, password } => self.on_stretched(conn, password, rng),
             Input::Timeout => self.on_timeout(),
+            Input::Commit => self.commit(),
         }
         std::mem::take(&mut self.out)
+    }
+
+    /// Acknowledgements wait for a commit ([`Input::Commit`]).
+    pub fn wants_commit(&self) -> bool {
+        !self.uncommitted.is_empty()
     }
 
     /// When the core next wants [`Input::Timeout`] (unix ms), if ever.

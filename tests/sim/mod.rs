@@ -18,6 +18,7 @@ use lama_tui::domain::PeerIdentity;
 use lama_tui::net::handshake::HandshakeError;
 use lama_tui::net::link::{ConnError, LinkEnd};
 use lama_tui::net::pake::{stretch_secret, Password};
+use lama_tui::net::sync::SyncMsg;
 use lama_tui::net::wire::{CloseCode, WireMsg};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -82,6 +83,10 @@ pub struct Peer {
     rng: ChaCha20Rng,
     next_accept: ConnId,
     next_cmd: CommandId,
+    /// An `Input::Commit` is scheduled (the group commit, as the actor does it).
+    commit_due: bool,
+    /// Acknowledgements of received batches it sent.
+    pub acks_sent: u64,
 }
 
 impl Peer {
@@ -192,6 +197,8 @@ impl Sim {
             rng: ChaCha20Rng::seed_from_u64(seed),
             next_accept: 1,
             next_cmd: 0,
+            commit_due: false,
+            acks_sent: 0,
         });
         self.input(idx, Input::Start);
         idx
@@ -316,9 +323,19 @@ impl Sim {
     fn input(&mut self, p: usize, input: Input) {
         let now = self.now;
         let peer = &mut self.peers[p];
+        if matches!(input, Input::Commit) {
+            peer.commit_due = false;
+        }
         let outs = peer.core.handle(input, now, &mut peer.rng);
         for out in outs {
             self.output(p, out);
+        }
+        // Received entries wait for a commit that a seeded 0 to 3 ms later makes them
+        // durable, so several inputs may share it (as messages queued at the actor do).
+        if self.peers[p].core.wants_commit() && !self.peers[p].commit_due {
+            self.peers[p].commit_due = true;
+            let at = now + self.rng.next_u64() % 4;
+            self.schedule(at, p, Input::Commit);
         }
     }
 
@@ -330,7 +347,22 @@ impl Sim {
                 expected_key,
                 extras,
             } => self.dial(p, conn, &url, expected_key, extras),
-            Output::Send { conn, msg } => self.send(p, conn, msg),
+            Output::Send { conn, msg } => {
+                if let WireMsg::Sync {
+                    msg: SyncMsg::Ack { .. },
+                } = &msg
+                {
+                    // An ack promises the batch is on disk: nothing may wait for a flush.
+                    let waiting = self.peers[p].disk.unflushed();
+                    assert_eq!(
+                        waiting, 0,
+                        "{} acked with entries not flushed",
+                        self.peers[p].name
+                    );
+                    self.peers[p].acks_sent += 1;
+                }
+                self.send(p, conn, msg)
+            }
             Output::Close { conn, code, reason } => self.close(p, conn, code, reason),
             Output::Disconnect { conn } => {
                 let reason = "the peer is shutting down".to_string();
