@@ -101,8 +101,18 @@ where
         code: WsCloseCode::from(code.ws_status()),
         reason: reason_in_clear.into(),
     };
-    let _ = timeout(Duration::from_secs(1), ws.close(Some(frame))).await;
+    let _ = timeout(CLOSE_DRAIN, ws.close(Some(frame))).await;
+    // Read until the peer's closing reply ends the stream (bounded): a socket dropped with
+    // unread bytes in its receive buffer is reset, and a reset can discard our close
+    // message at the peer before it reads it, leaving it a "broken pipe" instead of why.
+    let _ = timeout(CLOSE_DRAIN, async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
 }
+
+/// How long a closing link waits for its close frame to go out, then for the peer's reply.
+const CLOSE_DRAIN: Duration = Duration::from_secs(1);
 
 /// A connection whose handshake and identity proof are done.
 pub struct Link<S> {
