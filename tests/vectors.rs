@@ -121,9 +121,37 @@ fn compute() -> Vec<(String, String)> {
             text: "hello".into(),
         },
     );
-    put("entry.channel", ch);
+    put("entry.channel", ch.clone());
     put("entry.canonical", String::from_utf8(e.canonical()).unwrap());
     put("entry.id", e.id());
+    // Its next text entry as the store keeps it (section 13): channel 0, author 0.
+    let next = lama_tui::domain::sign_entry(
+        &a,
+        &ch,
+        2,
+        Some(e.id()),
+        lama_tui::domain::Hlc {
+            ms: 1_800_000_000_001,
+            c: 2,
+        },
+        lama_tui::domain::Body::Text { text: "hi".into() },
+    );
+    use lama_tui::store::codec;
+    let value = codec::encode(&next);
+    assert_eq!(codec::decode(&ch, &next.author, 2, &value).unwrap(), next);
+    put("store.text_value", lama_tui::domain::hex::encode(&value));
+    put(
+        "store.first_value_tag",
+        format!("{:02x}", codec::encode(&e)[0]),
+    );
+    put(
+        "store.entry_key",
+        lama_tui::domain::hex::encode(codec::entry_key(0, 0, 2)),
+    );
+    put(
+        "store.view_key",
+        lama_tui::domain::hex::encode(codec::view_key(0, next.hlc, 0, 2)),
+    );
     // A group made by a with b, then a members entry removing b with b's log head (3).
     let g = "g-000102030405060708090a0b0c0d0e0f";
     let hlc = |ms| lama_tui::domain::Hlc { ms, c: 0 };

@@ -32,19 +32,31 @@ pub(crate) const VIEW: Table = TableDefinition::new("view");
 pub(crate) const PERSONS: Table = TableDefinition::new("persons");
 pub(crate) const UNREAD: Table = TableDefinition::new("unread");
 pub(crate) const MEMBERS: Table = TableDefinition::new("members");
+pub(crate) const CHAN_IDS: Table = TableDefinition::new("chan_ids");
+pub(crate) const AUTHOR_IDS: Table = TableDefinition::new("author_ids");
+pub(crate) const AUTHOR_NAMES: Table = TableDefinition::new("author_names");
 
-/// Every table, by the name the sled store gave its tree (the migration copies each one).
-pub(crate) const TABLES: [(&str, Table); 10] = [
+/// The record tables, by the name the sled store gave its tree: keys and values are the
+/// same in both, so the upgrade copies each one as it is.
+pub(crate) const RECORD_TABLES: [(&str, Table); 6] = [
     ("meta", META),
     ("contacts", CONTACTS),
     ("invites", INVITES),
     ("channels", CHANNELS),
+    ("persons", PERSONS),
+    ("unread", UNREAD),
+];
+
+/// The sync log's tables (laid out as [`super::codec`] says; the upgrade rebuilds them from
+/// sled's entries).
+pub(crate) const LOG_TABLES: [(&str, Table); 7] = [
     ("entries", ENTRIES),
     ("heads", HEADS),
     ("view", VIEW),
-    ("persons", PERSONS),
-    ("unread", UNREAD),
     ("members", MEMBERS),
+    ("chan_ids", CHAN_IDS),
+    ("author_ids", AUTHOR_IDS),
+    ("author_names", AUTHOR_NAMES),
 ];
 
 /// The database file inside the store directory.
@@ -108,7 +120,12 @@ pub(crate) fn map_io(dir: &Path, io: std::io::Error) -> StoreError {
 impl Db {
     /// Open (creating if needed) the database file in `dir`, with every table present.
     pub(crate) fn open(dir: &Path) -> Result<Db, StoreError> {
-        let path = dir.join(DB_FILE);
+        Self::open_file(&dir.join(DB_FILE), dir)
+    }
+
+    /// Open (creating if needed) the database file `path`; errors name `dir`.
+    pub(crate) fn open_file(path: &Path, dir: &Path) -> Result<Db, StoreError> {
+        let path = path.to_path_buf();
         let owned = dir.to_path_buf();
         // A damaged file must be a clear error, never a crash: redb checks what it reads,
         // and a panic on some unforeseen damage is contained here all the same.
@@ -147,8 +164,8 @@ impl Db {
         };
         // Every table exists from here on: a read never meets a missing table.
         db.write(true, |w| {
-            for (_, t) in TABLES {
-                w.open_table(t)?;
+            for (_, t) in RECORD_TABLES.iter().chain(&LOG_TABLES) {
+                w.open_table(*t)?;
             }
             Ok(())
         })?;

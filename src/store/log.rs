@@ -1,67 +1,33 @@
 //! The redb implementation of the sync [`Log`]: entries, author heads, the view index and
-//! known persons, written together in one transaction per batch of entries.
-//!
-//! Keys (all under the channel id and a 0 byte, so a channel is one prefix; after it every
-//! key of a kind has a fixed length, so a scan checks each key's length and no channel can
-//! pass for another, even one stored before ids were validated, e.g. `G` and `G\0x`):
-//! - `entries`: `ch 0 author seq_be8` → entry JSON
-//! - `heads`:   `ch 0 author` → `seq_be8 id`
-//! - `view`:    `ch 0 ms_be8 c_be4 author seq_be8` → `entries` key
-//! - `members`: like `view`, for create and members entries only (membership history)
-//! - `persons`: person id → Person JSON
+//! known persons, written together in one transaction per batch of entries. The key
+//! layout and the entry encoding are in [`codec`](super::codec).
 
-use redb::{ReadableTable, ReadableTableMetadata};
+use std::collections::HashMap;
+
+use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata};
 
 use crate::domain::channel::direct_members;
 use crate::domain::identity::{Id, Person};
 use crate::domain::log::{Log, LogError};
 use crate::domain::Channel;
 use crate::domain::Entry;
-use crate::store::db::{self, Table};
+use crate::store::codec::{self, entry_key, head_key, view_key};
+use crate::store::db;
 use crate::store::Store;
 
-fn entry_key(ch: &str, author: &str, seq: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(ch.len() + 1 + author.len() + 8);
-    k.extend_from_slice(ch.as_bytes());
-    k.push(0);
-    k.extend_from_slice(author.as_bytes());
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
+/// Channel and author numbers already read or written: a lookup per entry otherwise.
+#[derive(Debug, Default)]
+pub(crate) struct Interned {
+    chans: HashMap<String, u32>,
+    authors: HashMap<String, u32>,
+    author_names: HashMap<u32, String>,
 }
 
-fn head_key(ch: &str, author: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(ch.len() + 1 + author.len());
-    k.extend_from_slice(ch.as_bytes());
-    k.push(0);
-    k.extend_from_slice(author.as_bytes());
-    k
-}
-
-fn prefix(ch: &str) -> Vec<u8> {
-    let mut k = ch.as_bytes().to_vec();
-    k.push(0);
-    k
-}
-
-fn view_key(e: &Entry) -> Vec<u8> {
-    let mut k = prefix(&e.channel);
-    k.extend_from_slice(&e.hlc.ms.to_be_bytes());
-    k.extend_from_slice(&e.hlc.c.to_be_bytes());
-    k.extend_from_slice(e.author.as_bytes());
-    k.extend_from_slice(&e.seq.to_be_bytes());
-    k
-}
-
-/// Key length after the channel prefix: entries (author, seq), heads (author), view and
-/// membership index (ms, c, author, seq).
-const ENTRY_TAIL: usize = 64 + 8;
-const HEAD_TAIL: usize = 64;
-const VIEW_TAIL: usize = 8 + 4 + 64 + 8;
-
-/// Whether `k` is a key of exactly the channel whose prefix is `p` (not of a longer id
-/// that starts with the same bytes).
-fn of_channel(k: &[u8], p: &[u8], tail: usize) -> bool {
-    k.len() == p.len() + tail && k.starts_with(p)
+/// Numbers handed out by a write transaction, cached once it has committed.
+#[derive(Default)]
+struct Learned {
+    chans: Vec<(String, u32)>,
+    authors: Vec<(String, u32)>,
 }
 
 fn le(e: super::StoreError) -> LogError {
@@ -71,37 +37,134 @@ fn le(e: super::StoreError) -> LogError {
     }
 }
 
-/// A key and its value, copied out of a read transaction.
-type KeyValue = (Vec<u8>, Vec<u8>);
+fn corrupt(why: impl Into<String>) -> redb::Error {
+    redb::Error::Corrupted(why.into())
+}
 
-/// The key/value writes of one entry.
-struct Prepared {
-    ek: Vec<u8>,
-    ev: Vec<u8>,
-    hk: Vec<u8>,
-    hv: Vec<u8>,
-    vk: Vec<u8>,
-    membership: bool,
-    record: Option<(String, Vec<u8>)>,
+fn u32_of(v: &[u8]) -> Result<u32, redb::Error> {
+    v.try_into()
+        .map(u32::from_be_bytes)
+        .map_err(|_| corrupt("an interned number is not 4 bytes"))
+}
+
+/// The first and last possible key of channel number `c` (every key starts with it, and
+/// none is longer than 28 bytes).
+fn chan_bounds(c: u32) -> ([u8; 4], [u8; 32]) {
+    let mut hi = [0xffu8; 32];
+    hi[..4].copy_from_slice(&c.to_be_bytes());
+    (c.to_be_bytes(), hi)
+}
+
+type Tbl<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
+
+/// The number of `name` in `ids` (and `names`, its reverse), handing out the next one if
+/// it has none yet.
+fn intern(
+    ids: &mut Tbl<'_>,
+    names: Option<&mut Tbl<'_>>,
+    name: &str,
+    known: Option<u32>,
+    learned: &mut Vec<(String, u32)>,
+) -> Result<u32, redb::Error> {
+    if let Some(n) = known.or_else(|| learned.iter().find(|(s, _)| s == name).map(|l| l.1)) {
+        return Ok(n);
+    }
+    if let Some(v) = ids.get(name.as_bytes())? {
+        let n = u32_of(v.value())?;
+        learned.push((name.to_string(), n));
+        return Ok(n);
+    }
+    let n = u32::try_from(ids.len()?).map_err(|_| corrupt("more than 2^32 interned names"))?;
+    ids.insert(name.as_bytes(), n.to_be_bytes().as_slice())?;
+    if let Some(names) = names {
+        names.insert(n.to_be_bytes().as_slice(), name.as_bytes())?;
+    }
+    learned.push((name.to_string(), n));
+    Ok(n)
 }
 
 impl Store {
-    /// Write entries (entry, head, view index, membership index, channel record) in one
-    /// transaction: all or nothing.
-    fn write_entries(&self, items: &[(&Entry, Option<&Channel>)]) -> Result<(), LogError> {
-        let mut seen_direct: std::collections::BTreeSet<String> = Default::default();
-        let mut prepared = Vec::with_capacity(items.len());
+    fn interned(&self) -> std::sync::MutexGuard<'_, Interned> {
+        self.interned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The number of channel `ch`, if any entry of it was ever stored.
+    fn chan_num(&self, r: &ReadTransaction, ch: &str) -> Result<Option<u32>, redb::Error> {
+        if let Some(&n) = self.interned().chans.get(ch) {
+            return Ok(Some(n));
+        }
+        let Some(v) = r.open_table(db::CHAN_IDS)?.get(ch.as_bytes())? else {
+            return Ok(None);
+        };
+        let n = u32_of(v.value())?;
+        self.interned().chans.insert(ch.to_string(), n);
+        Ok(Some(n))
+    }
+
+    /// The number of author `a`, if any entry of theirs was ever stored.
+    fn author_num(&self, r: &ReadTransaction, a: &str) -> Result<Option<u32>, redb::Error> {
+        if let Some(&n) = self.interned().authors.get(a) {
+            return Ok(Some(n));
+        }
+        let Some(v) = r.open_table(db::AUTHOR_IDS)?.get(a.as_bytes())? else {
+            return Ok(None);
+        };
+        let n = u32_of(v.value())?;
+        self.interned().authors.insert(a.to_string(), n);
+        Ok(Some(n))
+    }
+
+    /// The author id numbered `n`.
+    fn author_name(&self, r: &ReadTransaction, n: u32) -> Result<String, redb::Error> {
+        if let Some(s) = self.interned().author_names.get(&n) {
+            return Ok(s.clone());
+        }
+        let v = r
+            .open_table(db::AUTHOR_NAMES)?
+            .get(n.to_be_bytes().as_slice())?;
+        let v = v.ok_or_else(|| corrupt("an entry names an author number with no author"))?;
+        let s = String::from_utf8(v.value().to_vec())
+            .map_err(|_| corrupt("an author id is not text"))?;
+        self.interned().author_names.insert(n, s.clone());
+        Ok(s)
+    }
+
+    /// The channel and author numbers of a log, if both exist.
+    fn log_nums(
+        &self,
+        r: &ReadTransaction,
+        ch: &str,
+        author: &str,
+    ) -> Result<Option<(u32, u32)>, redb::Error> {
+        match (self.chan_num(r, ch)?, self.author_num(r, author)?) {
+            (Some(c), Some(a)) => Ok(Some((c, a))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Decode the entry stored under entries key `k` of channel `ch`.
+    fn entry_at(
+        &self,
+        r: &ReadTransaction,
+        ch: &str,
+        k: &[u8],
+        v: &[u8],
+    ) -> Result<Entry, redb::Error> {
+        let (a, seq) = codec::split_entry_key(k).ok_or_else(|| corrupt("a malformed entry key"))?;
+        let author = self.author_name(r, a)?;
+        codec::decode(ch, &author, seq, v).map_err(corrupt)
+    }
+
+    /// A 1:1 channel seen first through a relay gets its record with its first entry.
+    fn records_for(&self, items: &[(&Entry, Option<&Channel>)]) -> Vec<(String, Vec<u8>)> {
+        let mut seen: std::collections::BTreeSet<&str> = Default::default();
+        let mut out = Vec::new();
         for (e, channel) in items {
-            let ek = entry_key(&e.channel, &e.author, e.seq);
-            let ev = e.canonical();
-            let mut hv = e.seq.to_be_bytes().to_vec();
-            // The id is the hash of this very encoding: one serialisation, not two.
-            hv.extend_from_slice(crate::domain::identity::sha256_hex(&ev).as_bytes());
-            // A 1:1 channel seen first through a relay gets its record here.
-            let record = match channel {
+            let rec = match channel {
                 Some(c) => Some((*c).clone()),
-                None if !seen_direct.contains(&e.channel) => {
-                    seen_direct.insert(e.channel.clone());
+                None if seen.insert(e.channel.as_str()) => {
                     match (direct_members(&e.channel), self.get_channel(&e.channel)) {
                         (Some(m), Ok(None)) => Some(Channel {
                             id: e.channel.clone(),
@@ -114,103 +177,94 @@ impl Store {
                 }
                 None => None,
             };
-            prepared.push(Prepared {
-                hk: head_key(&e.channel, &e.author),
-                vk: view_key(e),
-                membership: !matches!(e.body, crate::domain::Body::Text { .. }),
-                record: record.map(|c| {
-                    let v = serde_json::to_vec(&c).expect("invariant: channels serialise");
-                    (c.id, v)
-                }),
-                ek,
-                ev,
-                hv,
-            });
+            if let Some(c) = rec {
+                let v = serde_json::to_vec(&c).expect("invariant: channels serialise");
+                out.push((c.id, v));
+            }
         }
-        // Not durable by itself: the sync engine's flush (one fsync for every entry written
-        // since the last) comes before any acknowledgement (the group commit).
+        out
+    }
+
+    /// Write entries (entry, head, view index, membership index, channel record) in one
+    /// transaction: all or nothing. Not durable by itself: the sync engine's flush (one
+    /// fsync for every entry written since the last) comes before any acknowledgement.
+    pub(crate) fn write_entries(
+        &self,
+        items: &[(&Entry, Option<&Channel>)],
+    ) -> Result<(), LogError> {
+        let records = self.records_for(items);
+        // Computed before the transaction: hashing is the costly part of a write.
+        let ids: Vec<[u8; 32]> = items
+            .iter()
+            .map(|(e, _)| codec::id_bytes(&e.id()).expect("invariant: an entry id is 64 hex"))
+            .collect();
+        let mut learned = Learned::default();
         let r = self.db.write(false, |w| {
             let mut en = w.open_table(db::ENTRIES)?;
             let mut he = w.open_table(db::HEADS)?;
             let mut vi = w.open_table(db::VIEW)?;
-            let mut ch = w.open_table(db::CHANNELS)?;
             let mut mi = w.open_table(db::MEMBERS)?;
-            for p in &prepared {
-                en.insert(p.ek.as_slice(), p.ev.as_slice())?;
-                he.insert(p.hk.as_slice(), p.hv.as_slice())?;
-                vi.insert(p.vk.as_slice(), p.ek.as_slice())?;
-                if p.membership {
-                    mi.insert(p.vk.as_slice(), p.ek.as_slice())?;
+            let mut chan_ids = w.open_table(db::CHAN_IDS)?;
+            let mut author_ids = w.open_table(db::AUTHOR_IDS)?;
+            let mut author_names = w.open_table(db::AUTHOR_NAMES)?;
+            for ((e, _), id) in items.iter().zip(&ids) {
+                let (kc, ka) = {
+                    let i = self.interned();
+                    (
+                        i.chans.get(&e.channel).copied(),
+                        i.authors.get(&e.author).copied(),
+                    )
+                };
+                let c = intern(&mut chan_ids, None, &e.channel, kc, &mut learned.chans)?;
+                let a = intern(
+                    &mut author_ids,
+                    Some(&mut author_names),
+                    &e.author,
+                    ka,
+                    &mut learned.authors,
+                )?;
+                en.insert(
+                    entry_key(c, a, e.seq).as_slice(),
+                    codec::encode(e).as_slice(),
+                )?;
+                let mut hv = [0u8; 40];
+                hv[..8].copy_from_slice(&e.seq.to_be_bytes());
+                hv[8..].copy_from_slice(id);
+                he.insert(head_key(c, a).as_slice(), hv.as_slice())?;
+                let vk = view_key(c, e.hlc, a, e.seq);
+                vi.insert(vk.as_slice(), [].as_slice())?;
+                if !matches!(e.body, crate::domain::Body::Text { .. }) {
+                    mi.insert(vk.as_slice(), [].as_slice())?;
                 }
-                if let Some((id, v)) = &p.record {
-                    ch.insert(id.as_bytes(), v.as_slice())?;
-                }
+            }
+            let mut ch = w.open_table(db::CHANNELS)?;
+            for (id, v) in &records {
+                ch.insert(id.as_bytes(), v.as_slice())?;
             }
             Ok(())
         });
-        if prepared.iter().any(|p| p.record.is_some()) {
+        if !records.is_empty() {
             self.invalidate_channels();
         }
-        r.map_err(le)
+        r.map_err(le)?;
+        let mut i = self.interned();
+        for (s, n) in learned.chans {
+            i.chans.insert(s, n);
+        }
+        for (s, n) in learned.authors {
+            i.author_names.insert(n, s.clone());
+            i.authors.insert(s, n);
+        }
+        Ok(())
     }
 
-    /// One value of a table, copied out.
-    fn get_raw(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, super::StoreError> {
-        self.db.read(|r| {
-            let t = r.open_table(table)?;
-            let got = t.get(key)?;
-            Ok(got.map(|g| g.value().to_vec()))
-        })
-    }
-
-    /// The keys and values of `table` under the channel prefix `p` whose keys have exactly
-    /// `tail` bytes after it, in key order.
-    fn scan_channel(
-        &self,
-        table: Table,
-        p: &[u8],
-        tail: usize,
-    ) -> Result<Vec<KeyValue>, super::StoreError> {
-        let mut end = p.to_vec();
-        *end.last_mut()
-            .expect("invariant: a channel prefix ends in its 0 byte") = 1;
-        self.db.read(|r| {
-            let t = r.open_table(table)?;
-            let mut out = Vec::new();
-            for kv in t.range(p..end.as_slice())? {
-                let (k, v) = kv?;
-                if of_channel(k.value(), p, tail) {
-                    out.push((k.value().to_vec(), v.value().to_vec()));
-                }
-            }
-            Ok(out)
-        })
-    }
-
-    fn decode_entry(&self, v: &[u8]) -> Result<Entry, super::StoreError> {
-        serde_json::from_slice(v).map_err(|e| super::StoreError::Corrupt {
-            dir: self.dir().to_path_buf(),
-            why: format!("an entry cannot be decoded: {e}"),
-        })
-    }
-
-    /// A head record: the seq, then the id.
-    fn decode_head(&self, v: &[u8]) -> Result<(u64, Id), LogError> {
-        let seq = v
-            .get(..8)
-            .and_then(|b| b.try_into().ok())
-            .map(u64::from_be_bytes)
-            .ok_or_else(|| self.corrupt("a head record is too short"))?;
-        let id = String::from_utf8(v[8..].to_vec())
-            .map_err(|_| self.corrupt("a head record's id is not text"))?;
-        Ok((seq, id))
-    }
-
-    fn corrupt(&self, why: &str) -> LogError {
-        le(super::StoreError::Corrupt {
-            dir: self.dir().to_path_buf(),
-            why: why.to_string(),
-        })
+    /// A head record: the seq, then the id (32 bytes).
+    fn decode_head(v: &[u8]) -> Result<(u64, Id), redb::Error> {
+        if v.len() != 40 {
+            return Err(corrupt("a head record is not 40 bytes"));
+        }
+        let seq = u64::from_be_bytes(v[..8].try_into().map_err(|_| corrupt("short head"))?);
+        Ok((seq, codec::hex(&v[8..])))
     }
 
     /// The last `limit` entries of a channel in view order (oldest first), reading only
@@ -227,39 +281,34 @@ impl Store {
         before: Option<&Entry>,
         limit: usize,
     ) -> Result<Vec<Entry>, crate::store::StoreError> {
-        let start = prefix(ch);
-        let end = match before {
-            Some(e) => view_key(e),
-            None => {
-                let mut p = ch.as_bytes().to_vec();
-                p.push(1);
-                p
-            }
-        };
-        // One snapshot for the index and the entries it points at.
-        let raw = self.db.read(|r| {
+        self.db.read(|r| {
+            let Some(c) = self.chan_num(r, ch)? else {
+                return Ok(Vec::new());
+            };
+            let (lo, hi) = chan_bounds(c);
+            let end: Vec<u8> = match before {
+                Some(e) => match self.author_num(r, &e.author)? {
+                    Some(a) => view_key(c, e.hlc, a, e.seq).to_vec(),
+                    None => return Ok(Vec::new()),
+                },
+                None => hi.to_vec(),
+            };
             let (vi, en) = (r.open_table(db::VIEW)?, r.open_table(db::ENTRIES)?);
             let mut out = Vec::with_capacity(limit.min(1024));
-            for kv in vi.range(start.as_slice()..end.as_slice())?.rev() {
+            for kv in vi.range(lo.as_slice()..end.as_slice())?.rev() {
                 if out.len() >= limit {
                     break;
                 }
-                let (k, ek) = kv?;
-                if !of_channel(k.value(), &start, VIEW_TAIL) {
-                    continue;
-                }
-                if let Some(v) = en.get(ek.value())? {
-                    out.push(v.value().to_vec());
+                let (k, _) = kv?;
+                let ek = codec::entry_key_of_view(k.value())
+                    .ok_or_else(|| corrupt("a malformed view key"))?;
+                if let Some(v) = en.get(ek.as_slice())? {
+                    out.push(self.entry_at(r, ch, &ek, v.value())?);
                 }
             }
+            out.reverse();
             Ok(out)
-        })?;
-        let mut out = raw
-            .iter()
-            .map(|v| self.decode_entry(v))
-            .collect::<Result<Vec<_>, _>>()?;
-        out.reverse();
-        Ok(out)
+        })
     }
 
     /// Find an entry of `author` in `ch` by its id (scanning that author's log backwards;
@@ -270,20 +319,16 @@ impl Store {
         author: &str,
         id: &str,
     ) -> Result<Option<Entry>, crate::store::StoreError> {
-        let p = prefix(ch);
-        let keys = entry_key(ch, author, 0)..=entry_key(ch, author, u64::MAX);
         self.db.read(|r| {
+            let Some((c, a)) = self.log_nums(r, ch, author)? else {
+                return Ok(None);
+            };
             let en = r.open_table(db::ENTRIES)?;
-            for kv in en
-                .range(keys.start().as_slice()..=keys.end().as_slice())?
-                .rev()
-            {
+            let (lo, hi) = (entry_key(c, a, 0), entry_key(c, a, u64::MAX));
+            for kv in en.range(lo.as_slice()..=hi.as_slice())?.rev() {
                 let (k, v) = kv?;
-                if !of_channel(k.value(), &p, ENTRY_TAIL) {
-                    continue;
-                }
                 // A damaged entry is no match; the caller's scrollback then starts afresh.
-                if let Ok(e) = serde_json::from_slice::<Entry>(v.value()) {
+                if let Ok(e) = self.entry_at(r, ch, k.value(), v.value()) {
                     if e.id() == id {
                         return Ok(Some(e));
                     }
@@ -295,17 +340,26 @@ impl Store {
 
     /// Number of entries in a channel's view.
     pub fn view_len(&self, ch: &str) -> usize {
-        self.scan_channel(db::VIEW, &prefix(ch), VIEW_TAIL)
-            .map_or(0, |v| v.len())
+        let n = self.db.read(|r| {
+            let Some(c) = self.chan_num(r, ch)? else {
+                return Ok(0);
+            };
+            let (lo, hi) = chan_bounds(c);
+            let vi = r.open_table(db::VIEW)?;
+            let range = vi.range(lo.as_slice()..=hi.as_slice())?;
+            Ok(range.count())
+        });
+        n.unwrap_or(0)
     }
 
     /// Unread count of a channel.
     pub fn unread(&self, ch: &str) -> u64 {
-        self.get_raw(db::UNREAD, ch.as_bytes())
-            .ok()
-            .flatten()
-            .and_then(|v| v.as_slice().try_into().ok().map(u64::from_be_bytes))
-            .unwrap_or(0)
+        let v = self.db.read(|r| {
+            let t = r.open_table(db::UNREAD)?;
+            let got = t.get(ch.as_bytes())?;
+            Ok(got.and_then(|v| v.value().try_into().ok().map(u64::from_be_bytes)))
+        });
+        v.ok().flatten().unwrap_or(0)
     }
 
     /// Add to a channel's unread count (not durable by itself: a lost count is harmless).
@@ -331,11 +385,22 @@ impl Store {
 
     /// Every entry stored for a channel (tests and audits).
     pub fn all_entries(&self, ch: &str) -> Vec<Entry> {
-        self.scan_channel(db::ENTRIES, &prefix(ch), ENTRY_TAIL)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|(_, v)| self.decode_entry(v).ok())
-            .collect()
+        let all = self.db.read(|r| {
+            let Some(c) = self.chan_num(r, ch)? else {
+                return Ok(Vec::new());
+            };
+            let (lo, hi) = chan_bounds(c);
+            let en = r.open_table(db::ENTRIES)?;
+            let mut out = Vec::new();
+            for kv in en.range(lo.as_slice()..=hi.as_slice())? {
+                let (k, v) = kv?;
+                if let Ok(e) = self.entry_at(r, ch, k.value(), v.value()) {
+                    out.push(e);
+                }
+            }
+            Ok(out)
+        });
+        all.unwrap_or_default()
     }
 
     /// Total entries in the store.
@@ -348,26 +413,38 @@ impl Store {
 
 impl Log for Store {
     fn head(&self, ch: &str, author: &str) -> Result<Option<(u64, Id)>, LogError> {
-        match self.get_raw(db::HEADS, &head_key(ch, author)).map_err(le)? {
-            Some(v) => Ok(Some(self.decode_head(&v)?)),
-            None => Ok(None),
-        }
+        let got = self.db.read(|r| {
+            let Some((c, a)) = self.log_nums(r, ch, author)? else {
+                return Ok(None);
+            };
+            let he = r.open_table(db::HEADS)?;
+            let v = he.get(head_key(c, a).as_slice())?;
+            v.map(|v| Store::decode_head(v.value())).transpose()
+        });
+        got.map_err(le)
     }
 
     fn heads(&self, ch: &str) -> Result<Vec<(Id, u64)>, LogError> {
-        let p = prefix(ch);
-        let mut out = Vec::new();
-        for (k, v) in self.scan_channel(db::HEADS, &p, HEAD_TAIL).map_err(le)? {
-            let author = String::from_utf8(k.get(p.len()..).unwrap_or_default().to_vec())
-                .map_err(|_| self.corrupt("a head key is not text"))?;
-            out.push((author, self.decode_head(&v)?.0));
-        }
-        Ok(out)
+        let got = self.db.read(|r| {
+            let Some(c) = self.chan_num(r, ch)? else {
+                return Ok(Vec::new());
+            };
+            let (lo, hi) = chan_bounds(c);
+            let he = r.open_table(db::HEADS)?;
+            let mut out = Vec::new();
+            for kv in he.range(lo.as_slice()..=hi.as_slice())? {
+                let (k, v) = kv?;
+                let a = codec::author_of_head_key(k.value())
+                    .ok_or_else(|| corrupt("a malformed head key"))?;
+                out.push((self.author_name(r, a)?, Store::decode_head(v.value())?.0));
+            }
+            Ok(out)
+        });
+        got.map_err(le)
     }
 
     fn channels(&self) -> Result<Vec<Channel>, LogError> {
-        let list = Store::channels(self).map_err(le)?;
-        Ok(list)
+        Store::channels(self).map_err(le)
     }
 
     fn channel(&self, ch: &str) -> Result<Option<Channel>, LogError> {
@@ -381,81 +458,81 @@ impl Log for Store {
         from_seq: u64,
         limit: usize,
     ) -> Result<Vec<Entry>, LogError> {
-        let p = prefix(ch);
-        let (from, to) = (
-            entry_key(ch, author, from_seq),
-            entry_key(ch, author, u64::MAX),
-        );
-        let raw = self
-            .db
-            .read(|r| {
-                let en = r.open_table(db::ENTRIES)?;
-                let mut out = Vec::new();
-                for kv in en.range(from.as_slice()..=to.as_slice())? {
-                    if out.len() >= limit {
-                        break;
-                    }
-                    let (k, v) = kv?;
-                    if of_channel(k.value(), &p, ENTRY_TAIL) {
-                        out.push(v.value().to_vec());
-                    }
+        let got = self.db.read(|r| {
+            let Some((c, a)) = self.log_nums(r, ch, author)? else {
+                return Ok(Vec::new());
+            };
+            let (lo, hi) = (entry_key(c, a, from_seq), entry_key(c, a, u64::MAX));
+            let en = r.open_table(db::ENTRIES)?;
+            let mut out = Vec::new();
+            for kv in en.range(lo.as_slice()..=hi.as_slice())? {
+                if out.len() >= limit {
+                    break;
                 }
-                Ok(out)
-            })
-            .map_err(le)?;
-        raw.iter()
-            .map(|v| self.decode_entry(v).map_err(le))
-            .collect()
+                let (k, v) = kv?;
+                let (_, seq) = codec::split_entry_key(k.value())
+                    .ok_or_else(|| corrupt("a malformed entry key"))?;
+                let e = codec::decode(ch, author, seq, v.value()).map_err(corrupt)?;
+                out.push(e);
+            }
+            Ok(out)
+        });
+        got.map_err(le)
     }
 
     fn get(&self, ch: &str, author: &str, seq: u64) -> Result<Option<Entry>, LogError> {
-        match self
-            .get_raw(db::ENTRIES, &entry_key(ch, author, seq))
-            .map_err(le)?
-        {
-            Some(v) => Ok(Some(self.decode_entry(&v).map_err(le)?)),
-            None => Ok(None),
-        }
+        let got = self.db.read(|r| {
+            let Some((c, a)) = self.log_nums(r, ch, author)? else {
+                return Ok(None);
+            };
+            let en = r.open_table(db::ENTRIES)?;
+            let v = en.get(entry_key(c, a, seq).as_slice())?;
+            v.map(|v| codec::decode(ch, author, seq, v.value()).map_err(corrupt))
+                .transpose()
+        });
+        got.map_err(le)
     }
 
     fn person(&self, id: &str) -> Result<Option<Person>, LogError> {
-        match self.get_raw(db::PERSONS, id.as_bytes()).map_err(le)? {
-            Some(v) => serde_json::from_slice(&v)
-                .map(Some)
-                .map_err(|e| self.corrupt(&format!("a person record cannot be decoded: {e}"))),
-            None => Ok(None),
-        }
+        let v = self
+            .db
+            .read(|r| {
+                let t = r.open_table(db::PERSONS)?;
+                let got = t.get(id.as_bytes())?;
+                Ok(got.map(|g| g.value().to_vec()))
+            })
+            .map_err(le)?;
+        v.map(|v| {
+            serde_json::from_slice(&v).map_err(|e| {
+                le(super::StoreError::Corrupt {
+                    dir: self.dir().to_path_buf(),
+                    why: format!("a person record cannot be decoded: {e}"),
+                })
+            })
+        })
+        .transpose()
     }
 
     fn membership(&self, ch: &str) -> Result<Vec<Entry>, LogError> {
-        let p = prefix(ch);
-        let raw = self
-            .db
-            .read(|r| {
-                let (mi, en) = (r.open_table(db::MEMBERS)?, r.open_table(db::ENTRIES)?);
-                let mut out = Vec::new();
-                let end = {
-                    let mut e = p.clone();
-                    *e.last_mut()
-                        .expect("invariant: a prefix ends in its 0 byte") = 1;
-                    e
-                };
-                for kv in mi.range(p.as_slice()..end.as_slice())? {
-                    let (k, ek) = kv?;
-                    if !of_channel(k.value(), &p, VIEW_TAIL) {
-                        continue;
-                    }
-                    out.push(en.get(ek.value())?.map(|v| v.value().to_vec()));
-                }
-                Ok(out)
-            })
-            .map_err(le)?;
-        let mut out = Vec::with_capacity(raw.len());
-        for v in raw {
-            let v = v.ok_or_else(|| self.corrupt("a membership index points at no entry"))?;
-            out.push(self.decode_entry(&v).map_err(le)?);
-        }
-        Ok(out)
+        let got = self.db.read(|r| {
+            let Some(c) = self.chan_num(r, ch)? else {
+                return Ok(Vec::new());
+            };
+            let (lo, hi) = chan_bounds(c);
+            let (mi, en) = (r.open_table(db::MEMBERS)?, r.open_table(db::ENTRIES)?);
+            let mut out = Vec::new();
+            for kv in mi.range(lo.as_slice()..=hi.as_slice())? {
+                let (k, _) = kv?;
+                let ek = codec::entry_key_of_view(k.value())
+                    .ok_or_else(|| corrupt("a malformed membership key"))?;
+                let v = en
+                    .get(ek.as_slice())?
+                    .ok_or_else(|| corrupt("a membership index points at no entry"))?;
+                out.push(self.entry_at(r, ch, &ek, v.value())?);
+            }
+            Ok(out)
+        });
+        got.map_err(le)
     }
 
     fn insert(&mut self, e: &Entry, channel: Option<&Channel>) -> Result<(), LogError> {

@@ -1,8 +1,10 @@
 //! Upgrading a store written by the sled releases (up to 0.x at commit 78d4b5b) to redb.
 //!
 //! The records keep their keys and values (the same tables, the same encodings), so the
-//! migration copies every sled tree into the redb table of the same name, then checks that
-//! each table holds as many records as its tree. It is safe to kill at any point:
+//! migration copies those sled trees into the redb tables of the same names; the sync log
+//! is rebuilt from sled's entries in the new layout ([`super::codec`]). Then it checks that
+//! every table holds as many records as its tree (entries, heads, view and membership index
+//! included). It is safe to kill at any point:
 //! 1. copy into `data.redb.partial` (a killed run leaves only this file, which the next
 //!    start deletes and writes again);
 //! 2. verify the counts, fsync, and rename it to `data.redb` (the commit point);
@@ -17,10 +19,11 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, Durability, ReadableTableMetadata};
+use redb::ReadableTableMetadata;
 
-use super::db::{self, map_io, map_redb, DB_FILE, TABLES};
-use super::StoreError;
+use super::db::{map_io, Db, Table, DB_FILE, LOG_TABLES, RECORD_TABLES};
+use super::{Store, StoreError};
+use crate::domain::Entry;
 
 /// Where sled's files are moved once the migration has been verified.
 pub const BACKUP_DIR: &str = "store-sled-backup";
@@ -116,79 +119,112 @@ fn copy(dir: &Path) -> Result<(), StoreError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(map_io(dir, e)),
     }
-    let total = sled
-        .open_tree("entries")
-        .map_err(|e| sled_err(dir, e))?
-        .len() as u64;
+    let entries = sled.open_tree("entries").map_err(|e| sled_err(dir, e))?;
+    let total = entries.len() as u64;
     eprintln!(
         "lama-tui: upgrading the store in {} to the new format ({total} messages and other entries); this runs once",
         dir.display()
     );
-    let abort_after: Option<u64> = std::env::var("LAMA_TEST_MIGRATE_ABORT_AFTER")
-        .ok()
-        .and_then(|v| v.parse().ok());
     let started = std::time::Instant::now();
-    let new = Database::builder()
-        .set_cache_size(db::STORE_CACHE_BYTES)
-        .create(&partial)
-        .map_err(|e| map_redb(dir, e))?;
-    let mut copied_entries = 0u64;
-    for (name, table) in TABLES {
+    let new = Store::with(Db::open_file(&partial, dir)?);
+    for (name, table) in RECORD_TABLES {
         let tree = sled.open_tree(name).map_err(|e| sled_err(dir, e))?;
-        let mut iter = tree.iter();
-        loop {
-            let mut batch = Vec::with_capacity(MIGRATE_BATCH);
-            for kv in iter.by_ref().take(MIGRATE_BATCH) {
-                batch.push(kv.map_err(|e| sled_err(dir, e))?);
-            }
-            if batch.is_empty() {
-                break;
-            }
-            let mut w = new.begin_write().map_err(|e| map_redb(dir, e))?;
-            w.set_durability(Durability::None)
-                .map_err(|e| map_redb(dir, redb::Error::from(e)))?;
-            {
-                let mut t = w.open_table(table).map_err(|e| map_redb(dir, e))?;
-                for (k, v) in &batch {
-                    t.insert(k.as_ref(), v.as_ref())
-                        .map_err(|e| map_redb(dir, e))?;
-                }
-            }
-            w.commit().map_err(|e| map_redb(dir, e))?;
-            if name == "entries" {
-                let before = copied_entries;
-                copied_entries += batch.len() as u64;
-                if before / PROGRESS_EVERY != copied_entries / PROGRESS_EVERY {
-                    eprintln!("lama-tui: upgrading: {copied_entries} of {total} entries copied");
-                }
-                if abort_after.is_some_and(|n| copied_entries >= n) {
-                    eprintln!("lama-tui: test hook: aborting the upgrade half-way");
-                    std::process::abort();
-                }
-            }
-        }
+        copy_records(dir, &tree, &new, table)?;
     }
+    let copied = copy_entries(dir, &entries, &new, total)?;
     verify(dir, &sled, &new)?;
     drop(new);
     finish(dir, &partial)?;
     eprintln!(
-        "lama-tui: upgrade done: {copied_entries} entries in {:.1} s",
+        "lama-tui: upgrade done: {copied} entries in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     Ok(())
 }
 
+/// Copy one record tree as it is (same keys, same values).
+fn copy_records(
+    dir: &Path,
+    tree: &sled::Tree,
+    new: &Store,
+    table: Table,
+) -> Result<(), StoreError> {
+    let mut iter = tree.iter();
+    loop {
+        let mut batch = Vec::with_capacity(MIGRATE_BATCH);
+        for kv in iter.by_ref().take(MIGRATE_BATCH) {
+            batch.push(kv.map_err(|e| sled_err(dir, e))?);
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        new.db.write(false, |w| {
+            let mut t = w.open_table(table)?;
+            for (k, v) in &batch {
+                t.insert(k.as_ref(), v.as_ref())?;
+            }
+            Ok(())
+        })?;
+    }
+}
+
+/// Rebuild the log from sled's entries (canonical JSON, in key order: each author's log
+/// in seq order, so the last write of a head is the highest seq).
+fn copy_entries(dir: &Path, tree: &sled::Tree, new: &Store, total: u64) -> Result<u64, StoreError> {
+    let abort_after: Option<u64> = std::env::var("LAMA_TEST_MIGRATE_ABORT_AFTER")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let mut iter = tree.iter();
+    let mut copied = 0u64;
+    loop {
+        let mut batch: Vec<Entry> = Vec::with_capacity(MIGRATE_BATCH);
+        for kv in iter.by_ref().take(MIGRATE_BATCH) {
+            let (k, v) = kv.map_err(|e| sled_err(dir, e))?;
+            let e = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt {
+                dir: dir.to_path_buf(),
+                why: format!(
+                    "an old-format entry cannot be read for the upgrade ({e}; key {})",
+                    String::from_utf8_lossy(&k)
+                ),
+            })?;
+            batch.push(e);
+        }
+        if batch.is_empty() {
+            return Ok(copied);
+        }
+        let items: Vec<(&Entry, Option<&crate::domain::Channel>)> =
+            batch.iter().map(|e| (e, None)).collect();
+        new.write_entries(&items).map_err(|e| {
+            StoreError::Other(format!(
+                "upgrading the store in {} failed while writing entries: {}",
+                dir.display(),
+                e.message
+            ))
+        })?;
+        let before = copied;
+        copied += batch.len() as u64;
+        if before / PROGRESS_EVERY != copied / PROGRESS_EVERY {
+            eprintln!("lama-tui: upgrading: {copied} of {total} entries copied");
+        }
+        if abort_after.is_some_and(|n| copied >= n) {
+            eprintln!("lama-tui: test hook: aborting the upgrade half-way");
+            std::process::abort();
+        }
+    }
+}
+
 /// Every table holds as many records as its tree, and a last durable commit holds them.
-fn verify(dir: &Path, sled: &sled::Db, new: &Database) -> Result<(), StoreError> {
-    let mut w = new.begin_write().map_err(|e| map_redb(dir, e))?;
-    w.set_quick_repair(true);
-    for (name, table) in TABLES {
+fn verify(dir: &Path, sled: &sled::Db, new: &Store) -> Result<(), StoreError> {
+    let tables = RECORD_TABLES.iter().chain(&LOG_TABLES[..4]);
+    let counts = new.db.read(|r| {
+        let mut out = Vec::new();
+        for (name, table) in tables.clone() {
+            out.push((*name, r.open_table(*table)?.len()?));
+        }
+        Ok(out)
+    })?;
+    for (name, got) in counts {
         let want = sled.open_tree(name).map_err(|e| sled_err(dir, e))?.len() as u64;
-        let got = w
-            .open_table(table)
-            .map_err(|e| map_redb(dir, e))?
-            .len()
-            .map_err(|e| map_redb(dir, e))?;
         if got != want {
             return Err(StoreError::Other(format!(
                 "upgrading the store in {} failed: {name} holds {got} records after the copy, not {want}; the old store is untouched, please report this",
@@ -196,7 +232,7 @@ fn verify(dir: &Path, sled: &sled::Db, new: &Database) -> Result<(), StoreError>
             )));
         }
     }
-    w.commit().map_err(|e| map_redb(dir, e))
+    new.db.write(true, |_| Ok(()))
 }
 
 /// Rename the verified copy into place, durably.

@@ -5,6 +5,7 @@
 //! returns. redb errors are mapped to [`StoreError`] variants that name the directory and
 //! the fix. A store written by the sled releases is migrated on first open ([`migrate`]).
 
+pub mod codec;
 mod db;
 pub mod keyfile;
 pub mod log;
@@ -62,6 +63,8 @@ pub struct Store {
     pub(crate) db: db::Db,
     /// Channel records in memory: read on every sync step, written rarely.
     channel_cache: std::sync::Arc<std::sync::Mutex<Option<Vec<Channel>>>>,
+    /// Channel and author numbers of the log's keys.
+    interned: std::sync::Arc<std::sync::Mutex<log::Interned>>,
 }
 
 impl Store {
@@ -83,6 +86,7 @@ impl Store {
         Store {
             db,
             channel_cache: Default::default(),
+            interned: Default::default(),
         }
     }
 

@@ -1,0 +1,211 @@
+//! How the store lays out entries on disk (specified in docs/PROTOCOL.md, "Store layout").
+//!
+//! Channels and authors are interned as u32 numbers (tables `chan_ids`, `author_ids` and
+//! `author_keys`), so a key is a few fixed-width integers instead of a 130-character
+//! channel id and a 64-character author id:
+//! - `entries`: `chan_be4 author_be4 seq_be8` → entry value
+//! - `heads`:   `chan_be4 author_be4` → `seq_be8 id32`
+//! - `view`, `members`: `chan_be4 ms_be8 c_be4 author_be4 seq_be8` → empty
+//!
+//! An entry value is either compact (tag 1: a text entry that has a previous entry and
+//! no Person attached, with ids as raw bytes) or the entry's canonical JSON (tag 0: every
+//! other entry, rare: the first of each log, group creation and membership changes). The
+//! channel, author and seq come from the key. Decoding gives back exactly the entry that
+//! was encoded, so its id and signature check are unchanged.
+
+use crate::domain::entry::{Body, Entry, Hlc};
+
+/// Tag of a JSON entry value.
+const TAG_JSON: u8 = 0;
+/// Tag of a compact text entry value.
+const TAG_TEXT: u8 = 1;
+/// Bytes before the text in a compact value: tag, prev, hlc ms, hlc c, signature.
+const TEXT_HEAD: usize = 1 + 32 + 8 + 4 + 64;
+
+/// Key of one entry.
+pub fn entry_key(chan: u32, author: u32, seq: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..4].copy_from_slice(&chan.to_be_bytes());
+    k[4..8].copy_from_slice(&author.to_be_bytes());
+    k[8..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Key of an author's head in a channel.
+pub fn head_key(chan: u32, author: u32) -> [u8; 8] {
+    let mut k = [0u8; 8];
+    k[..4].copy_from_slice(&chan.to_be_bytes());
+    k[4..].copy_from_slice(&author.to_be_bytes());
+    k
+}
+
+/// Key of an entry's place in its channel's view (and membership index).
+pub fn view_key(chan: u32, hlc: Hlc, author: u32, seq: u64) -> [u8; 28] {
+    let mut k = [0u8; 28];
+    k[..4].copy_from_slice(&chan.to_be_bytes());
+    k[4..12].copy_from_slice(&hlc.ms.to_be_bytes());
+    k[12..16].copy_from_slice(&hlc.c.to_be_bytes());
+    k[16..20].copy_from_slice(&author.to_be_bytes());
+    k[20..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The entries key a view key points at.
+pub fn entry_key_of_view(v: &[u8]) -> Option<[u8; 16]> {
+    let v: &[u8; 28] = v.try_into().ok()?;
+    let mut k = [0u8; 16];
+    k[..4].copy_from_slice(&v[..4]);
+    k[4..].copy_from_slice(&v[16..]);
+    Some(k)
+}
+
+/// The (author number, seq) of an entries key.
+pub fn split_entry_key(k: &[u8]) -> Option<(u32, u64)> {
+    let k: &[u8; 16] = k.try_into().ok()?;
+    let author = u32::from_be_bytes(k[4..8].try_into().ok()?);
+    let seq = u64::from_be_bytes(k[8..].try_into().ok()?);
+    Some((author, seq))
+}
+
+/// The author number of a heads key.
+pub fn author_of_head_key(k: &[u8]) -> Option<u32> {
+    let k: &[u8; 8] = k.try_into().ok()?;
+    Some(u32::from_be_bytes(k[4..].try_into().ok()?))
+}
+
+/// 32 raw bytes of a lowercase hex id of 64 digits; `None` for anything else.
+pub fn id_bytes(hex: &str) -> Option<[u8; 32]> {
+    raw::<32>(hex)
+}
+
+fn raw<const N: usize>(hex: &str) -> Option<[u8; N]> {
+    let b = hex.as_bytes();
+    if b.len() != 2 * N || !b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, pair) in b.chunks_exact(2).enumerate() {
+        let digit = |c: u8| if c <= b'9' { c - b'0' } else { c - b'a' + 10 };
+        out[i] = digit(pair[0]) << 4 | digit(pair[1]);
+    }
+    Some(out)
+}
+
+/// Lowercase hex of raw bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    crate::domain::hex::encode(bytes)
+}
+
+/// The stored value of `e` (its channel, author and seq live in the key).
+pub fn encode(e: &Entry) -> Vec<u8> {
+    if let (Body::Text { text }, None, Some(prev)) = (&e.body, &e.person, &e.prev) {
+        if let (Some(prev), Some(sig)) = (id_bytes(prev), raw::<64>(&e.sig)) {
+            let mut v = Vec::with_capacity(TEXT_HEAD + text.len());
+            v.push(TAG_TEXT);
+            v.extend_from_slice(&prev);
+            v.extend_from_slice(&e.hlc.ms.to_be_bytes());
+            v.extend_from_slice(&e.hlc.c.to_be_bytes());
+            v.extend_from_slice(&sig);
+            v.extend_from_slice(text.as_bytes());
+            return v;
+        }
+    }
+    let mut v = vec![TAG_JSON];
+    v.extend(e.canonical());
+    v
+}
+
+/// The entry stored as `v` under the key of (`channel`, `author`, `seq`).
+pub fn decode(channel: &str, author: &str, seq: u64, v: &[u8]) -> Result<Entry, String> {
+    match v.first() {
+        Some(&TAG_JSON) => {
+            let e: Entry = serde_json::from_slice(&v[1..]).map_err(|e| e.to_string())?;
+            if e.channel != channel || e.author != author || e.seq != seq {
+                return Err("an entry is stored under another entry's key".into());
+            }
+            Ok(e)
+        }
+        Some(&TAG_TEXT) if v.len() >= TEXT_HEAD => {
+            let text = std::str::from_utf8(&v[TEXT_HEAD..])
+                .map_err(|_| "a stored text is not UTF-8".to_string())?;
+            let ms = u64::from_be_bytes(v[33..41].try_into().map_err(|_| "short value")?);
+            let c = u32::from_be_bytes(v[41..45].try_into().map_err(|_| "short value")?);
+            Ok(Entry {
+                channel: channel.to_string(),
+                author: author.to_string(),
+                seq,
+                prev: Some(hex(&v[1..33])),
+                hlc: Hlc { ms, c },
+                body: Body::Text {
+                    text: text.to_string(),
+                },
+                person: None,
+                sig: hex(&v[45..TEXT_HEAD]),
+            })
+        }
+        _ => Err("an entry value has an unknown form".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text_entry(prev: Option<&str>, sig: &str) -> Entry {
+        Entry {
+            channel: "g-0123".into(),
+            author: "ab".repeat(32),
+            seq: 7,
+            prev: prev.map(str::to_string),
+            hlc: Hlc {
+                ms: 1_700_000_000_123,
+                c: 4,
+            },
+            body: Body::Text {
+                text: "héllo ✓".into(),
+            },
+            person: None,
+            sig: sig.into(),
+        }
+    }
+
+    #[test]
+    fn entries_round_trip_exactly_in_either_form() {
+        let compact = text_entry(Some(&"cd".repeat(32)), &"ef".repeat(64));
+        let v = encode(&compact);
+        assert_eq!(v[0], TAG_TEXT);
+        assert_eq!(v.len(), TEXT_HEAD + "héllo ✓".len());
+        assert_eq!(decode("g-0123", &"ab".repeat(32), 7, &v).unwrap(), compact);
+        // Not lowercase hex, or no prev: kept as JSON, and still exact.
+        for odd in [
+            text_entry(Some(&"CD".repeat(32)), &"ef".repeat(64)),
+            text_entry(None, &"ef".repeat(64)),
+            text_entry(Some(&"cd".repeat(32)), "short"),
+        ] {
+            let v = encode(&odd);
+            assert_eq!(v[0], TAG_JSON);
+            assert_eq!(decode("g-0123", &"ab".repeat(32), 7, &v).unwrap(), odd);
+        }
+        assert!(decode(
+            "g-other",
+            &"ab".repeat(32),
+            7,
+            &encode(&text_entry(None, "x"))
+        )
+        .is_err());
+        assert!(decode("g-0123", &"ab".repeat(32), 7, &[9, 1, 2]).is_err());
+        assert!(decode("g-0123", &"ab".repeat(32), 7, &[TAG_TEXT, 1, 2]).is_err());
+    }
+
+    #[test]
+    fn keys_sort_as_the_view_and_logs_need() {
+        let a = view_key(1, Hlc { ms: 5, c: 0 }, 9, 1);
+        let b = view_key(1, Hlc { ms: 5, c: 1 }, 2, 1);
+        let c = view_key(2, Hlc { ms: 0, c: 0 }, 0, 0);
+        assert!(a < b && b < c);
+        assert_eq!(entry_key_of_view(&a).unwrap(), entry_key(1, 9, 1));
+        assert_eq!(split_entry_key(&entry_key(3, 4, 5)), Some((4, 5)));
+        assert!(entry_key(1, 1, 2) < entry_key(1, 1, 10));
+        assert_eq!(hex(&id_bytes(&"0f".repeat(32)).unwrap()), "0f".repeat(32));
+    }
+}
