@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${SECS:-300}
 JOBS=${JOBS:-2}
-targets=(wire_frame handshake codes sync_msg headless_line)
+targets=(wire_frame handshake codes sync_msg headless_line store_value)
 mkdir -p fuzz/logs
 cargo +nightly fuzz build -O
 run() {

@@ -93,6 +93,12 @@ proptest! {
     fn mutated_headless_lines_never_panic(b in mutated("headless_line")) { fuzzing::headless(&b) }
 
     #[test]
+    fn store_values_never_panic(b in bytes()) { fuzzing::store_value(&b) }
+
+    #[test]
+    fn mutated_store_values_never_panic(b in mutated("store_value")) { fuzzing::store_value(&b) }
+
+    #[test]
     fn invites_and_cards_survive_their_encoding(
         person_id in any::<[u8; 32]>(),
         key in any::<[u8; 32]>(),
@@ -123,5 +129,20 @@ proptest! {
         for m in [WireMsg::Ping { n }, WireMsg::Pong { n }, WireMsg::Close { code: CloseCode::CodeMismatch, reason: reason.clone() }] {
             prop_assert_eq!(WireMsg::decode(&m.encode().unwrap()), Ok(m));
         }
+    }
+}
+
+/// The store_value seeds are real values (one compact, one JSON), so mutation starts from
+/// inputs that decode.
+#[test]
+fn store_value_seeds_decode() {
+    for seed in seeds("store_value") {
+        let r = lama_tui::store::codec::decode(
+            "g-000102030405060708090a0b0c0d0e0f",
+            "8fe5dc13875dbb14a2048b6148161be7fd980093502e62973c4ff09c0192d0be",
+            u64::from(seed[0]),
+            &seed[1..],
+        );
+        assert!(r.is_ok(), "{r:?}");
     }
 }
