@@ -20,6 +20,8 @@ fn quick_benchmark_produces_every_figure() {
         "ed25519 verify, single",
         "redb insert, durable commit every 128",
         "redb: open with 1000 entries",
+        "upgrade of a 1000-entry sled store",
+        "store size per 100-byte text entry",
         "fjall: open with 1000 entries",
         "WebSocket round trip p50 (200 B)",
         "pairing: accept to both connected",

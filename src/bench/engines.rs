@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::pct;
+use crate::domain::Hlc;
 
 /// Bytes per value: a signed text entry of about 100 characters, encoded.
 const VALUE_BYTES: usize = 400;
@@ -198,4 +199,55 @@ pub fn fjall_figures(
         open_ms,
         bytes_per_entry: dir_bytes(&path) as f64 / n_open.max(1) as f64,
     }
+}
+
+/// The upgrade of a sled store of `n` text entries of 100 characters (laid out as the sled
+/// releases wrote them) to the redb store: (entries per second, redb bytes per entry).
+pub fn migration(tmp: &Path, n: usize) -> (f64, f64) {
+    use crate::domain::identity::{LocalIdentity, Secrets};
+    use crate::domain::{sign_entry, Body};
+    let data = tmp.join("migrate");
+    let dir = data.join(crate::store::DB_DIR);
+    let me = LocalIdentity::from_secrets("bench@lama.local", "bench/1", Secrets::generate());
+    let author = me.person_id().to_string();
+    let ch = "g-000102030405060708090a0b0c0d0e0f";
+    let db = sled::Config::new().path(&dir).open().expect("bench sled");
+    let (en, he, vi) = (
+        db.open_tree("entries").expect("tree"),
+        db.open_tree("heads").expect("tree"),
+        db.open_tree("view").expect("tree"),
+    );
+    let mut prev = None;
+    for seq in 1..=n as u64 {
+        let hlc = Hlc {
+            ms: 1_700_000_000_000 + seq,
+            c: 0,
+        };
+        let text = format!("{seq:>10} {}", "x".repeat(89));
+        let e = sign_entry(&me, ch, seq, prev.take(), hlc, Body::Text { text });
+        let mut ek = format!("{ch}\0{author}").into_bytes();
+        ek.extend_from_slice(&seq.to_be_bytes());
+        let mut vk = format!("{ch}\0").into_bytes();
+        vk.extend_from_slice(&hlc.ms.to_be_bytes());
+        vk.extend_from_slice(&hlc.c.to_be_bytes());
+        vk.extend_from_slice(author.as_bytes());
+        vk.extend_from_slice(&seq.to_be_bytes());
+        let id = e.id();
+        let mut hv = seq.to_be_bytes().to_vec();
+        hv.extend_from_slice(id.as_bytes());
+        en.insert(ek.as_slice(), e.canonical()).expect("insert");
+        vi.insert(vk, ek.as_slice()).expect("insert");
+        he.insert(format!("{ch}\0{author}"), hv).expect("insert");
+        prev = Some(id);
+    }
+    db.flush().expect("flush");
+    drop((en, he, vi, db));
+    let t = Instant::now();
+    let store = crate::store::Store::open(&data).expect("the upgrade succeeds");
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    assert_eq!(store.entry_count(), n, "every entry was upgraded");
+    drop(store);
+    let size = std::fs::metadata(dir.join(crate::store::DB_FILE)).map_or(0, |m| m.len());
+    let _ = std::fs::remove_dir_all(&data);
+    (rate, size as f64 / n.max(1) as f64)
 }
