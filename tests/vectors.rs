@@ -150,7 +150,7 @@ fn compute() -> Vec<(String, String)> {
     );
     put(
         "store.view_key",
-        lama_tui::domain::hex::encode(codec::view_key(0, next.hlc, 0, 2)),
+        lama_tui::domain::hex::encode(codec::view_key(0, next.hlc, &next.author, 2)),
     );
     // A group made by a with b, then a members entry removing b with b's log head (3).
     let g = "g-000102030405060708090a0b0c0d0e0f";

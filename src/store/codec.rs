@@ -5,7 +5,7 @@
 //! channel id and a 64-character author id:
 //! - `entries`: `chan_be4 author_be4 seq_be8` → entry value
 //! - `heads`:   `chan_be4 author_be4` → `seq_be8 id32`
-//! - `view`, `members`: `chan_be4 ms_be8 c_be4 author_be4 seq_be8` → empty
+//! - `view`, `members`: `chan_be4 ms_be8 c_be4 author_id32 seq_be8` → the entries key
 //!
 //! An entry value is either compact (tag 1: a text entry that has a previous entry and
 //! no Person attached, with ids as raw bytes) or the entry's canonical JSON (tag 0: every
@@ -39,24 +39,27 @@ pub fn head_key(chan: u32, author: u32) -> [u8; 8] {
     k
 }
 
-/// Key of an entry's place in its channel's view (and membership index).
-pub fn view_key(chan: u32, hlc: Hlc, author: u32, seq: u64) -> [u8; 28] {
-    let mut k = [0u8; 28];
+/// Key of an entry's place in its channel's view (and membership index): the view order
+/// of §12.1, which is by author *id* (not by this store's author numbers, which differ
+/// from one instance to another), so every instance lists a channel the same way.
+pub fn view_key(chan: u32, hlc: Hlc, author: &str, seq: u64) -> [u8; 56] {
+    let mut k = [0u8; 56];
     k[..4].copy_from_slice(&chan.to_be_bytes());
     k[4..12].copy_from_slice(&hlc.ms.to_be_bytes());
     k[12..16].copy_from_slice(&hlc.c.to_be_bytes());
-    k[16..20].copy_from_slice(&author.to_be_bytes());
-    k[20..].copy_from_slice(&seq.to_be_bytes());
+    k[16..48].copy_from_slice(&author_order(author));
+    k[48..].copy_from_slice(&seq.to_be_bytes());
     k
 }
 
-/// The entries key a view key points at.
-pub fn entry_key_of_view(v: &[u8]) -> Option<[u8; 16]> {
-    let v: &[u8; 28] = v.try_into().ok()?;
-    let mut k = [0u8; 16];
-    k[..4].copy_from_slice(&v[..4]);
-    k[4..].copy_from_slice(&v[16..]);
-    Some(k)
+/// An author id as 32 bytes that sort as the id does: its raw bytes (lowercase hex sorts as
+/// its bytes). Ids are checked on arrival; anything else gets its SHA-256, so it still has
+/// a key of its own.
+fn author_order(author: &str) -> [u8; 32] {
+    id_bytes(author).unwrap_or_else(|| {
+        use sha2::Digest;
+        sha2::Sha256::digest(author.as_bytes()).into()
+    })
 }
 
 /// The (author number, seq) of an entries key.
@@ -199,11 +202,14 @@ mod tests {
 
     #[test]
     fn keys_sort_as_the_view_and_logs_need() {
-        let a = view_key(1, Hlc { ms: 5, c: 0 }, 9, 1);
-        let b = view_key(1, Hlc { ms: 5, c: 1 }, 2, 1);
-        let c = view_key(2, Hlc { ms: 0, c: 0 }, 0, 0);
+        let (lo, hi) = ("01".repeat(32), "fe".repeat(32));
+        let a = view_key(1, Hlc { ms: 5, c: 0 }, &hi, 1);
+        let b = view_key(1, Hlc { ms: 5, c: 1 }, &lo, 1);
+        let c = view_key(2, Hlc { ms: 0, c: 0 }, &lo, 0);
         assert!(a < b && b < c);
-        assert_eq!(entry_key_of_view(&a).unwrap(), entry_key(1, 9, 1));
+        // The same stamp: by author id, whatever number this store gave each author.
+        let t = Hlc { ms: 9, c: 0 };
+        assert!(view_key(1, t, &lo, 7) < view_key(1, t, &hi, 1));
         assert_eq!(split_entry_key(&entry_key(3, 4, 5)), Some((4, 5)));
         assert!(entry_key(1, 1, 2) < entry_key(1, 1, 10));
         assert_eq!(hex(&id_bytes(&"0f".repeat(32)).unwrap()), "0f".repeat(32));

@@ -48,9 +48,9 @@ fn u32_of(v: &[u8]) -> Result<u32, redb::Error> {
 }
 
 /// The first and last possible key of channel number `c` (every key starts with it, and
-/// none is longer than 28 bytes).
-fn chan_bounds(c: u32) -> ([u8; 4], [u8; 32]) {
-    let mut hi = [0xffu8; 32];
+/// none is longer than 56 bytes).
+fn chan_bounds(c: u32) -> ([u8; 4], [u8; 64]) {
+    let mut hi = [0xffu8; 64];
     hi[..4].copy_from_slice(&c.to_be_bytes());
     (c.to_be_bytes(), hi)
 }
@@ -231,10 +231,11 @@ impl Store {
                 hv[..8].copy_from_slice(&e.seq.to_be_bytes());
                 hv[8..].copy_from_slice(id);
                 he.insert(head_key(c, a).as_slice(), hv.as_slice())?;
-                let vk = view_key(c, e.hlc, a, e.seq);
-                vi.insert(vk.as_slice(), [].as_slice())?;
+                let ek = entry_key(c, a, e.seq);
+                let vk = view_key(c, e.hlc, &e.author, e.seq);
+                vi.insert(vk.as_slice(), ek.as_slice())?;
                 if !matches!(e.body, crate::domain::Body::Text { .. }) {
-                    mi.insert(vk.as_slice(), [].as_slice())?;
+                    mi.insert(vk.as_slice(), ek.as_slice())?;
                 }
             }
             let mut ch = w.open_table(db::CHANNELS)?;
@@ -287,10 +288,7 @@ impl Store {
             };
             let (lo, hi) = chan_bounds(c);
             let end: Vec<u8> = match before {
-                Some(e) => match self.author_num(r, &e.author)? {
-                    Some(a) => view_key(c, e.hlc, a, e.seq).to_vec(),
-                    None => return Ok(Vec::new()),
-                },
+                Some(e) => view_key(c, e.hlc, &e.author, e.seq).to_vec(),
                 None => hi.to_vec(),
             };
             let (vi, en) = (r.open_table(db::VIEW)?, r.open_table(db::ENTRIES)?);
@@ -299,11 +297,9 @@ impl Store {
                 if out.len() >= limit {
                     break;
                 }
-                let (k, _) = kv?;
-                let ek = codec::entry_key_of_view(k.value())
-                    .ok_or_else(|| corrupt("a malformed view key"))?;
-                if let Some(v) = en.get(ek.as_slice())? {
-                    out.push(self.entry_at(r, ch, &ek, v.value())?);
+                let (_, ek) = kv?;
+                if let Some(v) = en.get(ek.value())? {
+                    out.push(self.entry_at(r, ch, ek.value(), v.value())?);
                 }
             }
             out.reverse();
@@ -522,13 +518,11 @@ impl Log for Store {
             let (mi, en) = (r.open_table(db::MEMBERS)?, r.open_table(db::ENTRIES)?);
             let mut out = Vec::new();
             for kv in mi.range(lo.as_slice()..=hi.as_slice())? {
-                let (k, _) = kv?;
-                let ek = codec::entry_key_of_view(k.value())
-                    .ok_or_else(|| corrupt("a malformed membership key"))?;
+                let (_, ek) = kv?;
                 let v = en
-                    .get(ek.as_slice())?
+                    .get(ek.value())?
                     .ok_or_else(|| corrupt("a membership index points at no entry"))?;
-                out.push(self.entry_at(r, ch, &ek, v.value())?);
+                out.push(self.entry_at(r, ch, ek.value(), v.value())?);
             }
             Ok(out)
         });
