@@ -114,6 +114,8 @@ fn chat(args: Args, settings: Settings) -> anyhow::Result<()> {
         let provision = args.provision_node.then(|| headless::ProvisionCfg {
             client_dir: data_dir.clone(),
             keep: args.keep_node,
+            listen: args.node_listen,
+            public_url: args.node_public_url.clone(),
         });
         if args.headless {
             headless::run(running, args.detach, provision).await?;

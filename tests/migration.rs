@@ -144,6 +144,16 @@ fn invites_now(list: &Value) -> Vec<Value> {
         if i["status"] == "open" && i["expires_at"].as_u64().unwrap() <= now {
             i["status"] = "expired".into();
         }
+        // An open code is re-issued for the node's new port at start: the same invitation
+        // (token, expiry), another address.
+        if i["status"] == "open" {
+            let code = i["code"].as_str().unwrap();
+            let Ok(lama_tui::domain::Code::Invite(inv)) = lama_tui::domain::Code::decode(code)
+            else {
+                panic!("an open invitation that is no invitation code: {code}");
+            };
+            i["code"] = lama_tui::domain::hex::encode(inv.token).into();
+        }
     }
     out
 }

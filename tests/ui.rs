@@ -295,6 +295,7 @@ fn pairing_state() -> State {
         Action::ShortCode(NewInvite {
             code: "7-lunar-pepper-canal".into(),
             expires_at: NOW + 300,
+            reach: lama_tui::app::runtime::CodeReach::Local,
         }),
     );
     // No open invitation yet: one is made.
@@ -307,6 +308,7 @@ fn pairing_state() -> State {
         Action::Invite(NewInvite {
             code: invite_code(),
             expires_at: NOW + 600,
+            reach: lama_tui::app::runtime::CodeReach::Local,
         }),
     );
     assert_eq!(fx, vec![Effect::LoadInvites]);
@@ -327,6 +329,22 @@ fn pairing_state() -> State {
 fn pairing_screen_with_qr() {
     let s = pairing_state();
     insta::assert_snapshot!(draw(&s, 120, 40).backend());
+}
+
+/// A code from a loopback node says it works only on this machine; one that other
+/// machines can use says nothing of the kind.
+#[test]
+fn the_pairing_screen_says_when_a_code_works_only_here() {
+    use lama_tui::app::runtime::CodeReach;
+    use lama_tui::ui::state::Popup;
+    let mut s = pairing_state();
+    let here = rows(&draw(&s, 120, 40)).join("\n");
+    assert!(here.contains("works only on this machine"), "{here}");
+    if let Some(Popup::Pairing(Some(inv))) = &mut s.popup {
+        inv.reach = CodeReach::Network;
+    }
+    let anywhere = rows(&draw(&s, 120, 40)).join("\n");
+    assert!(!anywhere.contains("works only"), "{anywhere}");
 }
 
 /// One current code: `p` again shows the open one; when it is used the screen says who

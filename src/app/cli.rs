@@ -161,6 +161,17 @@ pub struct Args {
     #[arg(long, requires = "provision_node")]
     pub keep_node: bool,
 
+    /// With --provision-node: where the node listens [default: a free loopback port]
+    ///
+    /// e.g. 0.0.0.0:8765 so other machines can reach it (its codes then carry this
+    /// machine's addresses).
+    #[arg(long, value_name = "HOST:PORT", requires = "provision_node")]
+    pub node_listen: Option<std::net::SocketAddr>,
+
+    /// With --provision-node: the URL the node gives out (its --public-url)
+    #[arg(long, value_name = "URL", requires = "provision_node")]
+    pub node_public_url: Option<String>,
+
     /// Trust instances that know the same secret
     ///
     /// Asks for it on the terminal (not echoed) unless LAMA_TRUST_SECRET is set. A client
@@ -264,6 +275,13 @@ impl Args {
     pub fn config_with(&self, role: RoleArg, file: &FileConfig) -> Result<Config, String> {
         if self.provision_node && role != RoleArg::Client {
             return Err("--provision-node is for a client: it starts a node of its own".into());
+        }
+        if let Some(u) = &self.node_public_url {
+            if !(u.starts_with("ws://") || u.starts_with("wss://")) || u.len() > 200 {
+                return Err(format!(
+                    "--node-public-url must be a ws:// or wss:// URL of at most 200 bytes, e.g. ws://example.org:8765; got {u:?}"
+                ));
+            }
         }
         if let Some(u) = &self.public_url {
             if !(u.starts_with("ws://") || u.starts_with("wss://")) || u.len() > 200 {

@@ -254,6 +254,7 @@ async fn execute_pairing(handle: &Handle, req: Request) -> Result<Event, Command
             Event::Invite {
                 code: i.code,
                 expires_at: i.expires_at,
+                reach: i.reach.as_str(),
             }
         }
         Request::Invites => {
@@ -341,21 +342,14 @@ async fn answer(handle: Handle, id: Option<Value>, req: Request, out: mpsc::Send
     let _ = out.send(Reply::new(event, id).to_line()).await;
 }
 
-/// What `--provision-node` asks of the shell.
-#[derive(Clone, Debug)]
-pub struct ProvisionCfg {
-    /// The client's data dir (the node lives beneath it).
-    pub client_dir: std::path::PathBuf,
-    /// Leave the node running after we quit.
-    pub keep: bool,
-}
+pub use provision::ProvisionCfg;
 
 /// Provision the node and describe the outcome as output lines.
 pub async fn provision_lines(
     handle: &Handle,
     p: &ProvisionCfg,
 ) -> (Vec<String>, Option<provision::NodeGuard>) {
-    match provision::provision(handle, &p.client_dir, p.keep).await {
+    match provision::provision(handle, p).await {
         Ok(mut r) => {
             let mut events = Vec::new();
             if let Some(v) = &r.verification {

@@ -94,14 +94,23 @@ async fn read_event(
         .map_err(|_| ProvisionError::Timeout(dir.to_path_buf()))
 }
 
+/// What `--provision-node` asks of the shell.
+#[derive(Clone, Debug)]
+pub struct ProvisionCfg {
+    /// The client's data dir (the node lives beneath it).
+    pub client_dir: PathBuf,
+    /// Leave the node running after we quit.
+    pub keep: bool,
+    /// Where the node listens (`--node-listen`; default a free loopback port).
+    pub listen: Option<std::net::SocketAddr>,
+    /// How the node is reached from outside (`--node-public-url`).
+    pub public_url: Option<String>,
+}
+
 /// Start (or reuse) our node and pair with it.
-pub async fn provision(
-    handle: &Handle,
-    client_dir: &Path,
-    keep: bool,
-) -> Result<Provisioned, ProvisionError> {
-    let dir = client_dir.join(NODE_SUBDIR);
-    let mut child = spawn_node(&dir, keep)?;
+pub async fn provision(handle: &Handle, p: &ProvisionCfg) -> Result<Provisioned, ProvisionError> {
+    let dir = p.client_dir.join(NODE_SUBDIR);
+    let mut child = spawn_node(&dir, p)?;
     let stdout = child.stdout.take().expect("invariant: stdout was piped");
     let mut stderr = child.stderr.take().expect("invariant: stderr was piped");
     let mut stdin = child.stdin.take();
@@ -156,30 +165,36 @@ pub async fn provision(
         guard: Some(NodeGuard {
             stdin,
             exited: rx,
-            keep,
+            keep: p.keep,
         }),
     })
 }
 
-/// The node process: headless, on a free loopback port, in `dir`; killed with the client
-/// unless `keep`.
-fn spawn_node(dir: &Path, keep: bool) -> Result<Child, ProvisionError> {
+/// The node process: headless, in `dir`, listening where `p` says (default a free loopback
+/// port); killed with the client unless `p.keep`.
+fn spawn_node(dir: &Path, p: &ProvisionCfg) -> Result<Child, ProvisionError> {
     let exe = std::env::current_exe().map_err(ProvisionError::Spawn)?;
     let mut cmd = Command::new(exe);
+    let listen = p
+        .listen
+        .map_or_else(|| "127.0.0.1:0".to_string(), |a| a.to_string());
     cmd.args([
         "--role",
         "node",
         "--headless",
         "--listen",
-        "127.0.0.1:0",
+        &listen,
         "--data-dir",
     ])
     .arg(dir)
     .stdin(Stdio::piped())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
-    .kill_on_drop(!keep);
-    if keep {
+    .kill_on_drop(!p.keep);
+    if let Some(u) = &p.public_url {
+        cmd.args(["--public-url", u]);
+    }
+    if p.keep {
         cmd.arg("--detach");
     }
     cmd.spawn().map_err(ProvisionError::Spawn)

@@ -13,8 +13,9 @@ use crate::app::actor::{Actor, Request, Sockets};
 pub use crate::app::clock::{now_ms, now_secs};
 use crate::app::store_adapter::DiskStore;
 pub use crate::core::{
-    Answer, Command, CommandError, ContactNet, ContactView, EndpointView, Event, IdentityInfo,
-    MessageView, NetView, NewInvite, Paired, PeerState, Role, SelfNet, StatsView, TrustSecret,
+    Answer, CodeReach, Command, CommandError, ContactNet, ContactView, EndpointView, Event,
+    IdentityInfo, MessageView, NetView, NewInvite, Paired, PeerState, Role, SelfNet, StatsView,
+    TrustSecret,
 };
 use crate::core::{CoreConfig, NodeCore};
 use crate::domain::identity::{check_name, LocalIdentity, Secrets};
@@ -405,13 +406,14 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     prepare_dir(&cfg.data_dir)?;
     let store = Store::open(&cfg.data_dir)?;
     let me = Arc::new(load_identity(&cfg, &store)?);
-    let (listener, endpoint) = match cfg.role {
+    let (listener, advertised) = match cfg.role {
         Role::Node => {
-            let (l, url) = listen(&cfg).await?;
-            (Some(l), Some(url))
+            let (l, urls) = listen(&cfg).await?;
+            (Some(l), urls)
         }
-        Role::Client => (None, None),
+        Role::Client => (None, Vec::new()),
     };
+    let endpoint = advertised.first().cloned();
     let listening = listener.as_ref().and_then(|l| l.local_addr().ok());
     let info = IdentityInfo {
         role: cfg.role,
@@ -443,6 +445,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         node_url: cfg.node_url.clone(),
         listening: listening.map(|a| a.to_string()),
         discovery: cfg.discovery,
+        advertised,
     };
     let store = Box::new(DiskStore::new(store, cfg.data_dir.clone()));
     let seed = rand_core::RngCore::next_u64(&mut rand_core::OsRng);
@@ -464,8 +467,11 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     })
 }
 
-/// A node's listener, and the URL it gives out (`--public-url`, else the bound address).
-async fn listen(cfg: &Config) -> Result<(TcpListener, String), StartError> {
+/// A node's listener, and the URLs it gives out: `--public-url` first, then where it can
+/// be reached. Bound to every interface (0.0.0.0, ::), that is each interface's address (an
+/// unspecified address works from nowhere); bound to loopback, `localhost` (alone, this
+/// machine only: the pairing screen and the `invite` event say so).
+async fn listen(cfg: &Config) -> Result<(TcpListener, Vec<String>), StartError> {
     let l = TcpListener::bind(cfg.listen).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             StartError::PortInUse(cfg.listen)
@@ -480,11 +486,48 @@ async fn listen(cfg: &Config) -> Result<(TcpListener, String), StartError> {
         addr: cfg.listen,
         source,
     })?;
-    let host = if a.ip().is_loopback() {
-        "localhost".to_string()
-    } else {
-        a.ip().to_string()
+    let mut urls: Vec<String> = cfg.public_url.iter().cloned().collect();
+    let ws = |ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V6(v6) => format!("ws://[{v6}]:{}", a.port()),
+        v4 => format!("ws://{v4}:{}", a.port()),
     };
-    let bound = format!("ws://{host}:{}", a.port());
-    Ok((l, cfg.public_url.clone().unwrap_or(bound)))
+    let before = urls.len();
+    if a.ip().is_unspecified() {
+        urls.extend(interface_addresses(a.is_ipv6()).into_iter().map(ws));
+    } else if !a.ip().is_loopback() {
+        urls.push(ws(a.ip()));
+    }
+    // On loopback the bound address still comes after a public URL: a client on this
+    // machine (the provisioning one, say) may not reach the public address from inside.
+    if a.ip().is_loopback() || urls.len() == before {
+        urls.push(format!("ws://localhost:{}", a.port()));
+    }
+    urls.dedup();
+    urls.truncate(MAX_ADVERTISED_URLS);
+    Ok((l, urls))
+}
+
+/// Most URLs a node puts in its codes and profile (a code carries every one).
+pub const MAX_ADVERTISED_URLS: usize = 4;
+
+/// This machine's addresses other peers can dial: up, not loopback, not IPv6 link-local
+/// (which needs an interface name no URL carries); IPv4 first. `v6`: a listener on `::`
+/// also takes IPv6 connections.
+fn interface_addresses(v6: bool) -> Vec<std::net::IpAddr> {
+    let Ok(list) = if_addrs::get_if_addrs() else {
+        tracing::warn!("cannot list the network interfaces: advertising localhost only");
+        return Vec::new();
+    };
+    let mut ips: Vec<std::net::IpAddr> = list
+        .iter()
+        .filter(|i| !i.is_loopback() && i.is_oper_up())
+        .map(|i| i.ip())
+        .filter(|ip| match ip {
+            std::net::IpAddr::V4(_) => true,
+            std::net::IpAddr::V6(a) => v6 && (a.segments()[0] & 0xffc0) != 0xfe80,
+        })
+        .collect();
+    ips.sort_by_key(|ip| (ip.is_ipv6(), *ip));
+    ips.dedup();
+    ips
 }

@@ -345,6 +345,48 @@ pub struct NewInvite {
     pub code: String,
     /// Unix seconds.
     pub expires_at: u64,
+    /// Where the code works: only on this machine (every URL in it is loopback), or from
+    /// other machines too.
+    pub reach: CodeReach,
+}
+
+/// Where an invitation code can be accepted from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeReach {
+    /// Every URL in it names this machine (the node listens on loopback).
+    Local,
+    /// Some URL in it is reachable from other machines.
+    Network,
+}
+
+impl CodeReach {
+    /// The reach of a code carrying `urls`.
+    pub fn of(urls: &[String]) -> CodeReach {
+        let local =
+            |u: &String| crate::domain::Reach::of_url(u) == crate::domain::Reach::ThisMachine;
+        if urls.iter().all(local) {
+            CodeReach::Local
+        } else {
+            CodeReach::Network
+        }
+    }
+
+    /// The reach of an invitation code's URLs (`Local` for a code that does not decode
+    /// or carries none: it works nowhere else either).
+    pub fn of_code(code: &str) -> CodeReach {
+        match crate::domain::Code::decode(code) {
+            Ok(crate::domain::Code::Invite(inv)) => CodeReach::of(&inv.urls),
+            _ => CodeReach::Local,
+        }
+    }
+
+    /// As the `invite` event names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeReach::Local => "local",
+            CodeReach::Network => "network",
+        }
+    }
 }
 
 /// A command to the core.

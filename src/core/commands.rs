@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use crate::core::{
-    Answer, ArgError, Command, CommandError, CommandId, Conn, ContactView, MessageView, NewInvite,
-    NodeCore, Output, PeerState, Rng, Role, StatsView,
+    Answer, ArgError, CodeReach, Command, CommandError, CommandId, Conn, ContactView, MessageView,
+    NewInvite, NodeCore, Output, PeerState, Rng, Role, StatsView,
 };
 use crate::domain::codes::TOKEN_LEN;
 use crate::domain::identity::{check_name, parse_hex, short_id, verification_string};
@@ -131,11 +131,7 @@ impl NodeCore {
         if self.cfg.role != Role::Node {
             return Err(CommandError::NotANode);
         }
-        let url = self
-            .info
-            .endpoint
-            .clone()
-            .expect("invariant: a node has an endpoint");
+        let urls = self.advertised();
         let mut token = [0u8; TOKEN_LEN];
         rng.fill_bytes(&mut token);
         let now = self.now_secs();
@@ -146,7 +142,7 @@ impl NodeCore {
             transport_key: self.our_transport_key(),
             token,
             expires_at: rec.expires_at,
-            urls: vec![url],
+            urls: urls.clone(),
         };
         rec.code = Code::Invite(invite).encode();
         self.store.put_invite(&rec)?;
@@ -154,7 +150,48 @@ impl NodeCore {
         Ok(Answer::NewInvite(NewInvite {
             code: rec.code,
             expires_at: rec.expires_at,
+            reach: CodeReach::of(&self.advertised()),
         }))
+    }
+
+    /// The URLs a node's codes carry.
+    pub(super) fn advertised(&self) -> Vec<String> {
+        if self.cfg.advertised.is_empty() {
+            self.info.endpoint.iter().cloned().collect()
+        } else {
+            self.cfg.advertised.clone()
+        }
+    }
+
+    /// Open invitations whose code names other URLs than the node has now (it restarted
+    /// on another port, or its addresses changed) get a new code for the same token and
+    /// expiry: the list shows codes that work, never dead ones as open.
+    pub(super) fn reissue_moved_invites(&mut self) {
+        let urls = self.advertised();
+        if self.cfg.role != Role::Node || urls.is_empty() {
+            return;
+        }
+        let now = self.now_secs();
+        let Ok(list) = self.store.invites() else {
+            return;
+        };
+        for mut rec in list {
+            if rec.status != InviteStatus::Open || rec.expires_at <= now {
+                continue;
+            }
+            let Ok(Code::Invite(mut inv)) = Code::decode(&rec.code) else {
+                continue; // a short code names no URL
+            };
+            if inv.urls == urls {
+                continue;
+            }
+            inv.urls = urls.clone();
+            rec.code = Code::Invite(inv).encode();
+            match self.store.put_invite(&rec) {
+                Ok(()) => tracing::info!("an open invitation now names this node's new address"),
+                Err(e) => tracing::warn!("cannot re-issue an open invitation: {e}"),
+            }
+        }
     }
 
     fn revoke(&mut self, code: &str) -> Answered {
@@ -211,6 +248,7 @@ impl NodeCore {
         Ok(Answer::NewInvite(NewInvite {
             code: rec.code,
             expires_at: rec.expires_at,
+            reach: CodeReach::of(&self.advertised()),
         }))
     }
 

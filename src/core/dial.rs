@@ -34,6 +34,9 @@ pub(super) struct ClientConn {
     /// Set once the node answered: the exchange must end by then.
     pub(super) deadline: Option<u64>,
     last_err: Option<CommandError>,
+    /// An invitation whose every URL is loopback: unreachable means "made on another
+    /// machine", and the error says so.
+    only_local: bool,
 }
 
 impl NodeCore {
@@ -58,7 +61,9 @@ impl NodeCore {
             ..HelloExtras::default()
         };
         let flow = ClientFlow::new(ClientWay::Invite(pairing), self.profile.clone(), replica);
+        let only_local = crate::core::CodeReach::of(&urls) == crate::core::CodeReach::Local;
         self.client_dial(ClientConn {
+            only_local,
             flow,
             reply: Some(id),
             via,
@@ -101,6 +106,7 @@ impl NodeCore {
         };
         let url = url.unwrap_or_else(|| self.cfg.node_url.clone());
         self.client_dial(ClientConn {
+            only_local: false,
             flow: ClientFlow::new(way, self.profile.clone(), replica),
             reply,
             via,
@@ -163,6 +169,13 @@ impl NodeCore {
                 c.last_err = Some(e.into());
                 return self.client_dial(c);
             }
+            ConnError::Unreachable { url, why } if c.only_local => ConnError::Unreachable {
+                url,
+                why: format!(
+                    "{why}; this code names only localhost, so it works only on the machine whose node made it: ask for a code from a node that listens on the network (--listen 0.0.0.0:PORT, or --public-url)"
+                ),
+            }
+            .into(),
             e => e.into(),
         };
         self.finish_client(c.reply, c.via, Err(err));

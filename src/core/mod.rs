@@ -66,6 +66,9 @@ pub struct CoreConfig {
     pub listening: Option<String>,
     /// Local discovery (for the network view).
     pub discovery: crate::net::discovery::Scope,
+    /// Node: the URLs its invitations carry, `--public-url` first (the first is the
+    /// endpoint in our profile).
+    pub advertised: Vec<String>,
 }
 
 /// A verified Hello on a new connection: who, in which session, asking for what.
@@ -350,7 +353,10 @@ impl NodeCore {
     pub fn handle(&mut self, input: Input, now: u64, rng: &mut dyn Rng) -> Vec<Output> {
         self.now = self.now.max(now);
         match input {
-            Input::Start => self.auto_pair_by_secret(),
+            Input::Start => {
+                self.reissue_moved_invites();
+                self.auto_pair_by_secret();
+            }
             Input::Command { id, cmd } => self.on_command(id, cmd, rng),
             Input::Incoming { conn, hello } => self.on_incoming(conn, hello, rng),
             Input::Dialed { conn, hello } => self.on_dialed(conn, hello, rng),

@@ -6,7 +6,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
-use crate::app::runtime::NewInvite;
+use crate::app::runtime::{CodeReach, NewInvite};
 use crate::domain::identity::short_id;
 use crate::ui::qr::{qr_half_blocks, qr_modules};
 use crate::ui::state::{AcceptStatus, InputCheck, Popup, State};
@@ -179,6 +179,13 @@ fn invite_lines(s: &State, inv: &NewInvite) -> Vec<Line<'static>> {
     lines.push(countdown(left, |l| {
         format!("expires in {}:{:02}", l / 60, l % 60)
     }));
+    if inv.reach == CodeReach::Local {
+        // Said before anyone walks to another machine with it.
+        lines.push(centred_line(
+            "works only on this machine: the node listens on loopback".into(),
+            Style::default().fg(Color::Yellow),
+        ));
+    }
     lines
 }
 

@@ -2,7 +2,7 @@
 //! answer), the state changed, effects out for the shell to run.
 
 use crate::app::runtime::Event;
-use crate::app::runtime::NewInvite;
+use crate::app::runtime::{CodeReach, NewInvite};
 use crate::domain::identity::short_id;
 use crate::ui::keys;
 use crate::ui::state::{
@@ -141,6 +141,7 @@ fn on_loaded(s: &mut State, action: Action) -> Vec<Effect> {
                 .map(|r| NewInvite {
                     code: r.code.clone(),
                     expires_at: r.expires_at,
+                    reach: CodeReach::of_code(&r.code),
                 });
             match reuse {
                 Some(inv) => {

@@ -180,6 +180,7 @@ impl Sim {
             node_url: "ws://nowhere.sim:8765".into(),
             listening: url.as_ref().map(|_| "0.0.0.0:8765".into()),
             discovery: lama_tui::net::discovery::Scope::Off,
+            advertised: url.iter().cloned().collect(),
         };
         let disk = DiskSwitch::default();
         let store = Box::new(MemStore::new(disk.clone()));

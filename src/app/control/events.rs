@@ -168,6 +168,8 @@ pub enum Event {
         code: String,
         /// Unix seconds.
         expires_at: u64,
+        /// `local` (every URL in the code is this machine's loopback) or `network`.
+        reach: &'static str,
     },
     /// Answer to `invites`.
     Invites {

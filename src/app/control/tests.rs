@@ -305,8 +305,9 @@ fn every_event_serialises_to_its_documented_json() {
             Event::Invite {
                 code: "c".into(),
                 expires_at: 3,
+                reach: "local",
             },
-            json!({"event":"invite","code":"c","expires_at":3}),
+            json!({"event":"invite","code":"c","expires_at":3,"reach":"local"}),
         ),
         (
             Event::Invites {
