@@ -138,6 +138,33 @@ impl Drop for NetNs {
     }
 }
 
+/// A headless instance run inside network namespace `ns`: the child, its stdin, and a
+/// reader of its JSON lines.
+fn spawn_in(
+    ns: &NetNs,
+    args: &[&str],
+    dir: &std::path::Path,
+) -> (
+    std::process::Child,
+    std::process::ChildStdin,
+    impl FnMut() -> Value,
+) {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.0, common::bin()])
+        .args(args)
+        .args(["--headless", "--discovery", "off", "--data-dir"])
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let next = move || -> Value { serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap() };
+    (child, stdin, next)
+}
+
 #[test]
 fn a_node_on_every_interface_gives_out_its_addresses_not_0_0_0_0() {
     let name = format!("lama-reach-{}", std::process::id());
@@ -146,19 +173,8 @@ fn a_node_on_every_interface_gives_out_its_addresses_not_0_0_0_0() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.0, common::bin()])
-        .args(["--role", "node", "--headless", "--discovery", "off"])
-        .args(["--listen", "0.0.0.0:0", "--data-dir"])
-        .arg(tmp.path().join("n"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next = || -> Value { serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap() };
+    let args = ["--role", "node", "--listen", "0.0.0.0:0"];
+    let (mut child, mut stdin, mut next) = spawn_in(&ns, &args, &tmp.path().join("n"));
     let ready = next();
     let port = ready["endpoint"]
         .as_str()
@@ -194,25 +210,8 @@ fn a_loopback_code_taken_to_another_machine_is_refused_with_why() {
     let mut node = Peer::start("node", &tmp.path().join("n"), &["--discovery", "off"]);
     let inv = node.ask(json!({"cmd":"invite"}), 1);
     assert_eq!(inv["reach"], "local", "{inv}");
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.0, common::bin()])
-        .args([
-            "--role",
-            "client",
-            "--headless",
-            "--discovery",
-            "off",
-            "--data-dir",
-        ])
-        .arg(tmp.path().join("c"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next = || -> Value { serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap() };
+    let args = ["--role", "client"];
+    let (mut child, mut stdin, mut next) = spawn_in(&ns, &args, &tmp.path().join("c"));
     assert_eq!(next()["event"], "ready");
     writeln!(
         stdin,

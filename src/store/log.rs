@@ -92,27 +92,30 @@ impl Store {
 
     /// The number of channel `ch`, if any entry of it was ever stored.
     fn chan_num(&self, r: &ReadTransaction, ch: &str) -> Result<Option<u32>, redb::Error> {
-        if let Some(&n) = self.interned().chans.get(ch) {
-            return Ok(Some(n));
-        }
-        let Some(v) = r.open_table(db::CHAN_IDS)?.get(ch.as_bytes())? else {
-            return Ok(None);
-        };
-        let n = u32_of(v.value())?;
-        self.interned().chans.insert(ch.to_string(), n);
-        Ok(Some(n))
+        self.num_of(r, db::CHAN_IDS, ch, |i| &mut i.chans)
     }
 
     /// The number of author `a`, if any entry of theirs was ever stored.
     fn author_num(&self, r: &ReadTransaction, a: &str) -> Result<Option<u32>, redb::Error> {
-        if let Some(&n) = self.interned().authors.get(a) {
+        self.num_of(r, db::AUTHOR_IDS, a, |i| &mut i.authors)
+    }
+
+    /// The number `table` gives `name` (cached in the map `cache` picks).
+    fn num_of(
+        &self,
+        r: &ReadTransaction,
+        table: db::Table,
+        name: &str,
+        cache: fn(&mut Interned) -> &mut HashMap<String, u32>,
+    ) -> Result<Option<u32>, redb::Error> {
+        if let Some(&n) = cache(&mut self.interned()).get(name) {
             return Ok(Some(n));
         }
-        let Some(v) = r.open_table(db::AUTHOR_IDS)?.get(a.as_bytes())? else {
+        let Some(v) = r.open_table(table)?.get(name.as_bytes())? else {
             return Ok(None);
         };
         let n = u32_of(v.value())?;
-        self.interned().authors.insert(a.to_string(), n);
+        cache(&mut self.interned()).insert(name.to_string(), n);
         Ok(Some(n))
     }
 
