@@ -299,3 +299,27 @@ fn an_upgrade_killed_half_way_starts_again_and_finishes() {
     );
     c.quit();
 }
+
+#[test]
+fn doctor_reports_an_old_store_without_upgrading_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let dir = tmp.path().join("client");
+    let out = std::process::Command::new(common::bin())
+        .args(["--role", "client", "--discovery", "off", "--data-dir"])
+        .arg(&dir)
+        .arg("doctor")
+        .env_remove("LAMA_PASSPHRASE")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("an old-format (sled) store"), "{text}");
+    assert!(
+        text.contains("the next start of lama-tui upgrades it"),
+        "{text}"
+    );
+    let store = dir.join("store");
+    assert!(store.join("conf").exists(), "doctor changed nothing");
+    assert!(!store.join(lama_tui::store::DB_FILE).exists());
+}

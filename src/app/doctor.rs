@@ -236,6 +236,19 @@ fn store_opens(dir: &Path, out: &mut Vec<Check>) -> Option<Store> {
         return None;
     }
     let size = dir_size(&store_dir);
+    // A check changes nothing: an old-format store is upgraded by the next start, not here.
+    if crate::store::migrate::pending(&store_dir) {
+        out.push(check(
+            "store",
+            Verdict::Warn,
+            format!(
+                "an old-format (sled) store, {} on disk: the next start of lama-tui upgrades it and keeps the old files in {}",
+                human(size),
+                dir.join(crate::store::migrate::BACKUP_DIR).display()
+            ),
+        ));
+        return None;
+    }
     match Store::open(dir) {
         Ok(s) => {
             let contacts = s.contacts().map(|c| c.len()).unwrap_or(0);

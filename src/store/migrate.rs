@@ -49,6 +49,12 @@ fn sled_files(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Whether the store directory `dir` holds a sled store not yet upgraded (the next
+/// [`Store::open`](super::Store::open) upgrades it).
+pub fn pending(dir: &Path) -> bool {
+    !sled_files(dir).is_empty() && !dir.join(DB_FILE).exists()
+}
+
 /// Migrate the sled store in `dir` (the store directory of `data_dir`) if there is one.
 pub fn if_needed(data_dir: &Path, dir: &Path) -> Result<(), StoreError> {
     let old = sled_files(dir);
