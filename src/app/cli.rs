@@ -277,18 +277,10 @@ impl Args {
             return Err("--provision-node is for a client: it starts a node of its own".into());
         }
         if let Some(u) = &self.node_public_url {
-            if !(u.starts_with("ws://") || u.starts_with("wss://")) || u.len() > 200 {
-                return Err(format!(
-                    "--node-public-url must be a ws:// or wss:// URL of at most 200 bytes, e.g. ws://example.org:8765; got {u:?}"
-                ));
-            }
+            check_public_url("--node-public-url", u)?;
         }
         if let Some(u) = &self.public_url {
-            if !(u.starts_with("ws://") || u.starts_with("wss://")) || u.len() > 200 {
-                return Err(format!(
-                    "--public-url must be a ws:// or wss:// URL of at most 200 bytes, e.g. ws://example.org:8765; got {u:?}"
-                ));
-            }
+            check_public_url("--public-url", u)?;
             if role != RoleArg::Node {
                 return Err("--public-url is for a node: a client does not listen".into());
             }
@@ -343,6 +335,16 @@ impl Args {
             },
         })
     }
+}
+
+/// A URL given out to peers (`flag` names where it came from): ws:// or wss://, short.
+fn check_public_url(flag: &str, u: &str) -> Result<(), String> {
+    if !(u.starts_with("ws://") || u.starts_with("wss://")) || u.len() > 200 {
+        return Err(format!(
+            "{flag} must be a ws:// or wss:// URL of at most 200 bytes, e.g. ws://example.org:8765; got {u:?}"
+        ));
+    }
+    Ok(())
 }
 
 /// The platform data directory of `role` (`~/.local/share/lama-tui/<role>`).

@@ -150,7 +150,7 @@ impl NodeCore {
         Ok(Answer::NewInvite(NewInvite {
             code: rec.code,
             expires_at: rec.expires_at,
-            reach: CodeReach::of(&self.advertised()),
+            reach: CodeReach::of(&urls),
         }))
     }
 

@@ -9,6 +9,12 @@ pub fn encode(bytes: impl AsRef<[u8]>) -> String {
     HEXLOWER.encode(bytes.as_ref())
 }
 
+/// Exactly `N` bytes from lowercase hex, uppercase refused: for encodings that must give
+/// back the very text they read (`encode` of the result equals `text`).
+pub fn decode_lower<const N: usize>(text: &str) -> Option<[u8; N]> {
+    HEXLOWER.decode(text.as_bytes()).ok()?.try_into().ok()
+}
+
 /// Bytes of `text`, which must be an even number of hex digits (either case).
 pub fn decode(text: impl AsRef<[u8]>) -> Result<Vec<u8>, data_encoding::DecodeError> {
     HEXLOWER_PERMISSIVE.decode(text.as_ref())
@@ -24,5 +30,12 @@ mod tests {
         assert_eq!(decode("00ABff").expect("valid hex"), vec![0x00, 0xab, 0xff]);
         assert!(decode("abc").is_err(), "odd length");
         assert!(decode("zz").is_err(), "not a hex digit");
+        assert_eq!(decode_lower::<2>("00ab"), Some([0x00, 0xab]));
+        assert_eq!(
+            decode_lower::<2>("00AB"),
+            None,
+            "only the text encode writes"
+        );
+        assert_eq!(decode_lower::<2>("00ab00"), None, "exactly N bytes");
     }
 }

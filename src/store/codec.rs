@@ -14,6 +14,7 @@
 //! was encoded, so its id and signature check are unchanged.
 
 use crate::domain::entry::{Body, Entry, Hlc};
+use crate::domain::hex::{decode_lower, encode as hex};
 
 /// Tag of a JSON entry value.
 const TAG_JSON: u8 = 0;
@@ -78,31 +79,13 @@ pub fn author_of_head_key(k: &[u8]) -> Option<u32> {
 
 /// 32 raw bytes of a lowercase hex id of 64 digits; `None` for anything else.
 pub fn id_bytes(hex: &str) -> Option<[u8; 32]> {
-    raw::<32>(hex)
-}
-
-fn raw<const N: usize>(hex: &str) -> Option<[u8; N]> {
-    let b = hex.as_bytes();
-    if b.len() != 2 * N || !b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (i, pair) in b.chunks_exact(2).enumerate() {
-        let digit = |c: u8| if c <= b'9' { c - b'0' } else { c - b'a' + 10 };
-        out[i] = digit(pair[0]) << 4 | digit(pair[1]);
-    }
-    Some(out)
-}
-
-/// Lowercase hex of raw bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    crate::domain::hex::encode(bytes)
+    decode_lower(hex)
 }
 
 /// The stored value of `e` (its channel, author and seq live in the key).
 pub fn encode(e: &Entry) -> Vec<u8> {
     if let (Body::Text { text }, None, Some(prev)) = (&e.body, &e.person, &e.prev) {
-        if let (Some(prev), Some(sig)) = (id_bytes(prev), raw::<64>(&e.sig)) {
+        if let (Some(prev), Some(sig)) = (id_bytes(prev), decode_lower::<64>(&e.sig)) {
             let mut v = Vec::with_capacity(TEXT_HEAD + text.len());
             v.push(TAG_TEXT);
             v.extend_from_slice(&prev);
@@ -212,6 +195,6 @@ mod tests {
         assert!(view_key(1, t, &lo, 7) < view_key(1, t, &hi, 1));
         assert_eq!(split_entry_key(&entry_key(3, 4, 5)), Some((4, 5)));
         assert!(entry_key(1, 1, 2) < entry_key(1, 1, 10));
-        assert_eq!(hex(&id_bytes(&"0f".repeat(32)).unwrap()), "0f".repeat(32));
+        assert_eq!(hex(id_bytes(&"0f".repeat(32)).unwrap()), "0f".repeat(32));
     }
 }

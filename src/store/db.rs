@@ -162,8 +162,10 @@ impl Db {
             dirty: Default::default(),
             disk_full: Default::default(),
         };
-        // Every table exists from here on: a read never meets a missing table.
-        db.write(true, |w| {
+        // Every table exists from here on: a read never meets a missing table. Not durable
+        // by itself (no fsync on every start): tables lost with it are made again at the
+        // next open, and the first durable write makes them durable.
+        db.write(false, |w| {
             for (_, t) in RECORD_TABLES.iter().chain(&LOG_TABLES) {
                 w.open_table(*t)?;
             }

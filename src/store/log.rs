@@ -226,15 +226,12 @@ impl Store {
                     ka,
                     &mut learned.authors,
                 )?;
-                en.insert(
-                    entry_key(c, a, e.seq).as_slice(),
-                    codec::encode(e).as_slice(),
-                )?;
+                let ek = entry_key(c, a, e.seq);
+                en.insert(ek.as_slice(), codec::encode(e).as_slice())?;
                 let mut hv = [0u8; 40];
                 hv[..8].copy_from_slice(&e.seq.to_be_bytes());
                 hv[8..].copy_from_slice(id);
                 he.insert(head_key(c, a).as_slice(), hv.as_slice())?;
-                let ek = entry_key(c, a, e.seq);
                 let vk = view_key(c, e.hlc, &e.author, e.seq);
                 vi.insert(vk.as_slice(), ek.as_slice())?;
                 if !matches!(e.body, crate::domain::Body::Text { .. }) {
@@ -268,7 +265,7 @@ impl Store {
             return Err(corrupt("a head record is not 40 bytes"));
         }
         let seq = u64::from_be_bytes(v[..8].try_into().map_err(|_| corrupt("short head"))?);
-        Ok((seq, codec::hex(&v[8..])))
+        Ok((seq, crate::domain::hex::encode(&v[8..])))
     }
 
     /// The last `limit` entries of a channel in view order (oldest first), reading only

@@ -284,9 +284,8 @@ impl Store {
         let pid = contact.person_id();
         let contact_bytes = serde_json::to_vec(contact).expect("invariant: contacts serialise");
         let channel_bytes = serde_json::to_vec(channel).expect("invariant: channels serialise");
-        // An invitation that no longer admits the contact aborts the transaction (an `Err`
-        // from the closure writes nothing); why travels out in `gone`.
-        let mut gone: Option<Option<crate::domain::invitation::Refusal>> = None;
+        // An invitation that no longer admits the contact is checked before anything is
+        // written, so returning early commits nothing.
         let r = self.db.write(true, |w| {
             if let Some(t) = token {
                 let mut inv = w.open_table(db::INVITES)?;
@@ -294,12 +293,10 @@ impl Store {
                     .get(t.as_bytes())?
                     .and_then(|v| serde_json::from_slice(v.value()).ok());
                 let Some(mut rec) = rec else {
-                    gone = Some(None);
-                    return Err(redb::Error::TransactionInProgress);
+                    return Ok(PairingCommit::InviteGone(None));
                 };
                 if let Err(status) = rec.admits(&pid, now, Guesses::Ignore) {
-                    gone = Some(Some(status));
-                    return Err(redb::Error::TransactionInProgress);
+                    return Ok(PairingCommit::InviteGone(Some(status)));
                 }
                 rec.status = InviteStatus::Used {
                     by: pid.to_string(),
@@ -314,14 +311,10 @@ impl Store {
             if ch.get(channel.id.as_bytes())?.is_none() {
                 ch.insert(channel.id.as_bytes(), channel_bytes.as_slice())?;
             }
-            Ok(())
+            Ok(PairingCommit::Committed)
         });
         self.invalidate_channels();
-        match (r, gone) {
-            (_, Some(status)) => Ok(PairingCommit::InviteGone(status)),
-            (Ok(()), None) => Ok(PairingCommit::Committed),
-            (Err(e), None) => Err(e),
-        }
+        r
     }
 
     /// Revoke an open invitation (durably). Returns the record as it is now.
