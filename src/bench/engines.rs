@@ -38,166 +38,166 @@ fn key(i: u64) -> [u8; 16] {
     k
 }
 
-fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(dir) else {
+/// Bytes a store occupies: one file (redb) or a directory of them (fjall).
+fn bytes_at(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::metadata(path) else {
         return 0;
     };
-    rd.flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
-            _ => e.metadata().map_or(0, |m| m.len()),
-        })
-        .sum()
-}
-
-const REDB_TABLE: redb::TableDefinition<'static, &'static [u8], &'static [u8]> =
-    redb::TableDefinition::new("bench");
-
-fn redb_open(path: &Path) -> redb::Database {
-    redb::Database::builder()
-        .set_cache_size(crate::store::STORE_CACHE_BYTES)
-        .create(path)
-        .expect("bench redb")
-}
-
-/// Commit `keys` into redb in one transaction, durably or not.
-fn redb_put(db: &redb::Database, keys: std::ops::Range<u64>, durable: bool) {
-    let val = [7u8; VALUE_BYTES];
-    let mut w = db.begin_write().expect("begin");
-    if durable {
-        w.set_quick_repair(true);
-    } else {
-        w.set_durability(redb::Durability::None)
-            .expect("single-process database");
+    if !meta.is_dir() {
+        return meta.len();
     }
-    {
-        let mut t = w.open_table(REDB_TABLE).expect("table");
-        for i in keys {
-            t.insert(key(i).as_slice(), val.as_slice()).expect("insert");
-        }
-    }
-    w.commit().expect("commit");
+    std::fs::read_dir(path)
+        .map(|rd| rd.flatten().map(|e| bytes_at(&e.path())).sum())
+        .unwrap_or(0)
 }
 
-/// redb's figures, in `dir`.
-pub fn redb_figures(n_batched: usize, n_single: usize, n_open: usize, dir: &Path) -> EngineFigures {
-    std::fs::create_dir_all(dir).expect("bench dir");
-    let db = redb_open(&dir.join("batched.redb"));
+/// What the measurements need of an engine: the same operations on both, so both are
+/// measured by one protocol.
+pub trait BenchEngine: Sized {
+    /// Open (creating) the store at `path`.
+    fn open(path: &Path) -> Self;
+    /// Write `keys` in one transaction (or batch), made durable (fsync) or not.
+    fn put(&self, keys: std::ops::Range<u64>, durable: bool);
+    /// Make every write so far durable.
+    fn sync(&self);
+    /// Whether key `i` is stored.
+    fn has(&self, i: u64) -> bool;
+}
+
+/// `n` durable inserts, `BATCH` per commit: per second.
+pub fn batched_rate<E: BenchEngine>(e: &E, n: usize) -> f64 {
     let t = Instant::now();
-    for start in (0..n_batched as u64).step_by(BATCH) {
-        redb_put(
-            &db,
-            start..(start + BATCH as u64).min(n_batched as u64),
-            true,
-        );
+    for start in (0..n as u64).step_by(BATCH) {
+        e.put(start..(start + BATCH as u64).min(n as u64), true);
     }
-    let batched = n_batched as f64 / t.elapsed().as_secs_f64();
-    let mut lat = Vec::with_capacity(n_single);
-    for i in 0..n_single as u64 {
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// `n` single durable writes (keys from `base`): their p50 in ms.
+pub fn single_p50<E: BenchEngine>(e: &E, n: usize, base: u64) -> f64 {
+    let mut lat = Vec::with_capacity(n);
+    for i in base..base + n as u64 {
         let t = Instant::now();
-        redb_put(&db, (1 << 40) + i..(1 << 40) + i + 1, true);
+        e.put(i..i + 1, true);
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    drop(db);
-    let path = dir.join("open.redb");
-    let db = redb_open(&path);
-    for start in (0..n_open as u64).step_by(FILL_BATCH) {
-        redb_put(
-            &db,
-            start..(start + FILL_BATCH as u64).min(n_open as u64),
-            false,
-        );
-    }
-    redb_put(&db, 0..0, true);
-    drop(db);
-    let t = Instant::now();
-    let db = redb_open(&path);
-    {
-        use redb::ReadableDatabase;
-        let r = db.begin_read().expect("read");
-        let t = r.open_table(REDB_TABLE).expect("table");
-        assert!(t.get(key(0).as_slice()).expect("get").is_some() || n_open == 0);
-    }
-    let open_ms = t.elapsed().as_secs_f64() * 1000.0;
-    EngineFigures {
-        batched,
-        single_ms: pct(&lat, 0.5),
-        open_ms,
-        bytes_per_entry: std::fs::metadata(&path).map_or(0, |m| m.len()) as f64
-            / n_open.max(1) as f64,
-    }
+    pct(&lat, 0.5)
 }
 
-fn fjall_open(dir: &Path) -> (fjall::Database, fjall::Keyspace) {
-    let db = fjall::Database::builder(dir).open().expect("bench fjall");
-    let ks = db
-        .keyspace("bench", fjall::KeyspaceCreateOptions::default)
-        .expect("keyspace");
-    (db, ks)
-}
-
-/// Write `keys` into fjall as one batch, synced to disk or not.
-fn fjall_put(
-    db: &fjall::Database,
-    ks: &fjall::Keyspace,
-    keys: std::ops::Range<u64>,
-    durable: bool,
-) {
-    let val = [7u8; VALUE_BYTES];
-    let mode = durable.then_some(fjall::PersistMode::SyncAll);
-    let mut b = db.batch().durability(mode);
-    for i in keys {
-        b.insert(ks, key(i).to_vec(), val.to_vec());
-    }
-    b.commit().expect("commit");
-}
-
-/// fjall's figures, in `dir`.
-pub fn fjall_figures(
+/// An engine's figures, in `dir`.
+pub fn figures<E: BenchEngine>(
     n_batched: usize,
     n_single: usize,
     n_open: usize,
     dir: &Path,
 ) -> EngineFigures {
-    let (db, ks) = fjall_open(&dir.join("batched"));
-    let t = Instant::now();
-    for start in (0..n_batched as u64).step_by(BATCH) {
-        fjall_put(
-            &db,
-            &ks,
-            start..(start + BATCH as u64).min(n_batched as u64),
-            true,
-        );
-    }
-    let batched = n_batched as f64 / t.elapsed().as_secs_f64();
-    let mut lat = Vec::with_capacity(n_single);
-    for i in 0..n_single as u64 {
-        let t = Instant::now();
-        fjall_put(&db, &ks, (1 << 40) + i..(1 << 40) + i + 1, true);
-        lat.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    drop((ks, db));
+    std::fs::create_dir_all(dir).expect("bench dir");
+    let e = E::open(&dir.join("batched"));
+    let batched = batched_rate(&e, n_batched);
+    let single_ms = single_p50(&e, n_single, 1 << 40);
+    drop(e);
     let path = dir.join("open");
-    let (db, ks) = fjall_open(&path);
+    let e = E::open(&path);
     for start in (0..n_open as u64).step_by(FILL_BATCH) {
-        fjall_put(
-            &db,
-            &ks,
-            start..(start + FILL_BATCH as u64).min(n_open as u64),
-            false,
-        );
+        e.put(start..(start + FILL_BATCH as u64).min(n_open as u64), false);
     }
-    db.persist(fjall::PersistMode::SyncAll).expect("persist");
-    drop((ks, db));
+    e.sync();
+    drop(e);
     let t = Instant::now();
-    let (_db, ks) = fjall_open(&path);
-    assert!(ks.get(key(0)).expect("get").is_some() || n_open == 0);
+    let e = E::open(&path);
+    assert!(
+        e.has(0) || n_open == 0,
+        "the filled store holds its first key"
+    );
     let open_ms = t.elapsed().as_secs_f64() * 1000.0;
+    drop(e);
     EngineFigures {
         batched,
-        single_ms: pct(&lat, 0.5),
+        single_ms,
         open_ms,
-        bytes_per_entry: dir_bytes(&path) as f64 / n_open.max(1) as f64,
+        bytes_per_entry: bytes_at(&path) as f64 / n_open.max(1) as f64,
+    }
+}
+
+const REDB_TABLE: redb::TableDefinition<'static, &'static [u8], &'static [u8]> =
+    redb::TableDefinition::new("bench");
+
+/// redb as the store opens and commits it (its cache size, quick repair when durable).
+pub struct Redb(redb::Database);
+
+impl BenchEngine for Redb {
+    fn open(path: &Path) -> Redb {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("bench dir");
+        }
+        let db = redb::Database::builder()
+            .set_cache_size(crate::store::STORE_CACHE_BYTES)
+            .create(path)
+            .expect("bench redb");
+        Redb(db)
+    }
+
+    fn put(&self, keys: std::ops::Range<u64>, durable: bool) {
+        let val = [7u8; VALUE_BYTES];
+        let mut w = self.0.begin_write().expect("begin");
+        if durable {
+            w.set_quick_repair(true);
+        } else {
+            w.set_durability(redb::Durability::None)
+                .expect("single-process database");
+        }
+        {
+            let mut t = w.open_table(REDB_TABLE).expect("table");
+            for i in keys {
+                t.insert(key(i).as_slice(), val.as_slice()).expect("insert");
+            }
+        }
+        w.commit().expect("commit");
+    }
+
+    fn sync(&self) {
+        self.put(0..0, true);
+    }
+
+    fn has(&self, i: u64) -> bool {
+        use redb::ReadableDatabase;
+        let r = self.0.begin_read().expect("read");
+        let t = r.open_table(REDB_TABLE).expect("table");
+        let got = t.get(key(i).as_slice()).expect("get");
+        got.is_some()
+    }
+}
+
+/// fjall with one keyspace; durable writes persist the journal (`SyncAll`).
+pub struct Fjall(fjall::Database, fjall::Keyspace);
+
+impl BenchEngine for Fjall {
+    fn open(path: &Path) -> Fjall {
+        let db = fjall::Database::builder(path).open().expect("bench fjall");
+        let ks = db
+            .keyspace("bench", fjall::KeyspaceCreateOptions::default)
+            .expect("keyspace");
+        Fjall(db, ks)
+    }
+
+    fn put(&self, keys: std::ops::Range<u64>, durable: bool) {
+        let val = [7u8; VALUE_BYTES];
+        let mode = durable.then_some(fjall::PersistMode::SyncAll);
+        let mut b = self.0.batch().durability(mode);
+        for i in keys {
+            b.insert(&self.1, key(i).to_vec(), val.to_vec());
+        }
+        b.commit().expect("commit");
+    }
+
+    fn sync(&self) {
+        self.0
+            .persist(fjall::PersistMode::SyncAll)
+            .expect("persist");
+    }
+
+    fn has(&self, i: u64) -> bool {
+        self.1.get(key(i)).expect("get").is_some()
     }
 }
 

@@ -300,8 +300,8 @@ fn engine_rows(sizes: &Sizes, tmp: &Path) -> Vec<Row> {
         for i in 0..sizes.runs {
             let dir = tmp.join(format!("engine-{name}-{i}"));
             let f = match name {
-                "redb" => engines::redb_figures(n, single, open, &dir),
-                _ => engines::fjall_figures(n, single, open, &dir),
+                "redb" => engines::figures::<engines::Redb>(n, single, open, &dir),
+                _ => engines::figures::<engines::Fjall>(n, single, open, &dir),
             };
             let _ = std::fs::remove_dir_all(&dir);
             b.push(f.batched);

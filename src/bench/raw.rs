@@ -37,61 +37,18 @@ pub(super) fn raw_verify(n: usize) -> (f64, f64) {
     (single, n as f64 / t.elapsed().as_secs_f64())
 }
 
-/// A raw redb file with one table, as the store opens it.
-fn raw_db(
-    path: &Path,
-) -> (
-    redb::Database,
-    redb::TableDefinition<'static, u64, &'static [u8]>,
-) {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).expect("raw dir");
-    }
-    let db = redb::Database::builder()
-        .set_cache_size(crate::store::STORE_CACHE_BYTES)
-        .create(path)
-        .expect("raw redb");
-    (db, redb::TableDefinition::new("raw"))
-}
-
 /// Raw limit: redb inserts per second, durably committed every 128 (as sync does per
 /// batch), with quick repair as the store commits.
 pub(super) fn raw_insert(n: usize, dir: &Path) -> f64 {
-    let (db, table) = raw_db(&dir.join("raw-insert.redb"));
-    let val = vec![7u8; 400];
-    let t = Instant::now();
-    for chunk in (0..n as u64).collect::<Vec<_>>().chunks(128) {
-        let mut w = db.begin_write().expect("begin");
-        w.set_quick_repair(true);
-        {
-            let mut tb = w.open_table(table).expect("table");
-            for i in chunk {
-                tb.insert(i, val.as_slice()).expect("insert");
-            }
-        }
-        w.commit().expect("commit");
-    }
-    n as f64 / t.elapsed().as_secs_f64()
+    use super::engines::{batched_rate, BenchEngine, Redb};
+    batched_rate(&Redb::open(&dir.join("raw-insert.redb")), n)
 }
 
 /// Raw limit: one small durable write (a redb commit with fsync), p50 in ms: the floor of
 /// any path that must be on disk before it is reported.
 pub(super) fn raw_durable_write(n: usize, dir: &Path) -> f64 {
-    let (db, table) = raw_db(&dir.join("raw-durable.redb"));
-    let val = vec![7u8; 400];
-    let mut v = Vec::with_capacity(n);
-    for i in 0..n as u64 {
-        let t = Instant::now();
-        let mut w = db.begin_write().expect("begin");
-        w.set_quick_repair(true);
-        w.open_table(table)
-            .expect("table")
-            .insert(i, val.as_slice())
-            .expect("insert");
-        w.commit().expect("commit");
-        v.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    pct(&v, 0.5)
+    use super::engines::{single_p50, BenchEngine, Redb};
+    single_p50(&Redb::open(&dir.join("raw-durable.redb")), n, 0)
 }
 
 /// Raw limit: WebSocket round trip (p50, p99 in ms) and one-way 200-byte messages/s.
