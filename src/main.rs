@@ -109,6 +109,7 @@ fn chat(args: Args, settings: Settings) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let data_dir = cfg.data_dir.clone();
+    let ca_file = cfg.tls.ca_file.clone();
     let result = rt.block_on(async move {
         let running = runtime::start(cfg).await?;
         let provision = args.provision_node.then(|| headless::ProvisionCfg {
@@ -116,6 +117,7 @@ fn chat(args: Args, settings: Settings) -> anyhow::Result<()> {
             keep: args.keep_node,
             listen: args.node_listen,
             public_url: args.node_public_url.clone(),
+            ca_file: ca_file.clone(),
         });
         if args.headless {
             headless::run(running, args.detach, provision).await?;

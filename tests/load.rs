@@ -37,6 +37,7 @@ fn client_cfg(dir: &std::path::Path, i: usize) -> Config {
         trust_secret: None,
         node_url: "ws://127.0.0.1:1".into(),
         public_url: None,
+        tls: Default::default(),
     }
 }
 

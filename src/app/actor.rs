@@ -4,6 +4,7 @@
 //! It decides nothing itself.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -85,6 +86,7 @@ impl Actor {
         events: mpsc::Sender<Event>,
         cancel: CancellationToken,
         rt: tokio::runtime::Handle,
+        tls: connections::Tls,
     ) -> Actor {
         let (tx, conn_rx) = mpsc::channel(connections::CONN_INPUT_CAPACITY);
         let me = core.identity();
@@ -94,7 +96,11 @@ impl Actor {
             clock: Clock::default(),
             commands,
             conn_rx,
-            ctx: Ctx { me, tx },
+            ctx: Ctx {
+                me,
+                tx,
+                tls: Arc::new(tls),
+            },
             events,
             cancel,
             tasks: TaskTracker::new(),

@@ -10,6 +10,7 @@ use crate::app::config::{self, FileConfig};
 
 use crate::app::runtime::{Config, Role, TrustSecret};
 use crate::net::discovery::Scope;
+use crate::net::tls::TlsFiles;
 
 /// Default listen address of a node (shown as `ws://localhost:8765`).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8765";
@@ -180,6 +181,24 @@ pub struct Args {
     #[arg(long)]
     pub trust_secret: bool,
 
+    /// Trust the certificates in this PEM file for wss:// endpoints
+    ///
+    /// Besides the system's roots: a private CA, or a node's self-signed certificate (then
+    /// trusted as exactly itself). Default: `ca_file` in the config file.
+    #[arg(long, value_name = "PEM", global = true)]
+    pub ca_file: Option<PathBuf>,
+
+    /// Node: serve wss:// with this certificate chain (PEM, leaf first)
+    ///
+    /// Needs --tls-key. The node's URLs then start with wss://. Behind a reverse proxy that
+    /// ends TLS, use --public-url wss://… instead.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Node: the private key of --tls-cert (PEM)
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// The node a client pairs with [default: ws://localhost:8765]
     ///
     /// The node a client pairs with by trust secret, and where short codes are used when no
@@ -285,6 +304,9 @@ impl Args {
                 return Err("--public-url is for a node: a client does not listen".into());
             }
         }
+        if self.tls_cert.is_some() && role != RoleArg::Node {
+            return Err("--tls-cert and --tls-key are for a node: a client does not listen (it trusts a node's certificate with --ca-file)".into());
+        }
         let role = match role {
             RoleArg::Node => Role::Node,
             RoleArg::Client => Role::Client,
@@ -328,6 +350,11 @@ impl Args {
                 .or_else(|| file.node_url.clone())
                 .unwrap_or_else(|| DEFAULT_NODE_URL.into()),
             public_url: self.public_url.clone(),
+            tls: TlsFiles {
+                ca_file: self.ca_file.clone().or_else(|| file.ca_file.clone()),
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+            },
             discovery: match discovery {
                 DiscoveryArg::Local => Scope::Local,
                 DiscoveryArg::Lan => Scope::Lan,

@@ -58,6 +58,8 @@ pub struct FileConfig {
     pub discovery: Option<String>,
     /// Data directory.
     pub data_dir: Option<PathBuf>,
+    /// PEM certificates trusted for `wss://` besides the system's roots (`--ca-file`).
+    pub ca_file: Option<PathBuf>,
     /// Terminal UI preferences.
     #[serde(default)]
     pub ui: UiConfig,

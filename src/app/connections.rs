@@ -15,6 +15,7 @@ use crate::core::{ConnId, Input, PeerHello};
 use crate::domain::identity::LocalIdentity;
 use crate::net::conn::{self, ConnError, Link, LinkEnd, HANDSHAKE_TIMEOUT, OUTBOX_CAPACITY};
 use crate::net::handshake::HelloExtras;
+use crate::net::tls::TlsClient;
 use crate::net::wire::{CloseCode, WireMsg};
 
 /// Capacity of the queue of connection inputs into the shell (messages included: a slow
@@ -28,6 +29,16 @@ pub struct Ctx {
     pub me: Arc<LocalIdentity>,
     /// Into the shell, for the core.
     pub tx: mpsc::Sender<Input>,
+    /// What `wss://` dials trust, and a node's own TLS (if it serves TLS itself).
+    pub tls: Arc<Tls>,
+}
+
+/// The TLS of one instance.
+pub struct Tls {
+    /// Checks the certificates of `wss://` endpoints we dial.
+    pub client: TlsClient,
+    /// Wraps each accepted connection, when the node serves TLS itself (`--tls-cert`).
+    pub acceptor: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// The shell's hold on one connection task.
@@ -128,8 +139,9 @@ fn hello_of<S>(link: &Link<S>) -> PeerHello {
     }
 }
 
-/// Serve one incoming TCP connection: WebSocket, Noise, the dialer's Hello; then the core
-/// decides (it answers with our Hello or a Close) and the connection runs.
+/// Serve one incoming TCP connection: TLS (when the node serves it), WebSocket, Noise, the
+/// dialer's Hello; then the core decides (it answers with our Hello or a Close) and the
+/// connection runs.
 pub async fn serve(
     ctx: Ctx,
     tcp: TcpStream,
@@ -142,8 +154,41 @@ pub async fn serve(
     // Small protocol messages must not wait for Nagle's algorithm (40 ms per round trip
     // against delayed ACKs).
     let _ = tcp.set_nodelay(true);
+    let parts = (addr, slot, conn, outbox, cancel);
+    match ctx.tls.acceptor.clone() {
+        None => serve_on(ctx, async { Ok(tcp) }, parts).await,
+        Some(acceptor) => {
+            let tls = async move {
+                acceptor
+                    .accept(tcp)
+                    .await
+                    .map_err(|e| ConnError::Ws(format!("TLS handshake failed: {e}")))
+            };
+            serve_on(ctx, tls, parts).await
+        }
+    }
+}
+
+type ServeParts = (
+    SocketAddr,
+    PendingSlot,
+    ConnId,
+    mpsc::Receiver<WireMsg>,
+    CancellationToken,
+);
+
+/// [`serve`] over the stream `stream` yields (TCP, or TLS over it): all of it within the
+/// handshake timeout and the slot's life.
+async fn serve_on<S>(
+    ctx: Ctx,
+    stream: impl std::future::Future<Output = Result<S, ConnError>>,
+    (addr, slot, conn, outbox, cancel): ServeParts,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let setup = async {
-        let ws = tokio_tungstenite::accept_async_with_config(tcp, Some(conn::ws_config()))
+        let s = stream.await?;
+        let ws = tokio_tungstenite::accept_async_with_config(s, Some(conn::ws_config()))
             .await
             .map_err(|e| ConnError::Ws(e.to_string()))?;
         conn::respond(ws, &ctx.me).await
@@ -203,7 +248,7 @@ pub async fn dial(
 ) {
     let r = tokio::select! {
         _ = cancel.cancelled() => Err(ConnError::Closed { code: Some(CloseCode::Shutdown), reason: "the dial was cancelled".into() }),
-        r = conn::dial(&url, &ctx.me, expected_key, extras) => r,
+        r = conn::dial_tls(&url, &ctx.tls.client, &ctx.me, expected_key, extras) => r,
     };
     let link = match r {
         Ok(l) => l,

@@ -105,6 +105,8 @@ pub struct ProvisionCfg {
     pub listen: Option<std::net::SocketAddr>,
     /// How the node is reached from outside (`--node-public-url`).
     pub public_url: Option<String>,
+    /// What the node trusts for `wss://` (our `--ca-file`, passed on).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Start (or reuse) our node and pair with it.
@@ -193,6 +195,9 @@ fn spawn_node(dir: &Path, p: &ProvisionCfg) -> Result<Child, ProvisionError> {
     .kill_on_drop(!p.keep);
     if let Some(u) = &p.public_url {
         cmd.args(["--public-url", u]);
+    }
+    if let Some(f) = &p.ca_file {
+        cmd.arg("--ca-file").arg(f);
     }
     if p.keep {
         cmd.arg("--detach");

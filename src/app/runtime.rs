@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::actor::{Actor, Request, Sockets};
 pub use crate::app::clock::{now_ms, now_secs};
+use crate::app::connections::Tls;
 use crate::app::store_adapter::DiskStore;
 pub use crate::core::{
     Answer, CodeReach, Command, CommandError, ContactNet, ContactView, EndpointView, Event,
@@ -21,6 +22,7 @@ use crate::core::{CoreConfig, NodeCore};
 use crate::domain::identity::{check_name, LocalIdentity, Secrets};
 use crate::domain::{Channel, InviteRecord, PeerIdentity, Via};
 use crate::net::discovery::Scope;
+use crate::net::tls::{self, TlsClient, TlsError, TlsFiles};
 use crate::store::{keyfile, Store, StoreError};
 
 /// Capacity of the command queue into the actor.
@@ -55,6 +57,8 @@ pub struct Config {
     pub node_url: String,
     /// Node: the address given out instead of the bound one (`--public-url`).
     pub public_url: Option<String>,
+    /// `--ca-file` (any role); `--tls-cert` and `--tls-key` (a node serving `wss://`).
+    pub tls: TlsFiles,
 }
 
 /// Errors that stop an instance from starting.
@@ -90,6 +94,9 @@ pub enum StartError {
     /// The listen port is taken.
     #[error("cannot listen on {0}: the port is already in use (another node running?); choose another with --listen 127.0.0.1:PORT, or --listen 127.0.0.1:0 for any free port")]
     PortInUse(SocketAddr),
+    /// The TLS files cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// Any other bind failure.
     #[error("cannot listen on {addr}: {source}; choose another address with --listen HOST:PORT")]
     Bind {
@@ -406,9 +413,10 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     prepare_dir(&cfg.data_dir)?;
     let store = Store::open(&cfg.data_dir)?;
     let me = Arc::new(load_identity(&cfg, &store)?);
+    let tls = tls_of(&cfg.tls)?;
     let (listener, advertised) = match cfg.role {
         Role::Node => {
-            let (l, urls) = listen(&cfg).await?;
+            let (l, urls) = listen(&cfg, tls.acceptor.is_some()).await?;
             (Some(l), urls)
         }
         Role::Client => (None, Vec::new()),
@@ -457,6 +465,7 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
         etx,
         cancel.clone(),
         tokio::runtime::Handle::current(),
+        tls,
     );
     let done = tokio::spawn(actor.run(sockets));
     Ok(Running {
@@ -467,11 +476,22 @@ pub async fn start(cfg: Config) -> Result<Running, StartError> {
     })
 }
 
+/// The instance's TLS from its files: each one is read now, so a wrong path stops the start.
+fn tls_of(files: &TlsFiles) -> Result<Tls, StartError> {
+    let client = TlsClient::new(files.ca_file.as_deref())?;
+    let acceptor = match (&files.cert, &files.key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    Ok(Tls { client, acceptor })
+}
+
 /// A node's listener, and the URLs it gives out: `--public-url` first, then where it can
 /// be reached. Bound to every interface (0.0.0.0, ::), that is each interface's address (an
 /// unspecified address works from nowhere); bound to loopback, `localhost` (alone, this
 /// machine only: the pairing screen and the `invite` event say so).
-async fn listen(cfg: &Config) -> Result<(TcpListener, Vec<String>), StartError> {
+/// `tls`: the node serves TLS itself, so its URLs are `wss://`.
+async fn listen(cfg: &Config, tls: bool) -> Result<(TcpListener, Vec<String>), StartError> {
     let l = TcpListener::bind(cfg.listen).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             StartError::PortInUse(cfg.listen)
@@ -487,9 +507,10 @@ async fn listen(cfg: &Config) -> Result<(TcpListener, Vec<String>), StartError> 
         source,
     })?;
     let mut urls: Vec<String> = cfg.public_url.iter().cloned().collect();
+    let scheme = if tls { "wss" } else { "ws" };
     let ws = |ip: std::net::IpAddr| match ip {
-        std::net::IpAddr::V6(v6) => format!("ws://[{v6}]:{}", a.port()),
-        v4 => format!("ws://{v4}:{}", a.port()),
+        std::net::IpAddr::V6(v6) => format!("{scheme}://[{v6}]:{}", a.port()),
+        v4 => format!("{scheme}://{v4}:{}", a.port()),
     };
     let before = urls.len();
     if a.ip().is_unspecified() {
@@ -500,7 +521,7 @@ async fn listen(cfg: &Config) -> Result<(TcpListener, Vec<String>), StartError> 
     // On loopback the bound address still comes after a public URL: a client on this
     // machine (the provisioning one, say) may not reach the public address from inside.
     if a.ip().is_loopback() || urls.len() == before {
-        urls.push(format!("ws://localhost:{}", a.port()));
+        urls.push(format!("{scheme}://localhost:{}", a.port()));
     }
     urls.dedup();
     urls.truncate(MAX_ADVERTISED_URLS);

@@ -26,6 +26,7 @@ pub(super) fn cfg(role: Role, dir: &Path) -> Config {
         trust_secret: None,
         node_url: crate::app::cli::DEFAULT_NODE_URL.into(),
         public_url: None,
+        tls: Default::default(),
     }
 }
 

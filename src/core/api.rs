@@ -143,6 +143,7 @@ impl CommandError {
             CommandError::Store(e) if e.disk_full => ErrorKind::DiskFull,
             CommandError::Store(_) => ErrorKind::Store,
             CommandError::Conn(ConnError::Unreachable { .. }) => ErrorKind::Unreachable,
+            CommandError::Conn(ConnError::TlsUntrusted { .. }) => ErrorKind::TlsUntrusted,
             CommandError::Conn(ConnError::Timeout) => ErrorKind::Timeout,
             CommandError::Conn(ConnError::Closed {
                 code: Some(CloseCode::NotAContact),

@@ -165,7 +165,9 @@ impl NodeCore {
                 }
                 .into(),
             },
-            e @ ConnError::Unreachable { .. } if !c.urls.is_empty() => {
+            e @ (ConnError::Unreachable { .. } | ConnError::TlsUntrusted { .. })
+                if !c.urls.is_empty() =>
+            {
                 c.last_err = Some(e.into());
                 return self.client_dial(c);
             }

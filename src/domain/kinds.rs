@@ -83,6 +83,8 @@ wire_names! {
         UnknownContact => "unknown_contact",
         /// Nothing answered at the address.
         Unreachable => "unreachable",
+        /// A `wss://` node's TLS certificate is not trusted (see `--ca-file`).
+        TlsUntrusted => "tls_untrusted",
         /// The peer at the address has another key or person.
         KeyMismatch => "key_mismatch",
         /// The peer did not answer in time.

@@ -21,6 +21,7 @@ pub use crate::net::link::{
     ConnError, LinkEnd, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, KEEPALIVE_INTERVAL, OUTBOX_CAPACITY,
 };
 use crate::net::pake::PakeRequest;
+use crate::net::tls::TlsClient;
 use crate::net::wire::{CloseCode, WireMsg, MAX_FRAME};
 
 static BYTES_IN: AtomicU64 = AtomicU64::new(0);
@@ -195,13 +196,38 @@ pub async fn dial(
     expected_remote: Option<[u8; 32]>,
     extras: HelloExtras,
 ) -> Result<Link<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, ConnError> {
+    dial_tls(url, &TlsClient::system(), me, expected_remote, extras).await
+}
+
+/// [`dial`], checking a `wss://` URL's certificate against `tls`.
+pub async fn dial_tls(
+    url: &str,
+    tls: &TlsClient,
+    me: &LocalIdentity,
+    expected_remote: Option<[u8; 32]>,
+    extras: HelloExtras,
+) -> Result<Link<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, ConnError> {
     let fut = async {
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(ws_config()), true)
-            .await
-            .map_err(|e| ConnError::Unreachable {
+        let connector = url
+            .starts_with("wss://")
+            .then(|| tokio_tungstenite::Connector::Rustls(tls.config()));
+        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+            url,
+            Some(ws_config()),
+            true,
+            connector,
+        )
+        .await
+        .map_err(|e| match crate::net::tls::untrusted_why(&e) {
+            Some(why) => ConnError::TlsUntrusted {
+                url: url.into(),
+                why,
+            },
+            None => ConnError::Unreachable {
                 url: url.into(),
                 why: e.to_string(),
-            })?;
+            },
+        })?;
         initiate(ws, me, expected_remote, extras).await
     };
     timeout(HANDSHAKE_TIMEOUT, fut)

@@ -26,6 +26,14 @@ pub enum ConnError {
         /// The OS or WebSocket error.
         why: String,
     },
+    /// A `wss://` node's certificate is not trusted here.
+    #[error("the TLS certificate of {url} is not trusted ({why}); if the node uses a private CA or a self-signed certificate, start with --ca-file PATH naming that certificate; otherwise check the node's certificate and this machine's clock")]
+    TlsUntrusted {
+        /// The URL dialed.
+        url: String,
+        /// rustls's verdict.
+        why: String,
+    },
     /// The WebSocket broke.
     #[error("connection lost: {0}")]
     Ws(String),

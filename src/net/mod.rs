@@ -9,4 +9,5 @@ pub mod manager;
 pub mod pairing;
 pub mod pake;
 pub mod sync;
+pub mod tls;
 pub mod wire;

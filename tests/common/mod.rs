@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use lama_tui::domain::identity::{LocalIdentity, Secrets};
 use serde_json::{json, Value};
 
+pub mod netns;
+
 /// The text code printed beneath a QR: the screen rows from the one starting with `LAMA1`
 /// while they hold only code characters (rows already stripped of borders and spaces).
 pub fn code_beneath<S: AsRef<str>>(rows: &[S]) -> String {
@@ -112,6 +114,13 @@ impl Peer {
         Self::try_start_args(full, "instance", dir, &[]).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Start inside network namespace `ns` (a "machine" of the test's own; see `netns`).
+    pub fn start_in(ns: &str, role: &str, dir: &Path, extra: &[&str]) -> Peer {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns, bin()]);
+        Self::spawn(cmd, args(role, dir, extra), role, dir, &[]).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     fn try_start(
         role: &str,
         dir: &Path,
@@ -127,7 +136,17 @@ impl Peer {
         dir: &Path,
         env: &[(&str, &str)],
     ) -> Result<Peer, String> {
-        let mut cmd = Command::new(bin());
+        Self::spawn(Command::new(bin()), full_args, role, dir, env)
+    }
+
+    /// `cmd` (the binary, or a wrapper that execs it) with `full_args`, until `ready`.
+    fn spawn(
+        mut cmd: Command,
+        full_args: Vec<String>,
+        role: &str,
+        dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Result<Peer, String> {
         cmd.args(full_args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
