@@ -120,6 +120,7 @@ pub fn sync(data: &[u8]) {
         PeerInfo {
             person_id: peer.person_id().to_string(),
             is_my_replica: false,
+            replica_of: Default::default(),
         },
     );
     let _ = engine.handle(&mut log, 1, msg, 1_800_000_000_000);

@@ -24,6 +24,7 @@ fn contact_of(i: &LocalIdentity) -> Contact {
         via: lama_tui::domain::Via::Invite,
         added_at: 0,
         endpoint_notes: vec![],
+        vouched_by: vec![],
     }
 }
 

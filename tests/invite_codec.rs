@@ -10,6 +10,7 @@ use lama_tui::domain::codes::PREFIX;
 fn invite() -> Code {
     Code::Invite(Invite {
         person_id: [0xab; 32],
+        home: None,
         transport_key: [0x17; 32],
         token: [0x5c; 16],
         expires_at: 1_790_000_000,

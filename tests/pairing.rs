@@ -152,9 +152,9 @@ fn every_pairing_error_kind_from_a_real_attempt() {
     let r = accept(&mut b, &code4, 16);
     assert_eq!(r["kind"], "unreachable", "{r}");
 
-    // not_a_node: a client cannot invite.
+    // no_home_node: a client invites through its home node, and b has none.
     let r = b.ask(json!({"cmd":"invite"}), 17);
-    assert_eq!(r["kind"], "not_a_node", "{r}");
+    assert_eq!(r["kind"], "no_home_node", "{r}");
     assert!(a.quit().success());
     assert!(b.quit().success());
 }

@@ -33,6 +33,7 @@ fn peer(i: &LocalIdentity) -> PeerIdentity {
 fn invite_for(node: &LocalIdentity, token: [u8; 16], expires_at: u64) -> Invite {
     Invite {
         person_id: lama_tui::domain::identity::parse_hex::<32>(&node.person_id(), "p").unwrap(),
+        home: None,
         transport_key: node.instance.transport_key_bytes().unwrap(),
         token,
         expires_at,
@@ -62,6 +63,7 @@ fn success_on_both_sides_gives_matching_contacts_and_verification() {
         .on_offer(
             WireMsg::PairOffer {
                 profile: node_profile,
+                person: None,
             },
             &client_profile,
             true,
@@ -178,7 +180,10 @@ fn an_abort_at_any_step_commits_nothing() {
     let forged = Profile::signed(&mallory, vec![], 1);
     assert!(cp
         .on_offer(
-            WireMsg::PairOffer { profile: forged },
+            WireMsg::PairOffer {
+                profile: forged,
+                person: None,
+            },
             &client_profile,
             false
         )
@@ -188,6 +193,7 @@ fn an_abort_at_any_step_commits_nothing() {
     cp.on_offer(
         WireMsg::PairOffer {
             profile: node_profile,
+            person: None,
         },
         &client_profile,
         false,

@@ -273,6 +273,8 @@ fn open_code(attempts: u32) -> InviteRecord {
         expires_at: 400,
         status: InviteStatus::Open,
         attempts,
+        owner: None,
+        relayed: false,
     }
 }
 

@@ -37,6 +37,7 @@ fn make_contacts(a_dir: &std::path::Path, b_dir: &std::path::Path, b_url: Option
             via: lama_tui::domain::Via::Manual,
             added_at: 0,
             endpoint_notes: vec![],
+            vouched_by: vec![],
         })
         .unwrap();
     drop(a_store);
@@ -52,6 +53,7 @@ fn make_contacts(a_dir: &std::path::Path, b_dir: &std::path::Path, b_url: Option
             via: lama_tui::domain::Via::Manual,
             added_at: 0,
             endpoint_notes: vec![],
+            vouched_by: vec![],
         })
         .unwrap();
 }

@@ -101,13 +101,14 @@ proptest! {
     #[test]
     fn invites_and_cards_survive_their_encoding(
         person_id in any::<[u8; 32]>(),
+        home in any::<Option<[u8; 32]>>(),
         key in any::<[u8; 32]>(),
         token in any::<[u8; 16]>(),
         expires_at in any::<u64>(),
         urls in prop::collection::vec("wss?://[a-z0-9.]{1,40}:[0-9]{1,5}", 0..4),
         name in "[a-z0-9.@-]{1,60}",
     ) {
-        let inv = Code::Invite(Invite { person_id, transport_key: key, token, expires_at, urls: urls.clone() });
+        let inv = Code::Invite(Invite { person_id, home, transport_key: key, token, expires_at, urls: urls.clone() });
         prop_assert_eq!(Code::decode(&inv.encode()), Ok(inv.clone()));
         // Case and separators do not matter to a reader.
         let loose = inv.encode().to_lowercase().chars().collect::<Vec<_>>()

@@ -133,10 +133,12 @@ impl Net {
         let pa = PeerInfo {
             person_id: self.pid(b),
             is_my_replica: self.replica_of.contains(&(a, b)),
+            replica_of: Default::default(),
         };
         let pb = PeerInfo {
             person_id: self.pid(a),
             is_my_replica: self.replica_of.contains(&(b, a)),
+            replica_of: Default::default(),
         };
         let ia = &mut self.insts[a];
         let oa = ia
@@ -643,6 +645,7 @@ fn every_invalid_entry_is_refused_counted_and_reported() {
         PeerInfo {
             person_id: a.clone(),
             is_my_replica: false,
+            replica_of: Default::default(),
         },
     );
     let e1 = signed(&alice.id, GX, 1, None, 10, "one");
@@ -834,6 +837,7 @@ fn an_author_never_seen_is_unknown() {
         PeerInfo {
             person_id: a.to_string(),
             is_my_replica: false,
+            replica_of: Default::default(),
         },
     );
     let e2 = signed(
@@ -1018,6 +1022,7 @@ fn a_store_that_cannot_read_gives_no_verdict_and_nothing_is_refused() {
     let peer = PeerInfo {
         person_id: a.to_string(),
         is_my_replica: false,
+        replica_of: Default::default(),
     };
     engine.open(&log, 1, peer).expect("readable at first");
     let e1 = signed(&alice.id, GX, 1, None, 10, "one");

@@ -62,6 +62,7 @@ fn chat_state() -> State {
         via: lama_tui::domain::Via::Invite,
         added_at: NOW,
         endpoint_notes: vec![],
+        vouched_by: vec![],
     };
     update(
         &mut s,
@@ -276,6 +277,7 @@ fn invite_code() -> String {
     let node = ident(1, "node-demo@lama.local");
     lama_tui::domain::Code::Invite(lama_tui::domain::Invite {
         person_id: lama_tui::domain::identity::parse_hex::<32>(&node.person_id(), "p").unwrap(),
+        home: None,
         transport_key: node.instance.transport_key_bytes().unwrap(),
         token: [9; 16],
         expires_at: NOW + 600,
@@ -581,7 +583,7 @@ fn first_keys_work_before_any_channel() {
     key(&mut s, KeyCode::Char('p'));
     let why = s.last_error.clone().unwrap_or_default();
     assert!(
-        why.contains("client cannot make invitations") && why.contains("press a"),
+        why.contains("no home node to carry its invitations") && why.contains("press a"),
         "{why}"
     );
     key(&mut s, KeyCode::Char('a'));
@@ -1055,5 +1057,51 @@ fn rebound_keys_work_and_the_screens_say_so() {
     assert!(
         help.contains("N                 new group channel"),
         "{help}"
+    );
+}
+
+/// A client with a home node invites like a node (its home node carries the code), with
+/// no short code: those are a node's own.
+#[test]
+fn a_client_with_a_home_node_opens_the_pairing_screen() {
+    use lama_tui::ui::state::{Effect, Popup};
+    let (_, info) = me(Role::Client);
+    let mut s = State::new(info, NOW);
+    let home = ident(11, "node-demo@lama.local");
+    let contact = Contact {
+        person: home.person.clone(),
+        instances: vec![home.instance.clone()],
+        endpoints: vec![],
+        profile: None,
+        replica: true,
+        replica_for: false,
+        via: lama_tui::domain::Via::Provision,
+        added_at: NOW,
+        endpoint_notes: vec![],
+        vouched_by: vec![],
+    };
+    let view = ContactView {
+        contact,
+        state: PeerState::Connected,
+        last_error: None,
+        last_seen: Some(NOW),
+        verification: "1234 5678 9012".into(),
+        behind: Some(0),
+        refused_us: None,
+    };
+    update(&mut s, Action::Contacts(vec![view]));
+    let fx = update(&mut s, Action::Key(KeyCode::Char('p'), KeyModifiers::NONE));
+    assert!(
+        matches!(s.popup, Some(Popup::Pairing(_))),
+        "{:?}",
+        s.last_error
+    );
+    assert!(
+        fx.iter().any(|e| matches!(e, Effect::LoadInvites)),
+        "{fx:?}"
+    );
+    assert!(
+        !fx.iter().any(|e| matches!(e, Effect::CreateShortCode)),
+        "{fx:?}"
     );
 }

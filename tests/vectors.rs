@@ -226,6 +226,7 @@ fn compute() -> Vec<(String, String)> {
             &b.person_id(),
         )),
     );
+    home_vectors(&a, &b, &mut put);
     // A real exchange with that code: the messages have the documented shape, and both
     // sides' confirmations verify.
     let pw = code.reveal();
@@ -247,6 +248,32 @@ fn compute() -> Vec<(String, String)> {
     let (dmac, lmac) = (d.on_peer_msg(&lm).unwrap(), l.on_peer_msg(&dm).unwrap());
     assert!(l.check_confirm(&dmac).is_ok() && d.check_confirm(&lmac).is_ok());
     v
+}
+
+/// Section 6.5: client `a` invites with node `b` as its home node, and vouches for `b`'s
+/// Person (an example of the signed bytes; an owner vouches for its contacts).
+fn home_vectors(a: &LocalIdentity, b: &LocalIdentity, put: &mut impl FnMut(&str, String)) {
+    use lama_tui::domain::identity::{
+        parse_hex, vouch_end_signed_bytes, vouch_ids_hash, vouch_signed_bytes,
+    };
+    use lama_tui::domain::{Code, Invite};
+    let hex = |b: &[u8]| lama_tui::domain::hex::encode(b);
+    let code = Code::Invite(Invite {
+        person_id: parse_hex::<32>(&a.person_id(), "a").unwrap(),
+        home: Some(parse_hex::<32>(&b.person_id(), "b").unwrap()),
+        transport_key: b.instance.transport_key_bytes().unwrap(),
+        token: [0x77; 16],
+        expires_at: 1_800_000_600,
+        urls: vec!["ws://10.99.0.2:8765".into()],
+    });
+    put("home.invite_code", code.encode());
+    let bytes = vouch_signed_bytes(&b.person, None);
+    put("home.vouch_signed_bytes", hex(&bytes));
+    put("home.vouch_sig", hex(&a.sign_as_person(&bytes).to_bytes()));
+    let ids = vouch_ids_hash([b.person_id().as_str()]);
+    put("home.vouch_ids", ids.clone());
+    let end = a.sign_as_person(&vouch_end_signed_bytes(&ids));
+    put("home.vouch_end_sig", hex(&end.to_bytes()));
 }
 
 fn from_doc() -> BTreeMap<String, String> {

@@ -118,6 +118,9 @@ pub enum CommandError {
     /// The command needs the node role.
     #[error("only a node can do this (this instance is a client); run it on the node, or start one with --provision-node")]
     NotANode,
+    /// A client invites through its home node, and has none.
+    #[error("this client has no home node to carry its invitations (a client never listens): start it with --provision-node for a node of its own, or pair it with your always-on node as its home node (headless: accept its code with \"replica\":true); then invite again")]
+    NoHomeNode,
     /// An argument cannot be used.
     #[error(transparent)]
     BadArgument(#[from] ArgError),
@@ -158,6 +161,7 @@ impl CommandError {
             CommandError::Code(_) | CommandError::ShortCode(_) => ErrorKind::InvalidCode,
             CommandError::Pair(p) => p.kind(),
             CommandError::NotANode => ErrorKind::NotANode,
+            CommandError::NoHomeNode => ErrorKind::NoHomeNode,
             CommandError::BadArgument(_) => ErrorKind::BadArgument,
             CommandError::UnknownInvite => ErrorKind::UnknownInvite,
             CommandError::UnknownContact => ErrorKind::UnknownContact,

@@ -22,7 +22,7 @@ use crate::net::pairing::{self, direct_channel};
 use crate::net::sync::{load_roster, WriteError};
 use crate::net::wire::{CloseCode, WireMsg};
 
-type Answered = Result<Answer, CommandError>;
+pub(super) type Answered = Result<Answer, CommandError>;
 
 impl NodeCore {
     pub(super) fn on_command(&mut self, id: CommandId, cmd: Command, rng: &mut dyn Rng) {
@@ -129,7 +129,7 @@ impl NodeCore {
 
     fn new_invite(&mut self, ttl_secs: u64, rng: &mut dyn Rng) -> Answered {
         if self.cfg.role != Role::Node {
-            return Err(CommandError::NotANode);
+            return self.home_invite(ttl_secs, rng);
         }
         let urls = self.advertised();
         let mut token = [0u8; TOKEN_LEN];
@@ -139,6 +139,7 @@ impl NodeCore {
         let invite = Invite {
             person_id: parse_hex::<32>(&self.me.person_id(), "person_id")
                 .expect("invariant: our id is 32 bytes of hex"),
+            home: None,
             transport_key: self.our_transport_key(),
             token,
             expires_at: rec.expires_at,
@@ -205,6 +206,9 @@ impl NodeCore {
             crate::domain::hex::encode(inv.token)
         };
         let rec = self.store.revoke_invite(&key, now)?;
+        if let Some(r) = &rec {
+            self.tell_home_invite(r);
+        }
         rec.map(Answer::Invite).ok_or(CommandError::UnknownInvite)
     }
 
@@ -241,6 +245,8 @@ impl NodeCore {
             expires_at: now + ttl_secs.clamp(1, MAX_CODE_TTL_SECS),
             status: InviteStatus::Open,
             attempts: 0,
+            owner: None,
+            relayed: false,
         };
         self.store.put_invite(&rec)?;
         // The number is not secret; the words are, and stay out of the log.
@@ -285,6 +291,9 @@ impl NodeCore {
                 self.close(conn, CloseCode::NotAContact, reason);
             }
             self.refresh_replicated();
+            self.refresh_homes();
+            self.refresh_profile();
+            self.vouch_all();
             tracing::info!(peer = %person_id, "contact removed");
         }
         Ok(Answer::Removed(existed))
@@ -501,12 +510,14 @@ impl NodeCore {
             via: crate::domain::Via::Card,
             added_at: now,
             endpoint_notes: vec![],
+            vouched_by: vec![],
         });
         contact.set_endpoints(endpoints, crate::domain::EndpointSource::Card, now);
         let channel: Channel = direct_channel(&self.me.person_id(), &pid, &person.name, now);
         self.store.commit_pairing(None, &contact, &channel, now)?;
         let targets = crate::core::links::dial_targets(&contact);
         self.manager.set_endpoints(&pid, targets, self.now);
+        self.vouch_all();
         tracing::info!(peer = %pid, "contact added from a card");
         Ok(crate::core::Paired {
             verification: verification_string(&self.me.person, &person),

@@ -278,9 +278,19 @@ impl NodeCore {
             .hello
             .expect("invariant: a commit follows the node's hello");
         let key = link_key(&self.me.instance_id(), &h.hash);
+        let linked = h.peer.person_id.clone();
+        self.refresh_homes();
+        if c.replica {
+            // A new home node: our profile names it from now on.
+            self.refresh_profile();
+        }
         self.link_up(conn, h.peer, key, h.known_profile);
-        // The pairing's connection is the first link: over the address it dialed.
-        self.note_dial_ok(&pid, &c.dialed, h.rtt_ms, conn);
+        // The pairing's connection is the first link (to the node that carried it, for a
+        // client's invitation): over the address it dialed.
+        self.note_dial_ok(&linked, &c.dialed, h.rtt_ms, conn);
+        if !c.replica {
+            self.vouch_all();
+        }
     }
 
     /// The connection of a client pairing ended before its commit.

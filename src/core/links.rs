@@ -14,10 +14,13 @@ use crate::net::manager::{keep_new_link, LinkMeta};
 use crate::net::sync::{Output as SyncOutput, PeerInfo, SyncMsg};
 use crate::net::wire::{CloseCode, WireMsg};
 
-/// The (url, key) pairs the manager dials for a contact.
+/// The (url, key) pairs the manager dials for a contact: its own instances' endpoints
+/// (those of its home nodes are dialed as the home nodes, see `home`).
 pub fn dial_targets(c: &Contact) -> Vec<(String, [u8; 32])> {
+    let pid = c.person_id();
     c.endpoints
         .iter()
+        .filter(|e| e.person_id == pid)
         .filter_map(|e| {
             parse_hex::<32>(&e.transport_key, "transport_key")
                 .ok()
@@ -34,7 +37,7 @@ pub fn current_profile(
     store: &mut dyn CoreStore,
     now: u64,
 ) -> Result<Profile, LogError> {
-    let endpoints: Vec<Endpoint> = info
+    let mut endpoints: Vec<Endpoint> = info
         .endpoint
         .iter()
         .map(|url| Endpoint {
@@ -44,6 +47,15 @@ pub fn current_profile(
             transport_key: me.instance.transport_key.clone(),
         })
         .collect();
+    // A client is reached through its home node: our profile names the node's endpoints,
+    // our word to our contacts that it carries our mail.
+    if info.endpoint.is_none() {
+        for home in store.contacts()?.into_iter().filter(|c| c.replica) {
+            let hid = home.person_id();
+            let own = home.endpoints.into_iter().filter(|e| e.person_id == hid);
+            endpoints.extend(own.take(MAX_ADVERTISED_HOME_URLS));
+        }
+    }
     Ok(match store.own_profile()? {
         Some(p) if p.endpoints == endpoints && p.name == me.person.name => p,
         old => {
@@ -54,6 +66,9 @@ pub fn current_profile(
         }
     })
 }
+
+/// Most endpoints of a home node a client's profile names.
+const MAX_ADVERTISED_HOME_URLS: usize = 4;
 
 /// The key that orders two links of the same pair the same way on both sides: the
 /// instance that dialed, and the session's handshake hash.
@@ -105,11 +120,13 @@ impl NodeCore {
         let info = PeerInfo {
             person_id: pid.to_string(),
             is_my_replica,
+            replica_of: self.homes.get(pid.as_str()).cloned().unwrap_or_default(),
         };
         match self.engine.open(&*self.store, conn, info) {
             Ok(out) => self.dispatch(out),
             Err(e) => self.link_store_fault(conn, &e),
         }
+        self.home_link_up(conn, &pid, is_my_replica);
         let st = self.live.entry(pid.to_string()).or_default();
         st.last_seen = Some(now / 1000);
         st.last_error = None;
@@ -177,6 +194,11 @@ impl NodeCore {
                     tracing::warn!(peer = %pid, "profile ignored: {e}");
                 }
             }
+            m @ (WireMsg::HomeInvite { .. }
+            | WireMsg::HomePaired { .. }
+            | WireMsg::HomePairedAck { .. }
+            | WireMsg::Vouch { .. }
+            | WireMsg::VouchEnd { .. }) => self.on_home_msg(conn, pid, m),
             other => tracing::debug!(peer = %pid, "unexpected {}", msg_name(&other)),
         }
     }
@@ -317,6 +339,11 @@ impl NodeCore {
                 person_id: pid.into(),
                 urls: c.endpoints.iter().map(|e| e.url.clone()).collect(),
             });
+            self.refresh_homes();
+            if c.replica {
+                // Our home node moved: our profile names where it is now.
+                self.refresh_profile();
+            }
         }
         Ok(())
     }
@@ -414,6 +441,24 @@ impl NodeCore {
                     ..HelloExtras::default()
                 },
             });
+        }
+    }
+
+    /// Our profile anew (our home node changed, or where it is); a new version goes to
+    /// every link.
+    pub(super) fn refresh_profile(&mut self) {
+        let p = match current_profile(&self.me, &self.info, &mut *self.store, self.now) {
+            Ok(p) => p,
+            Err(e) => return tracing::warn!("cannot update our profile: {e}"),
+        };
+        if p.version == self.profile.version {
+            return;
+        }
+        self.profile = p;
+        let conns: Vec<ConnId> = self.links.values().map(|s| s.conn).collect();
+        for conn in conns {
+            let profile = self.profile.clone();
+            self.send(conn, WireMsg::Profile { profile });
         }
     }
 

@@ -16,13 +16,14 @@
 pub mod api;
 mod commands;
 mod dial;
+mod home;
 mod links;
 pub mod mem;
 mod netview;
 mod pair;
 pub mod store;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 pub use crate::net::pairing::flow::Rng;
@@ -275,6 +276,10 @@ pub struct NodeCore {
     /// Acknowledgements of received entries waiting for the commit that makes those entries
     /// durable ([`Input::Commit`]): entries from many links share one fsync.
     uncommitted: Vec<(ConnId, SyncMsg)>,
+    /// Which nodes are whose home node, from our contacts' signed profiles.
+    homes: home::Homes,
+    /// A home node: the contacts each owner vouched for so far in its current round.
+    vouch_round: HashMap<String, BTreeSet<String>>,
     out: Vec<Output>,
 }
 
@@ -310,7 +315,7 @@ impl NodeCore {
                 .filter(|c| c.replica_for)
                 .map(|c| c.person_id().to_string()),
         );
-        Ok(NodeCore {
+        let mut core = NodeCore {
             cfg,
             me,
             info,
@@ -329,8 +334,12 @@ impl NodeCore {
             store_full: false,
             now,
             uncommitted: Vec::new(),
+            homes: home::Homes::new(),
+            vouch_round: HashMap::new(),
             out: Vec::new(),
-        })
+        };
+        core.refresh_homes();
+        Ok(core)
     }
 
     /// Who this instance is.

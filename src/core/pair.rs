@@ -22,8 +22,12 @@ pub(super) const PAIRING_TIMEOUT_MS: u64 = HANDSHAKE_TIMEOUT.as_millis() as u64;
 pub(super) enum Verdict {
     /// A contact (or a stranger under `--accept-unknown`): a normal link.
     Accept { known_profile: Option<u64> },
-    /// A stranger with an admissible invitation: the pairing exchange.
-    Pair { token: String },
+    /// A stranger with an admissible invitation: the pairing exchange (for `owner`, when
+    /// we carry the invitation as its home node).
+    Pair {
+        token: String,
+        owner: Option<String>,
+    },
     /// A stranger asking to pair by short code or trust secret: the PAKE, then pairing.
     Pake {
         password: Password,
@@ -64,8 +68,21 @@ impl NodeCore {
                 let key = link_key(&hello.peer.instance_id, &hello.hash);
                 return self.link_up(conn, hello.peer, key, hello.known_profile);
             }
-            Verdict::Pair { token } => {
-                let (flow, offer) = NodeFlow::invite(hello.peer.clone(), token, profile);
+            Verdict::Pair { token, owner: None } => {
+                let (flow, offer) = NodeFlow::invite(hello.peer.clone(), token, profile, None);
+                self.send(conn, offer);
+                flow
+            }
+            Verdict::Pair {
+                token,
+                owner: Some(owner),
+            } => {
+                let (person, profile) = match self.owner_offer(&owner) {
+                    Ok(o) => o,
+                    Err(why) => return self.close(conn, CloseCode::InviteUnknown, why),
+                };
+                let peer = hello.peer.clone();
+                let (flow, offer) = NodeFlow::invite(peer, token, profile, Some(person));
                 self.send(conn, offer);
                 flow
             }
@@ -142,6 +159,13 @@ impl NodeCore {
             Ok(None) => {}
             Err(e) => return Verdict::Refuse(CloseCode::Shutdown, format!("store failure: {e}")),
         }
+        // The home node of one of our contacts (or of our owners' contacts): it carries
+        // their channels, as their signed profiles say.
+        if self.homes.contains_key(peer.person_id.as_str()) {
+            return Verdict::Accept {
+                known_profile: None,
+            };
+        }
         if self.cfg.accept_unknown {
             return Verdict::Accept {
                 known_profile: None,
@@ -166,8 +190,9 @@ impl NodeCore {
             Ok(r) => r,
             Err(e) => return Verdict::Refuse(CloseCode::Shutdown, format!("store failure: {e}")),
         };
+        let owner = rec.as_ref().and_then(|r| r.owner.clone());
         match check_invite(rec.as_ref(), &peer.person_id, self.now_secs()) {
-            Ok(_) => Verdict::Pair { token },
+            Ok(_) => Verdict::Pair { token, owner },
             Err(e) => Verdict::Refuse(e.close_code(), e.to_string()),
         }
     }
@@ -348,6 +373,13 @@ impl NodeCore {
         self.manager.set_endpoints(&pid, targets, self.now);
         if contact.replica_for {
             self.refresh_replicated();
+        }
+        self.refresh_homes();
+        // A pairing carried for our owner: hand it over now if the owner is linked.
+        if let Some(owner) = contact.vouched_by.first().cloned() {
+            if let Some(conn) = self.links.get(owner.as_str()).map(|s| s.conn) {
+                self.home_link_up(conn, &owner, false);
+            }
         }
         if contact.via == Via::TrustSecret {
             // A successful exchange is not a guess against the lockout.

@@ -21,13 +21,17 @@ pub const MAX_URLS: usize = 4;
 
 const KIND_INVITE: u8 = 1;
 const KIND_CARD: u8 = 2;
+const KIND_HOME_INVITE: u8 = 3;
 
 /// A pairing invitation, as carried by its code.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Invite {
-    /// The node's Person id (32 bytes).
+    /// The inviting Person's id (32 bytes).
     pub person_id: [u8; 32],
-    /// The node's Noise static public key.
+    /// A client's invitation: the Person id of its home node, which carries the pairing
+    /// (code kind 3); `None`: the inviter is the node dialed (kind 1).
+    pub home: Option<[u8; 32]>,
+    /// The Noise static public key of the node dialed.
     pub transport_key: [u8; 32],
     /// Single-use random token.
     pub token: [u8; TOKEN_LEN],
@@ -156,8 +160,15 @@ impl Code {
         let mut p = vec![CODE_VERSION];
         match self {
             Code::Invite(i) => {
-                p.push(KIND_INVITE);
+                p.push(if i.home.is_some() {
+                    KIND_HOME_INVITE
+                } else {
+                    KIND_INVITE
+                });
                 p.extend_from_slice(&i.person_id);
+                if let Some(h) = &i.home {
+                    p.extend_from_slice(h);
+                }
                 p.extend_from_slice(&i.transport_key);
                 p.extend_from_slice(&i.token);
                 p.extend_from_slice(&i.expires_at.to_be_bytes());
@@ -215,8 +226,13 @@ impl Code {
             return Err(CodeError::UnsupportedVersion(version));
         }
         let code = match r.u8()? {
-            KIND_INVITE => Code::Invite(Invite {
+            kind @ (KIND_INVITE | KIND_HOME_INVITE) => Code::Invite(Invite {
                 person_id: r.arr()?,
+                home: if kind == KIND_HOME_INVITE {
+                    Some(r.arr()?)
+                } else {
+                    None
+                },
                 transport_key: r.arr()?,
                 token: r.arr()?,
                 expires_at: u64::from_be_bytes(r.arr()?),

@@ -47,6 +47,10 @@ pub struct Contact {
     pub via: Via,
     /// Unix seconds when added.
     pub added_at: u64,
+    /// On a home node: the persons whose home node this is that listed this contact as
+    /// theirs (a `vouch`); a contact made only so (`via` `vouched`) goes when none does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vouched_by: Vec<crate::domain::identity::Id>,
     /// Where each endpoint came from, and the stale ones (absent in stores written
     /// before 0.2: [`Contact::endpoint_notes`] then falls back on `via` and `added_at`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -168,6 +172,7 @@ pub fn source_of(via: Via) -> EndpointSource {
     match via {
         Via::Invite => EndpointSource::Invitation,
         Via::Card | Via::Manual => EndpointSource::Card,
+        Via::Vouched => EndpointSource::Profile,
         Via::Provision => EndpointSource::Provisioning,
         Via::ShortCode | Via::TrustSecret => EndpointSource::Pairing,
     }
@@ -192,6 +197,7 @@ mod tests {
             via: Via::Invite,
             added_at: 10,
             endpoint_notes: vec![],
+            vouched_by: vec![],
         }
     }
 

@@ -373,6 +373,24 @@ pub struct Profile {
     pub sig: String,
 }
 
+impl Profile {
+    /// The endpoints of the person's own instances.
+    pub fn own_endpoints(&self) -> impl Iterator<Item = &Endpoint> {
+        self.endpoints
+            .iter()
+            .filter(move |e| e.person_id == self.person_id)
+    }
+
+    /// The Person ids of the home nodes the person names (endpoints of other Persons).
+    pub fn home_nodes(&self) -> std::collections::BTreeSet<&str> {
+        self.endpoints
+            .iter()
+            .filter(|e| e.person_id != self.person_id)
+            .map(|e| e.person_id.as_str())
+            .collect()
+    }
+}
+
 /// Domain separator for profile signatures.
 pub const PROFILE_CONTEXT: &[u8] = b"lama-tui/1 profile\0";
 
@@ -406,11 +424,10 @@ impl Profile {
         m
     }
 
-    /// Verify that `person` signed this profile, and that endpoints belong to it.
+    /// Verify that `person` signed this profile. An endpoint of another Person is a home
+    /// node of this one: the signature is the person's word that it carries their mail.
     pub fn verify(&self, person: &Person) -> Result<(), IdentityError> {
-        if self.person_id != person.id()
-            || self.endpoints.iter().any(|e| e.person_id != self.person_id)
-        {
+        if self.person_id != person.id() {
             return Err(IdentityError::BadSignature("profile of another person"));
         }
         // What a profile carries is shown and dialed: a name by the rules of person names,
@@ -429,6 +446,41 @@ impl Profile {
             "profile",
         )
     }
+}
+
+/// Domain separator of a `vouch` signature.
+pub const VOUCH_CONTEXT: &[u8] = b"lama-tui/1 vouch\0";
+/// Domain separator of a `vouch_end` signature.
+pub const VOUCH_END_CONTEXT: &[u8] = b"lama-tui/1 vouch-end\0";
+
+/// What an owner signs to vouch for a contact to its home node: the context, the
+/// contact's canonical Person, a zero byte, and the profile's JSON (`null` without one).
+pub fn vouch_signed_bytes(person: &Person, profile: Option<&Profile>) -> Vec<u8> {
+    let mut m = VOUCH_CONTEXT.to_vec();
+    m.extend(person.canonical());
+    m.push(0);
+    m.extend(serde_json::to_vec(&profile).expect("invariant: profiles serialise"));
+    m
+}
+
+/// The digest a `vouch_end` names: SHA-256 (hex) of the vouched Person ids, sorted, each
+/// followed by a line feed.
+pub fn vouch_ids_hash<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
+    let mut ids: Vec<&str> = ids.into_iter().collect();
+    ids.sort_unstable();
+    let mut h = Sha256::new();
+    for id in ids {
+        h.update(id.as_bytes());
+        h.update(b"\n");
+    }
+    crate::domain::hex::encode(h.finalize())
+}
+
+/// What an owner signs to end a round of vouches: the context and the digest.
+pub fn vouch_end_signed_bytes(ids_hash: &str) -> Vec<u8> {
+    let mut m = VOUCH_END_CONTEXT.to_vec();
+    m.extend(ids_hash.as_bytes());
+    m
 }
 
 /// The short verification string both sides of a pairing show: 12 digits in three groups,

@@ -48,6 +48,13 @@ pub struct InviteRecord {
     /// Short codes: guesses checked against this code (confirmations received).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub attempts: u32,
+    /// On a home node: the person this invitation pairs with (its owner made it and
+    /// handed it over); `None` for our own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Id>,
+    /// On a home node: the owner has stored the pairing this invitation made.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub relayed: bool,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -63,6 +70,7 @@ impl std::fmt::Debug for InviteRecord {
             .field("expires_at", &self.expires_at)
             .field("status", &self.status)
             .field("attempts", &self.attempts)
+            .field("owner", &self.owner)
             .finish_non_exhaustive()
     }
 }

@@ -67,6 +67,8 @@ wire_names! {
         LineTooLong => "line_too_long",
         /// Only a node can do this.
         NotANode => "not_a_node",
+        /// A client needs a home node to invite (it does not listen itself).
+        NoHomeNode => "no_home_node",
         /// A code could not be read (typo, truncation, not a code).
         InvalidCode => "invalid_code",
         /// The invitation expired.
@@ -141,6 +143,9 @@ wire_names! {
         TrustSecret => "trust_secret",
         /// Added by hand (tests, older stores).
         Manual => "manual",
+        /// On a home node: a contact of a person whose home node this is, as that person
+        /// listed it (a `vouch`); it may connect and reach its owner's channels.
+        Vouched => "vouched",
     }
 }
 

@@ -326,5 +326,10 @@ pub fn msg_name(m: &WireMsg) -> &'static str {
         WireMsg::Pake { .. } => "pake",
         WireMsg::PakeConfirm { .. } => "pake_confirm",
         WireMsg::Sync { .. } => "sync",
+        WireMsg::HomeInvite { .. } => "home_invite",
+        WireMsg::HomePaired { .. } => "home_paired",
+        WireMsg::HomePairedAck { .. } => "home_paired_ack",
+        WireMsg::Vouch { .. } => "vouch",
+        WireMsg::VouchEnd { .. } => "vouch_end",
     }
 }

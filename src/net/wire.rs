@@ -140,10 +140,14 @@ pub enum WireMsg {
         /// The profile.
         profile: Profile,
     },
-    /// Node to client after admitting an invitation: the node's profile.
+    /// Node to client after admitting an invitation: the profile of the person to pair
+    /// with (the node's own, or its owner's when a home node carries the pairing).
     PairOffer {
-        /// The node's profile.
+        /// The inviting person's profile.
         profile: Profile,
+        /// A home node pairing for its owner: the owner's Person (the profile is its).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        person: Option<Person>,
     },
     /// Client to node: take me as a contact; the client's profile.
     PairConfirm {
@@ -162,6 +166,50 @@ pub enum WireMsg {
     PairDone {
         /// The verification string the node shows.
         verification: String,
+    },
+    /// Owner to its home node: an invitation of the owner's for the node to carry
+    /// (docs/PROTOCOL.md, section 6.5).
+    HomeInvite {
+        /// The token, hex.
+        token: String,
+        /// Unix seconds.
+        expires_at: u64,
+        /// The owner revoked it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        revoked: bool,
+    },
+    /// Home node to owner: a pairing it made with one of the owner's invitations.
+    HomePaired {
+        /// The invitation's token, hex.
+        token: String,
+        /// The new contact.
+        person: Person,
+        /// Its profile, signed by it.
+        profile: Profile,
+    },
+    /// Owner to home node: the pairing of `token` is stored.
+    HomePairedAck {
+        /// The token, hex.
+        token: String,
+    },
+    /// Owner to its home node: one of the owner's contacts, who may reach the owner's
+    /// channels through the node (a round of these ends with `vouch_end`).
+    Vouch {
+        /// The contact.
+        person: Person,
+        /// Its newest profile (where its own home nodes are).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        profile: Option<Profile>,
+        /// The owner's Person-key signature (section 6.5), hex.
+        sig: String,
+    },
+    /// Owner to its home node: the round of `vouch`es is complete; a contact vouched
+    /// before and not in it loses access.
+    VouchEnd {
+        /// SHA-256 (hex) of the vouched Person ids, sorted, each followed by `\n`.
+        ids: String,
+        /// The owner's Person-key signature (section 6.5), hex.
+        sig: String,
     },
     /// The sender is closing the connection, and why.
     Close {

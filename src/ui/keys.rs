@@ -41,20 +41,24 @@ fn main_key(s: &mut State, code: KeyCode) -> Vec<Effect> {
         KeyCode::Char('?') => s.popup = Some(Popup::Help),
         KeyCode::Tab => s.focus = s.focus.next(),
         KeyCode::BackTab => s.focus = s.focus.prev(),
-        KeyCode::Char('p') if s.me.endpoint.is_none() => {
+        KeyCode::Char('p')
+            if s.me.endpoint.is_none() && !s.contacts.iter().any(|c| c.contact.replica) =>
+        {
             s.last_error = Some(format!(
-                "a client cannot make invitations: ask your contact's node for a code and press {}, or run a node (--provision-node) and invite from it",
+                "this client has no home node to carry its invitations (a client never listens): start it with --provision-node, or ask your contact for a code and press {}",
                 s.prefs.keys.key("accept")
             ));
         }
         KeyCode::Char('p') => {
             // One current code: an open one is shown again (the list decides, see
-            // `update`); a new one only when none is left.
+            // `update`); a new one only when none is left. A client's code is carried by
+            // its home node, which takes no short codes for it.
             s.popup = Some(Popup::Pairing(None));
             let mut fx = vec![Effect::LoadInvites];
-            if s.short_code
-                .as_ref()
-                .is_none_or(|c| c.expires_at <= s.now + REUSE_MIN_SECS)
+            if s.me.endpoint.is_some()
+                && s.short_code
+                    .as_ref()
+                    .is_none_or(|c| c.expires_at <= s.now + REUSE_MIN_SECS)
             {
                 s.short_code = None;
                 fx.push(Effect::CreateShortCode);

@@ -62,6 +62,8 @@ pub struct NodeFlow {
     token: Option<String>,
     via: Via,
     profile: Profile,
+    /// A home node pairing for its owner: the owner (the profile is the owner's).
+    owner: Option<Person>,
     state: NodeState,
 }
 
@@ -75,19 +77,32 @@ impl std::fmt::Debug for NodeFlow {
 }
 
 impl NodeFlow {
-    /// An admitted invitation: the first message to send is our offer.
-    pub fn invite(peer: PeerIdentity, token: String, profile: Profile) -> (NodeFlow, WireMsg) {
+    /// An admitted invitation: the first message to send is the offer. `owner`: a home
+    /// node carries the invitation of this person, and `profile` is that person's.
+    pub fn invite(
+        peer: PeerIdentity,
+        token: String,
+        profile: Profile,
+        owner: Option<Person>,
+    ) -> (NodeFlow, WireMsg) {
         let offer = WireMsg::PairOffer {
             profile: profile.clone(),
+            person: owner.clone(),
         };
         let flow = NodeFlow {
             peer,
             token: Some(token),
             via: Via::Invite,
             profile,
+            owner,
             state: NodeState::AwaitConfirm,
         };
         (flow, offer)
+    }
+
+    /// The person whose invitation a home node carries in this exchange.
+    pub fn owner(&self) -> Option<&Person> {
+        self.owner.as_ref()
     }
 
     /// An admitted PAKE (a short code's key in `token`, or `None` for the trust secret): we
@@ -113,6 +128,7 @@ impl NodeFlow {
             token,
             via,
             profile,
+            owner: None,
             state: NodeState::AwaitPake(ex, ours),
         }
     }
@@ -146,7 +162,14 @@ impl NodeFlow {
             }
             (NodeState::AwaitConfirm, confirm @ WireMsg::PairConfirm { .. }) => {
                 let token = self.token.as_deref();
-                let c = node_on_confirm(me, &self.peer, token, self.via, confirm, now)?;
+                let with = self.owner.as_ref().unwrap_or(me);
+                let mut c = node_on_confirm(with, &self.peer, token, self.via, confirm, now)?;
+                if let Some(owner) = &self.owner {
+                    // Our owner's contact, not ours: it may reach the owner's channels here.
+                    c.contact.via = Via::Vouched;
+                    c.contact.vouched_by = vec![owner.id().to_string()];
+                    c.contact.replica_for = false;
+                }
                 Ok(NodeStep::Commit(Box::new(c)))
             }
             (NodeState::AwaitPake(..), m) => Err(unexpected("the next PAKE message", &m)),
@@ -172,6 +195,7 @@ impl NodeFlow {
             },
             WireMsg::PairOffer {
                 profile: self.profile.clone(),
+                person: None,
             },
         ])
     }

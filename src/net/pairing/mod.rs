@@ -10,7 +10,7 @@
 pub mod flow;
 
 use crate::domain::codes::TOKEN_LEN;
-use crate::domain::identity::{short_id, verification_string, Id, Profile};
+use crate::domain::identity::{short_id, verification_string, Id, Instance, Person, Profile};
 pub use crate::domain::invitation::Admission;
 use crate::domain::invitation::{Guesses, Refusal};
 use crate::domain::Invite;
@@ -236,6 +236,8 @@ pub fn new_invite_record(
         expires_at: now + ttl_secs.clamp(1, crate::domain::invitation::MAX_INVITE_TTL_SECS),
         status: InviteStatus::Open,
         attempts: 0,
+        owner: None,
+        relayed: false,
     }
 }
 
@@ -268,9 +270,22 @@ pub fn contact_from(
     replica: bool,
     now: u64,
 ) -> Contact {
+    let instance = Some(peer.instance.clone());
+    contact_of(&peer.person, instance, profile, (via, replica), now)
+}
+
+/// A contact record for `person` (one of whose instances we may know) and its verified
+/// profile; `(via, replica)`: how it was made, and whether it is our home node.
+pub fn contact_of(
+    person: &Person,
+    instance: Option<Instance>,
+    profile: Option<&Profile>,
+    (via, replica): (Via, bool),
+    now: u64,
+) -> Contact {
     let mut c = Contact {
-        person: peer.person.clone(),
-        instances: vec![peer.instance.clone()],
+        person: person.clone(),
+        instances: instance.into_iter().collect(),
         endpoints: profile.map(|p| p.endpoints.clone()).unwrap_or_default(),
         profile: profile.cloned(),
         replica,
@@ -278,9 +293,39 @@ pub fn contact_from(
         via,
         added_at: now,
         endpoint_notes: vec![],
+        vouched_by: vec![],
     };
     c.note_endpoints(crate::domain::contact::source_of(via), now);
     c
+}
+
+/// A home node's offer for its owner: the Person is the one the invitation names, the
+/// profile is signed by it, and it names the node we reached as its home node (the
+/// owner's word that this node carries its pairings).
+fn check_owner_offer(
+    invite: &Invite,
+    node: &PeerIdentity,
+    person: &Person,
+    profile: &Profile,
+) -> Result<(), PairError> {
+    let want = crate::domain::hex::encode(invite.person_id);
+    if person.id() != want {
+        return Err(PairError::WrongPerson {
+            want: short_id(&want).into(),
+            got: short_id(&person.id()).into(),
+        });
+    }
+    profile
+        .verify(person)
+        .map_err(|e| PairError::Protocol(format!("the inviter's profile is refused: {e}")))?;
+    if !profile.home_nodes().contains(node.person_id.as_str()) {
+        return Err(PairError::Protocol(format!(
+            "{} does not name the node {} as its home node; refusing",
+            person.name,
+            short_id(&node.person_id)
+        )));
+    }
+    Ok(())
 }
 
 /// Check a profile received from `peer` during pairing.
@@ -301,8 +346,16 @@ pub struct ClientPairing {
 enum ClientStep {
     Dial,
     AwaitOffer(Box<PeerIdentity>),
-    AwaitDone(Box<PeerIdentity>, Box<Profile>),
+    AwaitDone(Box<Inviter>, Box<Profile>),
     Done,
+}
+
+/// Whom a pairing makes a contact of: the node dialed, or (a home node carrying its
+/// owner's invitation) the owner, whose instances we have not met.
+#[derive(Debug, PartialEq, Eq)]
+struct Inviter {
+    person: Person,
+    instance: Option<Instance>,
 }
 
 /// What the client commits when pairing succeeds.
@@ -354,12 +407,13 @@ impl ClientPairing {
         self.invite.as_ref().map(|i| &i.urls[..]).unwrap_or(&[])
     }
 
-    /// The node's Hello verified: it must be the Person the invitation names.
+    /// The node's Hello verified: it must be the Person the invitation names (or, for a
+    /// client's invitation, its home node).
     pub fn on_node_hello(&mut self, peer: PeerIdentity) -> Result<(), PairError> {
         let (ClientStep::Dial, Some(invite)) = (&self.step, &self.invite) else {
             return Err(PairError::Protocol("unexpected hello".into()));
         };
-        let want = crate::domain::hex::encode(invite.person_id);
+        let want = crate::domain::hex::encode(invite.home.unwrap_or(invite.person_id));
         if peer.person_id != want {
             return Err(PairError::WrongPerson {
                 want: short_id(&want).into(),
@@ -381,11 +435,29 @@ impl ClientPairing {
         let ClientStep::AwaitOffer(peer) = &self.step else {
             return Err(PairError::Protocol("unexpected pair_offer".into()));
         };
-        let WireMsg::PairOffer { profile } = msg else {
+        let WireMsg::PairOffer { profile, person } = msg else {
             return Err(PairError::Protocol("expected pair_offer".into()));
         };
-        check_profile(peer, &profile)?;
-        self.step = ClientStep::AwaitDone(peer.clone(), Box::new(profile));
+        let inviter = match self.invite.as_ref().and_then(|i| i.home.map(|_| i)) {
+            None => {
+                check_profile(peer, &profile)?;
+                Inviter {
+                    person: peer.person.clone(),
+                    instance: Some(peer.instance.clone()),
+                }
+            }
+            Some(invite) => {
+                let person = person.ok_or_else(|| {
+                    PairError::Protocol("the home node did not say whose invitation it is".into())
+                })?;
+                check_owner_offer(invite, peer, &person, &profile)?;
+                Inviter {
+                    person,
+                    instance: None,
+                }
+            }
+        };
+        self.step = ClientStep::AwaitDone(Box::new(inviter), Box::new(profile));
         Ok(WireMsg::PairConfirm {
             profile: my_profile.clone(),
             replica,
@@ -399,21 +471,29 @@ impl ClientPairing {
         me: &crate::domain::identity::Person,
         now: u64,
     ) -> Result<ClientCommit, PairError> {
-        let ClientStep::AwaitDone(peer, profile) = &self.step else {
+        let ClientStep::AwaitDone(inviter, profile) = &self.step else {
             return Err(PairError::Protocol("unexpected pair_done".into()));
         };
         let WireMsg::PairDone { verification } = msg else {
             return Err(PairError::Protocol("expected pair_done".into()));
         };
-        let ours = verification_string(me, &peer.person);
+        let ours = verification_string(me, &inviter.person);
         if verification != ours {
             return Err(PairError::Protocol(
                 "the node computed a different verification string".into(),
             ));
         }
+        let pid = inviter.person.id();
+        let contact = contact_of(
+            &inviter.person,
+            inviter.instance.clone(),
+            Some(profile),
+            (Via::Invite, false),
+            now,
+        );
         let commit = ClientCommit {
-            contact: contact_from(peer, Some(profile), Via::Invite, false, now),
-            channel: direct_channel(&me.id(), &peer.person_id, &peer.person.name, now),
+            contact,
+            channel: direct_channel(&me.id(), &pid, &inviter.person.name, now),
             verification: ours,
         };
         self.step = ClientStep::Done;

@@ -111,6 +111,9 @@ pub struct PeerInfo {
     pub person_id: Id,
     /// The peer stores and forwards our channels (our home node).
     pub is_my_replica: bool,
+    /// The persons whose home node the peer is, by their signed profiles: it may see
+    /// what they may see.
+    pub replica_of: BTreeSet<Id>,
 }
 
 /// Per-link sync state.
@@ -261,7 +264,9 @@ impl Engine {
 
     /// Whether `peer` may receive a channel with these members.
     fn may_see(&self, peer: &PeerInfo, members: &[Id]) -> bool {
-        members.contains(&peer.person_id) || (peer.is_my_replica && members.contains(&self.me))
+        members.contains(&peer.person_id)
+            || (peer.is_my_replica && members.contains(&self.me))
+            || members.iter().any(|m| peer.replica_of.contains(m))
     }
 
     /// How many entries the peer `person_id` still lacks from us over its links (`None`
