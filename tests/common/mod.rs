@@ -11,6 +11,7 @@ use lama_tui::domain::identity::{LocalIdentity, Secrets};
 use serde_json::{json, Value};
 
 pub mod netns;
+pub mod people;
 
 /// The text code printed beneath a QR: the screen rows from the one starting with `LAMA1`
 /// while they hold only code characters (rows already stripped of borders and spaces).

@@ -1,0 +1,120 @@
+//! People on different machines (issue 16): each person's laptop is a network namespace
+//! behind a NAT router of its own (it dials out; nothing can dial it), each home node a
+//! machine on the shared switch, with `tc netem` delay and loss on every link where the
+//! kernel has it. The same scenarios as `tests/home.rs`, across real network boundaries.
+//! Where namespaces cannot be made the tests print SKIPPED with the reason.
+
+mod common;
+
+use common::netns::Lan;
+use common::people::{group_with_a_removal, pair, texts, At, Person};
+
+/// Home nodes on machines 1..=homes, then one NAT'd laptop per person.
+fn world(tag: &str, homes: usize, laptops: usize) -> Option<(Lan, Vec<usize>)> {
+    let made = Lan::new(tag, homes, Some("delay 20ms loss 1%")).and_then(|mut lan| {
+        let ks = (0..laptops)
+            .map(|_| lan.add_laptop())
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((lan, ks))
+    });
+    match made {
+        Ok(w) => Some(w),
+        Err(why) => {
+            eprintln!("SKIPPED: cannot make the machines ({why}); needs root, iproute2, nftables");
+            None
+        }
+    }
+}
+
+/// A person on laptop `laptop`, with a home node on machine `home` (listening on every
+/// interface: its codes carry the machine's address).
+fn person(
+    lan: &Lan,
+    root: &std::path::Path,
+    name: &str,
+    laptop: usize,
+    home: Option<usize>,
+) -> Person {
+    let at = At::ns(lan.machine(laptop));
+    let home = home.map(|h| (At::ns(lan.machine(h)), "0.0.0.0:0"));
+    Person::new(root, name, at, home)
+}
+
+#[test]
+fn two_people_on_laptops_behind_nat_pair_and_chat_through_their_home_nodes() {
+    let Some((lan, l)) = world("pair", 2, 2) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut alice = person(&lan, tmp.path(), "alice", l[0], Some(1));
+    let mut bob = person(&lan, tmp.path(), "bob", l[1], Some(2));
+    assert!(alice
+        .home()
+        .endpoint()
+        .starts_with(&format!("ws://{}:", lan.ip(1))));
+    pair(&mut alice, &mut bob, 10);
+    let ch = alice.direct(&bob);
+    bob.send(&ch, "hello from bob's laptop", 20);
+    alice.got("hello from bob's laptop");
+    alice.send(&ch, "hello from alice's laptop", 21);
+    bob.got("hello from alice's laptop");
+}
+
+#[test]
+fn fifty_messages_cross_between_laptops_never_online_together() {
+    let Some((lan, l)) = world("away", 2, 2) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut alice = person(&lan, tmp.path(), "alice", l[0], Some(1));
+    let mut bob = person(&lan, tmp.path(), "bob", l[1], Some(2));
+    pair(&mut alice, &mut bob, 10);
+    let ch = alice.direct(&bob);
+    let alice_away = alice.leave();
+    for i in 0..50 {
+        bob.send(&ch, &format!("bob {i:02}"), 100 + i);
+    }
+    assert_eq!(texts(bob.home(), &ch, 50, 200).len(), 50);
+    let bob_away = bob.leave();
+    let mut alice = alice_away.back();
+    let want: Vec<String> = (0..50).map(|i| format!("bob {i:02}")).collect();
+    assert_eq!(texts(&mut alice.client, &ch, 50, 300), want);
+    alice.send(&ch, "alice back", 301);
+    assert_eq!(texts(alice.home(), &ch, 51, 302).len(), 51);
+    let _alice_away = alice.leave();
+    let mut bob = bob_away.back();
+    let seen = texts(&mut bob.client, &ch, 51, 400);
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("alice back"),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn a_group_of_three_machines_and_the_removed_members_home_node_gets_nothing_new() {
+    let Some((lan, l)) = world("group", 3, 3) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut alice = person(&lan, tmp.path(), "alice", l[0], Some(1));
+    let mut bob = person(&lan, tmp.path(), "bob", l[1], Some(2));
+    let mut carol = person(&lan, tmp.path(), "carol", l[2], Some(3));
+    group_with_a_removal(&mut alice, &mut bob, &mut carol);
+}
+
+#[test]
+fn carol_without_a_home_node_pairs_with_alice_through_hers() {
+    let Some((lan, l)) = world("carol", 1, 2) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut alice = person(&lan, tmp.path(), "alice", l[0], Some(1));
+    let mut carol = person(&lan, tmp.path(), "carol", l[1], None);
+    pair(&mut alice, &mut carol, 10);
+    let ch = alice.direct(&carol);
+    carol.send(&ch, "hi from carol", 20);
+    alice.got("hi from carol");
+    alice.send(&ch, "hi carol", 21);
+    carol.got("hi carol");
+}
