@@ -8,6 +8,7 @@
 mod common;
 
 use std::path::Path;
+use std::time::Duration;
 
 use common::people::{group_with_a_removal, pair, texts, At, Person};
 use common::Peer;
@@ -137,4 +138,47 @@ fn a_removed_group_members_home_node_receives_nothing_new() {
     let mut bob = with_home(tmp.path(), "bob");
     let mut carol = with_home(tmp.path(), "carol");
     group_with_a_removal(&mut alice, &mut bob, &mut carol);
+}
+
+#[test]
+fn a_contact_the_owner_removes_loses_access_to_the_home_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut alice = with_home(tmp.path(), "alice");
+    let mut carol = Person::new(tmp.path(), "carol", At::here(), None);
+    pair(&mut alice, &mut carol, 10);
+    let ch = alice.direct(&carol);
+    carol.send(&ch, "before", 20);
+    alice.got("before");
+    let cid = carol.id();
+    let listed = |home: &mut Peer, id: u64| {
+        home.ask(json!({"cmd":"contacts"}), id)["contacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["person_id"] == cid.as_str() && c["via"] == "vouched")
+    };
+    assert!(
+        listed(alice.home(), 21),
+        "the home node admits Alice's contact"
+    );
+    let r = alice
+        .client
+        .ask(json!({"cmd":"remove_contact","person_id":carol.id()}), 22);
+    assert_eq!(r["event"], "contact_removed", "{r}");
+    // The home node drops her (Alice's next vouch round) and closes her link.
+    let ha = alice.home().person_id();
+    carol
+        .client
+        .wait_for("the home node closing her link", |v| {
+            v["event"] == "disconnected" && v["person_id"] == ha.as_str()
+        });
+    assert!(!listed(alice.home(), 23), "still admitted after removal");
+    carol.send(&ch, "after removal", 24);
+    std::thread::sleep(Duration::from_secs(1));
+    let held = texts(alice.home(), &ch, 1, 25);
+    assert_eq!(
+        held,
+        ["before"],
+        "the home node took a removed contact's message"
+    );
 }

@@ -10,6 +10,7 @@ mod engines;
 mod flood;
 mod raw;
 mod stages;
+mod wan;
 
 /// Sizes of one benchmark run.
 #[derive(Clone, Debug)]
@@ -191,7 +192,7 @@ struct Raw {
     durable: f64,
 }
 
-/// The raw limits, then only the stage named `only` (`engines`, `migration`, `pairing`, `live`,
+/// The raw limits, then only the stage named `only` (`engines`, `migration`, `pairing`, `live`, `wan`,
 /// `catchup`, `reconnect`, `fanout`, `memory`, `render`, `flood`), or every stage: for
 /// profiling one stage.
 pub async fn run_some(
@@ -219,6 +220,10 @@ pub async fn run_some(
     if on("live") {
         progress("live latency");
         rows.extend(live_rows(sizes, tmp, &raw).await);
+    }
+    if on("wan") {
+        progress("two machines across 20 ms links");
+        rows.extend(wan::rows(sizes, tmp).await);
     }
     if on("catchup") {
         progress("catch-up");

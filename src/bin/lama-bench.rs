@@ -20,8 +20,8 @@ struct Args {
     /// Scratch directory for stores (default: a temporary directory).
     #[arg(long)]
     scratch: Option<PathBuf>,
-    /// Run the raw limits and only this stage (for profiling): pairing, live, catchup,
-    /// reconnect, fanout, memory, render, flood.
+    /// Run the raw limits and only this stage (for profiling): engines, migration, pairing,
+    /// live, wan, catchup, reconnect, fanout, memory, render, flood.
     #[arg(long)]
     only: Option<String>,
 }
