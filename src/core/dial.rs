@@ -56,11 +56,13 @@ impl NodeCore {
             return self.reply(id, Err(ArgError::NoAddress.into()));
         }
         let expected_key = pairing.expected_key();
+        let token = pairing.token_hex();
+        let mut flow = ClientFlow::new(ClientWay::Invite(pairing), self.profile.clone(), replica);
         let extras = HelloExtras {
-            invite: pairing.token_hex(),
+            invite: token,
+            then: flow.pipelined_confirm().map(Box::new),
             ..HelloExtras::default()
         };
-        let flow = ClientFlow::new(ClientWay::Invite(pairing), self.profile.clone(), replica);
         let only_local = crate::core::CodeReach::of(&urls) == crate::core::CodeReach::Local;
         self.client_dial(ClientConn {
             only_local,

@@ -256,8 +256,14 @@ where
     }
     send_binary(&mut ws, hs.write()?).await?;
     let mut session = hs.into_session()?;
+    let mut extras = extras;
+    let then = extras.then.take();
     let hello = session.seal(&session.hello_with(me, extras))?;
     send_binary(&mut ws, hello).await?;
+    if let Some(m) = then {
+        let f = session.seal(&m)?;
+        send_binary(&mut ws, f).await?;
+    }
     let reply = recv_binary(&mut ws).await?;
     let msg = session.open(&reply)?;
     if let WireMsg::Close { code, reason } = msg {

@@ -202,6 +202,9 @@ pub struct HelloExtras {
     pub pake: Option<crate::net::pake::PakeRequest>,
     /// The version of the receiver's profile the sender holds.
     pub known_profile: Option<u64>,
+    /// Initiator: a message sent right after the Hello, in the same flight (an invitation's
+    /// `pair_confirm`, which saves a round trip). Not part of the Hello.
+    pub then: Option<Box<WireMsg>>,
 }
 
 impl Session {

@@ -438,6 +438,19 @@ impl Sim {
             rtt_ms: u32::try_from(2 * latency).unwrap_or(u32::MAX),
         };
         self.schedule(at, t, Input::Incoming { conn: tconn, hello });
+        // What the dialer sends in the Hello's flight arrives right behind it (ties keep
+        // the order they were scheduled in).
+        if let Some(msg) = extras.then {
+            let at = self.arrival(w, 1);
+            self.schedule(
+                at,
+                t,
+                Input::Msg {
+                    conn: tconn,
+                    msg: *msg,
+                },
+            );
+        }
     }
 
     /// When a delivery to `side` of wire `w` happens: after its latency, in order.

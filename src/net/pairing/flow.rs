@@ -248,6 +248,8 @@ pub struct ClientFlow {
     hash: Vec<u8>,
     profile: Profile,
     replica: bool,
+    /// Our `pair_confirm` went out with our Hello ([`ClientFlow::pipelined_confirm`]).
+    confirm_sent: bool,
 }
 
 impl std::fmt::Debug for ClientFlow {
@@ -265,7 +267,24 @@ impl ClientFlow {
             hash: Vec::new(),
             profile,
             replica,
+            confirm_sent: false,
         }
+    }
+
+    /// An invitation: our `pair_confirm`, to send right after our Hello. It commits
+    /// nothing on our side, and the node the code names is proven by its key before our
+    /// Hello is sent (Noise XX, the expected responder key), so waiting for its offer
+    /// would only cost a round trip. We still check the offer and `pair_done` before our
+    /// own commit. `None` for the PAKE ways, which must prove the code first.
+    pub fn pipelined_confirm(&mut self) -> Option<WireMsg> {
+        if !matches!(self.state, ClientState::Dial(ClientWay::Invite(_))) {
+            return None;
+        }
+        self.confirm_sent = true;
+        Some(WireMsg::PairConfirm {
+            profile: self.profile.clone(),
+            replica: self.replica,
+        })
     }
 
     /// The node's Hello verified in the session with handshake hash `hash`.
@@ -352,7 +371,12 @@ impl ClientFlow {
             (ClientState::Pairing(mut p), offer) => {
                 let confirm = p.on_offer(offer, &self.profile, self.replica)?;
                 self.state = ClientState::Pairing(p);
-                Ok(ClientStep::Send(vec![confirm]))
+                let send = if self.confirm_sent {
+                    vec![]
+                } else {
+                    vec![confirm]
+                };
+                Ok(ClientStep::Send(send))
             }
             (ClientState::AwaitPake(..) | ClientState::AwaitPakeConfirm(..), m) => {
                 Err(unexpected("the next PAKE message", &m))
