@@ -44,6 +44,11 @@ fn two_people_with_home_nodes_pair_through_a_clients_code_and_chat() {
     alice.got("hello alice");
     alice.send(&ch, "hello bob", 21);
     bob.got("hello bob");
+    // Alice's client never listens: Bob reaches her through her home node, and says so.
+    let c = bob.client.ask(json!({"cmd":"contacts"}), 22);
+    let list = c["contacts"].as_array().unwrap();
+    let a = list.iter().find(|x| x["person_id"] == alice.id().as_str());
+    assert_eq!(a.map(|a| &a["state"]), Some(&json!("via_home")), "{c}");
 }
 
 #[test]

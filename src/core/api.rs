@@ -195,6 +195,9 @@ pub enum PeerState {
     Connected,
     /// A dial is in progress.
     Connecting,
+    /// No link to the contact's own instances, but one to a home node of theirs: what we
+    /// send is held there until they connect (PROTOCOL.md §6.5).
+    ViaHome,
     /// No link.
     Offline,
 }
@@ -205,6 +208,7 @@ impl PeerState {
         match self {
             PeerState::Connected => "connected",
             PeerState::Connecting => "connecting",
+            PeerState::ViaHome => "via_home",
             PeerState::Offline => "offline",
         }
     }

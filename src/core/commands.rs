@@ -90,6 +90,12 @@ impl NodeCore {
             PeerState::Connected
         } else if self.manager.state(pid) == Some(&DialState::Dialing) {
             PeerState::Connecting
+        } else if self
+            .homes
+            .iter()
+            .any(|(node, owners)| owners.contains(pid) && self.links.contains_key(node.as_str()))
+        {
+            PeerState::ViaHome
         } else {
             PeerState::Offline
         }

@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph};
 use ratatui::Frame;
 
-use crate::app::runtime::{ContactNet, EndpointView, NetView, PeerState, Role, SelfNet};
+use crate::app::runtime::{ContactNet, EndpointView, NetView, Role, SelfNet};
 use crate::domain::text::printable;
 use crate::domain::{EndpointState, Reach};
 use crate::ui::state::State;
@@ -114,14 +114,6 @@ fn self_lines(s: &State, me: &SelfNet) -> Vec<Line<'static>> {
     out
 }
 
-fn peer_dot(state: PeerState) -> Span<'static> {
-    match state {
-        PeerState::Connected => Span::styled("●", Style::default().fg(Color::Green)),
-        PeerState::Connecting => Span::styled("◐", Style::default().fg(Color::Yellow)),
-        PeerState::Offline => Span::styled("○", Style::default().fg(Color::DarkGray)),
-    }
-}
-
 fn endpoint_mark(state: EndpointState) -> Span<'static> {
     let (mark, colour) = match state {
         EndpointState::Connected => ("●", Color::Green),
@@ -155,7 +147,7 @@ fn contact_lines(
     let home = v.me.home_node.as_ref().map(|h| &h.person_id) == Some(&c.person_id);
     out.push(Line::from(vec![
         Span::raw(" "),
-        peer_dot(c.state),
+        crate::ui::widgets::dot(c.state),
         Span::styled(
             format!(" {}", printable(&c.name)),
             Style::default().add_modifier(Modifier::BOLD),

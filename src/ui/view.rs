@@ -11,19 +11,12 @@ use crate::domain::identity::short_id;
 use crate::ui::editor;
 use crate::ui::popups::render_popup;
 use crate::ui::state::{key_hints, Focus, State, SIDE_WIDTH};
+use crate::ui::widgets::dot;
 use crate::ui::widgets::{self, block};
 pub use crate::ui::widgets::{day_of, time_of, CODE_ROW};
 
 /// Smallest usable terminal.
 pub const MIN_SIZE: (u16, u16) = (80, 24);
-
-fn dot(s: PeerState) -> Span<'static> {
-    match s {
-        PeerState::Connected => Span::styled("●", Style::default().fg(Color::Green)),
-        PeerState::Connecting => Span::styled("◐", Style::default().fg(Color::Yellow)),
-        PeerState::Offline => Span::styled("○", Style::default().fg(Color::DarkGray)),
-    }
-}
 
 /// `text` cut to `room` columns, with `…` where it was cut.
 fn fit(text: &str, room: usize) -> String {
@@ -398,6 +391,7 @@ fn render_status(s: &State, f: &mut Frame, area: Rect) {
                     _ => format!("{name}: syncing"),
                 },
                 PeerState::Connecting => format!("{name}: connecting"),
+                PeerState::ViaHome => format!("{name}: away; their home node holds what you send"),
                 PeerState::Offline if c.refused_us.is_some() => format!(
                     "{name}: waiting for them to add your card (they said: {})",
                     c.refused_us.as_deref().unwrap_or_default()

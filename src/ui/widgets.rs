@@ -4,7 +4,10 @@
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Style};
+use ratatui::text::Span;
 use ratatui::widgets::{Block, Borders};
+
+use crate::app::runtime::PeerState;
 
 /// Characters per row when a code is printed.
 pub const CODE_ROW: usize = 48;
@@ -74,6 +77,16 @@ pub fn scrub(buf: &mut Buffer) {
             let kept: String = cell.symbol().chars().filter(|c| !is_unsafe(*c)).collect();
             cell.set_symbol(if kept.is_empty() { " " } else { &kept });
         }
+    }
+}
+
+/// A contact's state as one glyph: linked, dialing, reached through its home node, or not.
+pub(crate) fn dot(s: PeerState) -> Span<'static> {
+    match s {
+        PeerState::Connected => Span::styled("●", Style::default().fg(Color::Green)),
+        PeerState::Connecting => Span::styled("◐", Style::default().fg(Color::Yellow)),
+        PeerState::ViaHome => Span::styled("◑", Style::default().fg(Color::Cyan)),
+        PeerState::Offline => Span::styled("○", Style::default().fg(Color::DarkGray)),
     }
 }
 
