@@ -10,7 +10,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::people::{group_with_a_removal, pair, texts, At, Person};
+use common::people::{
+    group_with_a_removal, never_online_together, pair, pair_and_chat, texts, At, Person,
+};
 use common::Peer;
 use serde_json::json;
 
@@ -38,12 +40,7 @@ fn two_people_with_home_nodes_pair_through_a_clients_code_and_chat() {
     let tmp = tempfile::tempdir().unwrap();
     let mut alice = with_home(tmp.path(), "alice");
     let mut bob = with_home(tmp.path(), "bob");
-    pair(&mut alice, &mut bob, 10);
-    let ch = alice.direct(&bob);
-    bob.send(&ch, "hello alice", 20);
-    alice.got("hello alice");
-    alice.send(&ch, "hello bob", 21);
-    bob.got("hello bob");
+    pair_and_chat(&mut alice, &mut bob);
     // Alice's client never listens: Bob reaches her through her home node, and says so.
     let c = bob.client.ask(json!({"cmd":"contacts"}), 22);
     let list = c["contacts"].as_array().unwrap();
@@ -54,30 +51,9 @@ fn two_people_with_home_nodes_pair_through_a_clients_code_and_chat() {
 #[test]
 fn fifty_messages_cross_while_the_two_clients_are_never_online_together() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut alice = with_home(tmp.path(), "alice");
-    let mut bob = with_home(tmp.path(), "bob");
-    pair(&mut alice, &mut bob, 10);
-    let ch = alice.direct(&bob);
-    let away = alice.leave();
-    for i in 0..50 {
-        bob.send(&ch, &format!("bob {i:02}"), 100 + i);
-    }
-    // Acknowledged by Bob's home node (stored there) before Bob goes.
-    assert_eq!(texts(bob.home(), &ch, 50, 200).len(), 50);
-    let bob_away = bob.leave();
-    let mut alice = away.back();
-    let want: Vec<String> = (0..50).map(|i| format!("bob {i:02}")).collect();
-    assert_eq!(texts(&mut alice.client, &ch, 50, 300), want);
-    alice.send(&ch, "alice back", 301);
-    assert_eq!(texts(alice.home(), &ch, 51, 302).len(), 51);
-    let _alice_away = alice.leave();
-    let mut bob = bob_away.back();
-    let seen = texts(&mut bob.client, &ch, 51, 400);
-    assert_eq!(
-        seen.last().map(String::as_str),
-        Some("alice back"),
-        "{seen:?}"
-    );
+    let alice = with_home(tmp.path(), "alice");
+    let bob = with_home(tmp.path(), "bob");
+    never_online_together(alice, bob);
 }
 
 /// A free loopback port for a node that restarts on it.
@@ -128,12 +104,7 @@ fn a_person_without_a_home_node_pairs_through_anothers_and_chats() {
     let tmp = tempfile::tempdir().unwrap();
     let mut alice = with_home(tmp.path(), "alice");
     let mut carol = Person::new(tmp.path(), "carol", At::here(), None);
-    pair(&mut alice, &mut carol, 10);
-    let ch = alice.direct(&carol);
-    carol.send(&ch, "hi from carol", 20);
-    alice.got("hi from carol");
-    alice.send(&ch, "hi carol", 21);
-    carol.got("hi carol");
+    pair_and_chat(&mut alice, &mut carol);
 }
 
 #[test]

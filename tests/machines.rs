@@ -7,7 +7,7 @@
 mod common;
 
 use common::netns::Lan;
-use common::people::{group_with_a_removal, pair, texts, At, Person};
+use common::people::{group_with_a_removal, never_online_together, pair_and_chat, At, Person};
 
 /// Home nodes on machines 1..=homes, then one NAT'd laptop per person.
 fn world(tag: &str, homes: usize, laptops: usize) -> Option<(Lan, Vec<usize>)> {
@@ -52,12 +52,7 @@ fn two_people_on_laptops_behind_nat_pair_and_chat_through_their_home_nodes() {
         .home()
         .endpoint()
         .starts_with(&format!("ws://{}:", lan.ip(1))));
-    pair(&mut alice, &mut bob, 10);
-    let ch = alice.direct(&bob);
-    bob.send(&ch, "hello from bob's laptop", 20);
-    alice.got("hello from bob's laptop");
-    alice.send(&ch, "hello from alice's laptop", 21);
-    bob.got("hello from alice's laptop");
+    pair_and_chat(&mut alice, &mut bob);
 }
 
 #[test]
@@ -66,29 +61,9 @@ fn fifty_messages_cross_between_laptops_never_online_together() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let mut alice = person(&lan, tmp.path(), "alice", l[0], Some(1));
-    let mut bob = person(&lan, tmp.path(), "bob", l[1], Some(2));
-    pair(&mut alice, &mut bob, 10);
-    let ch = alice.direct(&bob);
-    let alice_away = alice.leave();
-    for i in 0..50 {
-        bob.send(&ch, &format!("bob {i:02}"), 100 + i);
-    }
-    assert_eq!(texts(bob.home(), &ch, 50, 200).len(), 50);
-    let bob_away = bob.leave();
-    let mut alice = alice_away.back();
-    let want: Vec<String> = (0..50).map(|i| format!("bob {i:02}")).collect();
-    assert_eq!(texts(&mut alice.client, &ch, 50, 300), want);
-    alice.send(&ch, "alice back", 301);
-    assert_eq!(texts(alice.home(), &ch, 51, 302).len(), 51);
-    let _alice_away = alice.leave();
-    let mut bob = bob_away.back();
-    let seen = texts(&mut bob.client, &ch, 51, 400);
-    assert_eq!(
-        seen.last().map(String::as_str),
-        Some("alice back"),
-        "{seen:?}"
-    );
+    let alice = person(&lan, tmp.path(), "alice", l[0], Some(1));
+    let bob = person(&lan, tmp.path(), "bob", l[1], Some(2));
+    never_online_together(alice, bob);
 }
 
 #[test]
@@ -111,10 +86,5 @@ fn carol_without_a_home_node_pairs_with_alice_through_hers() {
     let tmp = tempfile::tempdir().unwrap();
     let mut alice = person(&lan, tmp.path(), "alice", l[0], Some(1));
     let mut carol = person(&lan, tmp.path(), "carol", l[1], None);
-    pair(&mut alice, &mut carol, 10);
-    let ch = alice.direct(&carol);
-    carol.send(&ch, "hi from carol", 20);
-    alice.got("hi from carol");
-    alice.send(&ch, "hi carol", 21);
-    carol.got("hi carol");
+    pair_and_chat(&mut alice, &mut carol);
 }

@@ -216,3 +216,41 @@ pub fn group_with_a_removal(alice: &mut Person, bob: &mut Person, carol: &mut Pe
     let held = texts(carol.home(), &g, 1, 36);
     assert!(!held.contains(&"after carol left".to_string()), "{held:?}");
 }
+
+/// `from` pairs with `to` through `to`'s code, then a message each way.
+pub fn pair_and_chat(to: &mut Person, from: &mut Person) {
+    pair(to, from, 10);
+    let ch = to.direct(from);
+    from.send(&ch, "hello from the acceptor", 20);
+    to.got("hello from the acceptor");
+    to.send(&ch, "hello from the inviter", 21);
+    from.got("hello from the inviter");
+}
+
+/// Bob writes 50 messages while Alice is away, and leaves; Alice comes back, gets all 50 in
+/// order, replies, and leaves; Bob comes back and gets the reply: the two clients are never
+/// online together.
+pub fn never_online_together(mut alice: Person, mut bob: Person) {
+    pair(&mut alice, &mut bob, 10);
+    let ch = alice.direct(&bob);
+    let alice_away = alice.leave();
+    for i in 0..50 {
+        bob.send(&ch, &format!("bob {i:02}"), 100 + i);
+    }
+    // Acknowledged by Bob's home node (stored there) before Bob goes.
+    assert_eq!(texts(bob.home(), &ch, 50, 200).len(), 50);
+    let bob_away = bob.leave();
+    let mut alice = alice_away.back();
+    let want: Vec<String> = (0..50).map(|i| format!("bob {i:02}")).collect();
+    assert_eq!(texts(&mut alice.client, &ch, 50, 300), want);
+    alice.send(&ch, "alice back", 301);
+    assert_eq!(texts(alice.home(), &ch, 51, 302).len(), 51);
+    let _alice_away = alice.leave();
+    let mut bob = bob_away.back();
+    let seen = texts(&mut bob.client, &ch, 51, 400);
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("alice back"),
+        "{seen:?}"
+    );
+}
