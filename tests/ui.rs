@@ -48,6 +48,19 @@ fn typed(s: &mut State, text: &str) {
     }
 }
 
+/// `contact`, linked and caught up.
+fn connected(contact: Contact) -> ContactView {
+    ContactView {
+        contact,
+        state: PeerState::Connected,
+        last_error: None,
+        last_seen: Some(NOW),
+        verification: "1234 5678 9012".into(),
+        behind: Some(0),
+        refused_us: None,
+    }
+}
+
 fn chat_state() -> State {
     let (me_id, info) = me(Role::Node);
     let alice = ident(10, "demo@lama.local");
@@ -64,18 +77,7 @@ fn chat_state() -> State {
         endpoint_notes: vec![],
         vouched_by: vec![],
     };
-    update(
-        &mut s,
-        Action::Contacts(vec![ContactView {
-            contact,
-            state: PeerState::Connected,
-            last_error: None,
-            last_seen: Some(NOW),
-            verification: "1234 5678 9012".into(),
-            behind: Some(0),
-            refused_us: None,
-        }]),
-    );
+    update(&mut s, Action::Contacts(vec![connected(contact)]));
     let ch = lama_tui::net::pairing::direct_channel_id(&me_id.person_id(), &alice.person_id());
     let mut members = vec![me_id.person_id().to_string(), alice.person_id().to_string()];
     members.sort();
@@ -1080,16 +1082,7 @@ fn a_client_with_a_home_node_opens_the_pairing_screen() {
         endpoint_notes: vec![],
         vouched_by: vec![],
     };
-    let view = ContactView {
-        contact,
-        state: PeerState::Connected,
-        last_error: None,
-        last_seen: Some(NOW),
-        verification: "1234 5678 9012".into(),
-        behind: Some(0),
-        refused_us: None,
-    };
-    update(&mut s, Action::Contacts(vec![view]));
+    update(&mut s, Action::Contacts(vec![connected(contact)]));
     let fx = update(&mut s, Action::Key(KeyCode::Char('p'), KeyModifiers::NONE));
     assert!(
         matches!(s.popup, Some(Popup::Pairing(_))),
