@@ -501,3 +501,77 @@ fn profiles_with_escapes_or_junk_endpoints_are_refused() {
 fn hex_key(who: &LocalIdentity) -> String {
     who.instance.transport_key.clone()
 }
+
+/// A contact that is not the node's owner cannot use it as a home node: a `vouch` round
+/// signed by itself admits nobody, an invitation it hands over is not carried, and a
+/// `home_paired` it sends adds no contact.
+#[test]
+fn a_contact_that_is_not_the_owner_cannot_vouch_or_hand_over_invitations() {
+    use lama_tui::domain::identity::{vouch_end_signed_bytes, vouch_ids_hash, vouch_signed_bytes};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = Peer::start("node", &tmp.path().join("n"), &["--discovery", "off"]);
+    let mallory = ident(71, "mallory@lama.local");
+    let friend = ident(72, "friend@lama.local");
+    let r = node.ask(json!({"cmd":"add_contact","card":card_of(&mallory)}), 1);
+    assert_eq!(r["event"], "contact_added", "{r}");
+    let url = node.endpoint();
+    let hex = |b: &[u8]| lama_tui::domain::hex::encode(b);
+    let token = hex(&[5u8; 16]);
+    rt().block_on(async {
+        let mut link = conn::dial(&url, &mallory, None, HelloExtras::default())
+            .await
+            .expect("a contact gets in");
+        let sig = mallory.sign_as_person(&vouch_signed_bytes(&friend.person, None));
+        let ids = vouch_ids_hash([friend.person_id().as_str()]);
+        let end = mallory.sign_as_person(&vouch_end_signed_bytes(&ids));
+        let profile = Profile::signed(&friend, vec![], 1);
+        let forged = [
+            WireMsg::Vouch {
+                person: friend.person.clone(),
+                profile: None,
+                sig: hex(&sig.to_bytes()),
+            },
+            WireMsg::VouchEnd {
+                ids,
+                sig: hex(&end.to_bytes()),
+            },
+            WireMsg::HomeInvite {
+                token: token.clone(),
+                expires_at: now_ms() / 1000 + 600,
+                revoked: false,
+            },
+            WireMsg::HomePaired {
+                token: token.clone(),
+                person: friend.person.clone(),
+                profile,
+            },
+            // The node answers our `have` with its `done` only after everything before it.
+            WireMsg::Sync {
+                msg: SyncMsg::Have(Have::default()),
+            },
+        ];
+        for m in &forged {
+            link.send(m).await.expect("send");
+        }
+        loop {
+            match link.recv().await.expect("the node keeps the link") {
+                WireMsg::Sync { msg: SyncMsg::Done } => break,
+                _ => continue,
+            }
+        }
+    });
+    let contacts = node.ask(json!({"cmd":"contacts"}), 2)["contacts"].clone();
+    let ids: Vec<&str> = contacts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["person_id"].as_str())
+        .collect();
+    assert_eq!(ids, [mallory.person_id().to_string()], "{contacts}");
+    let invites = node.ask(json!({"cmd":"invites"}), 3)["invites"].clone();
+    assert_eq!(invites, json!([]), "a non-owner's invitation was carried");
+    // The friend Mallory vouched for is a stranger to the node.
+    let r = rt().block_on(conn::dial(&url, &friend, None, HelloExtras::default()));
+    assert!(r.is_err(), "a stranger vouched for by a non-owner got in");
+    node.quit();
+}
