@@ -20,7 +20,7 @@ use crate::net::handshake::HelloExtras;
 use crate::net::manager::DialState;
 use crate::net::pairing::{self, direct_channel};
 use crate::net::sync::{load_roster, WriteError};
-use crate::net::wire::{CloseCode, WireMsg};
+use crate::net::wire::CloseCode;
 
 pub(super) type Answered = Result<Answer, CommandError>;
 
@@ -473,12 +473,7 @@ impl NodeCore {
         p.version = version;
         let p = crate::domain::Profile::signed_from(&self.me, p);
         self.store.put_own_profile(&p)?;
-        self.profile = p;
-        let conns: Vec<u64> = self.links.values().map(|s| s.conn).collect();
-        for conn in conns {
-            let profile = self.profile.clone();
-            self.send(conn, WireMsg::Profile { profile });
-        }
+        self.publish_profile(p);
         Ok(Answer::ProfileVersion(version))
     }
 

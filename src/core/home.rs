@@ -167,7 +167,7 @@ impl NodeCore {
     }
 
     /// Every pairing made with `owner`'s invitations that it has not stored yet.
-    fn send_home_paired(&mut self, conn: ConnId, owner: &str) {
+    pub(super) fn send_home_paired(&mut self, conn: ConnId, owner: &str) {
         let invites = self.store.invites().unwrap_or_default();
         for rec in invites
             .into_iter()

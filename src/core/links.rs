@@ -451,9 +451,13 @@ impl NodeCore {
             Ok(p) => p,
             Err(e) => return tracing::warn!("cannot update our profile: {e}"),
         };
-        if p.version == self.profile.version {
-            return;
+        if p.version != self.profile.version {
+            self.publish_profile(p);
         }
+    }
+
+    /// Take `p` as our profile and send it on every link.
+    pub(super) fn publish_profile(&mut self, p: Profile) {
         self.profile = p;
         let conns: Vec<ConnId> = self.links.values().map(|s| s.conn).collect();
         for conn in conns {

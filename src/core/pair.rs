@@ -378,7 +378,7 @@ impl NodeCore {
         // A pairing carried for our owner: hand it over now if the owner is linked.
         if let Some(owner) = contact.vouched_by.first().cloned() {
             if let Some(conn) = self.links.get(owner.as_str()).map(|s| s.conn) {
-                self.home_link_up(conn, &owner, false);
+                self.send_home_paired(conn, &owner);
             }
         }
         if contact.via == Via::TrustSecret {
