@@ -259,8 +259,18 @@ fn ten_thousand_messages_written_offline_arrive_complete_and_in_order() {
         client.wait_for("sent", |v| v["event"] == "sent");
         sent += 1;
     }
+    // The client has been backing off while the node was away (up to 30 s between dials,
+    // longer than a test waits), so it is restarted after the node: a start dials at once.
+    assert!(client.quit().success());
     let mut node = Peer::start("node", &nd, &["--listen", &listen]);
-    node.wait_for("synced", |v| v["event"] == "synced");
+    let client = Peer::start("client", &cd, &[]);
+    node.wait_for("connected", |v| v["event"] == "connected");
+    // Catching up 10,000 entries takes seconds on a loaded CI machine: wait while it moves.
+    node.wait_for_while(
+        "synced",
+        |v| v["event"] == "synced",
+        |v| v["event"] == "message",
+    );
     let h = history(&mut node, &ch, N as u64 + 10, 5);
     assert_eq!(h.len(), N);
     for (i, t) in h.iter().enumerate() {

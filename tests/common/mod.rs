@@ -225,9 +225,42 @@ impl Peer {
                 Ok(v) if pred(&v) => return v,
                 Ok(v) => self.seen.push(v),
                 Err(_) => panic!(
-                    "timed out waiting for {what} from {}; seen: {:?}",
+                    "timed out waiting for {what} from {}; {} other events seen, the last: {:?}",
                     self.dir.display(),
-                    self.seen
+                    self.seen.len(),
+                    &self.seen[self.seen.len().saturating_sub(20)..]
+                ),
+            }
+        }
+    }
+
+    /// Like `wait_for`, for a long job that reports progress: the deadline is reset by each
+    /// event matching `progress`, so a slow machine fails only when the job stalls.
+    pub fn wait_for_while(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+        progress: impl Fn(&Value) -> bool,
+    ) -> Value {
+        if let Some(i) = self.seen.iter().position(&pred) {
+            return self.seen.remove(i);
+        }
+        let mut deadline = Instant::now() + EVENT_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) if pred(&v) => return v,
+                Ok(v) => {
+                    if progress(&v) {
+                        deadline = Instant::now() + EVENT_TIMEOUT;
+                    }
+                    self.seen.push(v);
+                }
+                Err(_) => panic!(
+                    "timed out waiting for {what} from {}; {} other events seen, the last: {:?}",
+                    self.dir.display(),
+                    self.seen.len(),
+                    &self.seen[self.seen.len().saturating_sub(20)..]
                 ),
             }
         }
