@@ -188,10 +188,8 @@ async fn serve_on<S>(
 {
     let setup = async {
         let s = stream.await?;
-        let ws = tokio_tungstenite::accept_async_with_config(s, Some(conn::ws_config()))
-            .await
-            .map_err(|e| ConnError::Ws(e.to_string()))?;
-        conn::respond(ws, &ctx.me).await
+        let (ws, m1) = conn::accept_upgrade(s).await?;
+        conn::respond_with(ws, &ctx.me, m1).await
     };
     let evicted = slot.evicted.clone();
     let outcome = tokio::select! {

@@ -24,7 +24,8 @@ pub const ONE_WAY: Duration = Duration::from_millis(20);
 const RELAY_QUEUE: usize = 1024;
 
 /// A relay on a free loopback port to `target` (set once the target is known), holding
-/// every chunk for `ONE_WAY` in each direction, in order.
+/// every chunk for `ONE_WAY` in each direction, in order, after a round trip for TCP's
+/// handshake.
 async fn relay(target: Arc<OnceLock<SocketAddr>>) -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("relay bind");
     let addr = l.local_addr().expect("relay address");
@@ -34,6 +35,10 @@ async fn relay(target: Arc<OnceLock<SocketAddr>>) -> SocketAddr {
                 continue;
             };
             tokio::spawn(async move {
+                // TCP's own handshake: the kernel completed it here at once, but across the
+                // link the dialer's first byte could leave only after a round trip (SYN,
+                // SYN-ACK). Holding everything for that round trip counts it.
+                tokio::time::sleep(2 * ONE_WAY).await;
                 let Ok(outbound) = TcpStream::connect(to).await else {
                     return;
                 };

@@ -4,10 +4,15 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use data_encoding::BASE64URL_NOPAD;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
+use tokio_tungstenite::tungstenite::handshake::server::Response;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
@@ -41,6 +46,57 @@ pub fn ws_config() -> WebSocketConfig {
     WebSocketConfig::default()
         .max_frame_size(Some(MAX_FRAME))
         .max_message_size(Some(MAX_FRAME))
+}
+
+/// The upgrade request header carrying Noise message 1 (base64url, no padding), and the
+/// value a responder answers in the same header when it took the message from there.
+pub const NOISE1_HEADER: &str = "lama-noise-1";
+/// See [`NOISE1_HEADER`].
+pub const NOISE1_TAKEN: &str = "taken";
+/// Longest header value taken: message 1 is 32 bytes, 43 characters encoded; a bigger one
+/// is left alone (the responder then waits for message 1 as a frame).
+const NOISE1_MAX_CHARS: usize = 64;
+
+/// The upgrade request for `url`, with Noise message 1 in [`NOISE1_HEADER`].
+fn upgrade_request(url: &str, m1: &[u8]) -> Result<Request, ConnError> {
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| ConnError::Unreachable {
+            url: url.into(),
+            why: e.to_string(),
+        })?;
+    let value = HeaderValue::from_str(&BASE64URL_NOPAD.encode(m1))
+        .expect("base64url is a valid header value");
+    request.headers_mut().insert(NOISE1_HEADER, value);
+    Ok(request)
+}
+
+/// Accept a WebSocket upgrade on `stream`, taking Noise message 1 from the request when it
+/// carries one; pass the result to [`respond_with`].
+pub async fn accept_upgrade<S>(
+    stream: S,
+) -> Result<(WebSocketStream<S>, Option<Vec<u8>>), ConnError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut m1 = None;
+    // The error type is tungstenite's `Callback` signature, not ours to shrink.
+    #[allow(clippy::result_large_err)]
+    let take = |req: &Request, mut resp: Response| {
+        let value = req.headers().get(NOISE1_HEADER).map(|v| v.as_bytes());
+        if let Some(b) = value.filter(|v| v.len() <= NOISE1_MAX_CHARS) {
+            if let Ok(m) = BASE64URL_NOPAD.decode(b) {
+                m1 = Some(m);
+                resp.headers_mut()
+                    .insert(NOISE1_HEADER, HeaderValue::from_static(NOISE1_TAKEN));
+            }
+        }
+        Ok(resp)
+    };
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(stream, take, Some(ws_config()))
+        .await
+        .map_err(|e| ConnError::Ws(e.to_string()))?;
+    Ok((ws, m1))
 }
 
 /// Read the next binary message, skipping WebSocket pings/pongs.
@@ -211,8 +267,13 @@ pub async fn dial_tls(
         let connector = url
             .starts_with("wss://")
             .then(|| tokio_tungstenite::Connector::Rustls(tls.config()));
-        let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(
-            url,
+        // Noise message 1 rides in the upgrade request: the responder's message 2 comes
+        // back right behind its 101, saving the round trip a first frame would cost.
+        let mut hs = Handshake::initiator(&me.secrets.transport, expected_remote)?;
+        let m1 = hs.write()?;
+        let request = upgrade_request(url, &m1)?;
+        let (ws, response) = tokio_tungstenite::connect_async_tls_with_config(
+            request,
             Some(ws_config()),
             true,
             connector,
@@ -228,7 +289,18 @@ pub async fn dial_tls(
                 why: e.to_string(),
             },
         })?;
-        initiate(ws, me, expected_remote, extras).await
+        let taken = response
+            .headers()
+            .get(NOISE1_HEADER)
+            .is_some_and(|v| v.as_bytes() == NOISE1_TAKEN.as_bytes());
+        // A responder that predates the header did not take it: message 1 goes as a frame.
+        let m1 = if taken {
+            BYTES_OUT.fetch_add(m1.len() as u64, Ordering::Relaxed);
+            None
+        } else {
+            Some(m1)
+        };
+        initiate_after(ws, hs, m1, me, extras).await
     };
     timeout(HANDSHAKE_TIMEOUT, fut)
         .await
@@ -237,7 +309,7 @@ pub async fn dial_tls(
 
 /// The initiator's part over an open WebSocket.
 pub async fn initiate<S>(
-    mut ws: WebSocketStream<S>,
+    ws: WebSocketStream<S>,
     me: &LocalIdentity,
     expected_remote: Option<[u8; 32]>,
     extras: HelloExtras,
@@ -246,10 +318,29 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut hs = Handshake::initiator(&me.secrets.transport, expected_remote)?;
-    send_binary(&mut ws, hs.write()?).await?;
+    let m1 = hs.write()?;
+    initiate_after(ws, hs, Some(m1), me, extras).await
+}
+
+/// The initiator's part once message 1 is written: sent here as a frame when `m1` is
+/// given, or already delivered in the upgrade request.
+async fn initiate_after<S>(
+    mut ws: WebSocketStream<S>,
+    mut hs: Handshake,
+    m1: Option<Vec<u8>>,
+    me: &LocalIdentity,
+    extras: HelloExtras,
+) -> Result<Link<S>, ConnError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let in_header = m1.is_none();
+    if let Some(m1) = m1 {
+        send_binary(&mut ws, m1).await?;
+    }
     let sent = Instant::now();
     let m2 = recv_binary(&mut ws).await?;
-    let rtt = sent.elapsed();
+    let mut rtt = sent.elapsed();
     if let Err(e) = hs.read(&m2) {
         ws_close(&mut ws, CloseCode::BadProof, "handshake failed").await;
         return Err(e.into());
@@ -264,7 +355,13 @@ where
         let f = session.seal(&m)?;
         send_binary(&mut ws, f).await?;
     }
+    let hello_sent = Instant::now();
     let reply = recv_binary(&mut ws).await?;
+    if in_header {
+        // Message 2 came with the upgrade's answer, which also held TCP's and TLS's set-up:
+        // time the Hello's answer instead (the peer answers it at once).
+        rtt = hello_sent.elapsed();
+    }
     let msg = session.open(&reply)?;
     if let WireMsg::Close { code, reason } = msg {
         return Err(ConnError::Closed {
@@ -290,16 +387,32 @@ where
 
 /// Accept side: Noise XX as responder and the peer's Hello verified. The caller decides
 /// whether to accept (then [`Link::send_hello`]) or refuse ([`Link::refuse`]).
-pub async fn respond<S>(
+pub async fn respond<S>(ws: WebSocketStream<S>, me: &LocalIdentity) -> Result<Link<S>, ConnError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    respond_with(ws, me, None).await
+}
+
+/// [`respond`], with Noise message 1 already taken from the upgrade request when `m1` is
+/// given (see [`accept_upgrade`]).
+pub async fn respond_with<S>(
     mut ws: WebSocketStream<S>,
     me: &LocalIdentity,
+    m1: Option<Vec<u8>>,
 ) -> Result<Link<S>, ConnError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut hs = Handshake::responder(&me.secrets.transport)?;
     let step = async {
-        let m1 = recv_binary(&mut ws).await?;
+        let m1 = match m1 {
+            Some(m1) => {
+                BYTES_IN.fetch_add(m1.len() as u64, Ordering::Relaxed);
+                m1
+            }
+            None => recv_binary(&mut ws).await?,
+        };
         hs.read(&m1)?;
         send_binary(&mut ws, hs.write()?).await?;
         let sent = Instant::now();
