@@ -158,3 +158,49 @@ fn a_contact_the_owner_removes_loses_access_to_the_home_node() {
         "the home node took a removed contact's message"
     );
 }
+
+#[test]
+fn a_clients_open_invitation_follows_its_home_node_to_a_new_port() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut alice = with_home(tmp.path(), "alice");
+    let mut carol = Person::new(tmp.path(), "carol", At::here(), None);
+    let old = alice.invite(10)["code"].as_str().unwrap().to_string();
+    // Alice's home node restarts on another port: her code names a dead address.
+    assert!(alice.home.take().unwrap().quit().success());
+    let args = ["--discovery", "off", "--listen", "127.0.0.1:0"];
+    let home = Peer::start("node", &alice.dir.join("node"), &args);
+    let url = home.endpoint();
+    alice.home = Some(home);
+    // Alice reaches it at its new address (as discovery would find it on a LAN): its new
+    // profile arrives, and her open invitation is re-issued to name it.
+    let r = alice.client.ask(json!({"cmd":"connect","url":url}), 20);
+    assert_eq!(r["event"], "connect_ok", "{r}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let code = loop {
+        let list = alice.client.ask(json!({"cmd":"invites"}), 21);
+        let inv = &list["invites"][0];
+        assert_eq!(inv["status"], "open", "{list}");
+        if inv["code"] != old.as_str() {
+            break inv["code"].as_str().unwrap().to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the invitation still names the old address: {list}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let port = url.rsplit(':').next().unwrap();
+    let decoded = lama_tui::domain::codes::Code::decode(&code).unwrap();
+    let lama_tui::domain::codes::Code::Invite(inv) = decoded else {
+        panic!("not an invitation: {code}");
+    };
+    assert!(inv.urls.iter().any(|u| u.ends_with(port)), "{:?}", inv.urls);
+    // The re-issued code works: Carol pairs with Alice through the moved home node.
+    let r = carol.client.ask(json!({"cmd":"accept","code":code}), 22);
+    assert_eq!(r["event"], "contact_added", "{r}");
+    assert_eq!(r["person_id"], alice.id(), "{r}");
+    let cid = carol.id();
+    alice.client.wait_for("the relayed pairing", |v| {
+        v["event"] == "contact_added" && v["person_id"] == cid.as_str()
+    });
+}

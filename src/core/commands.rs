@@ -170,14 +170,13 @@ impl NodeCore {
         }
     }
 
-    /// Open invitations whose code names other URLs than the node has now (it restarted
-    /// on another port, or its addresses changed) get a new code for the same token and
-    /// expiry: the list shows codes that work, never dead ones as open.
+    /// Open invitations whose code names other URLs than the node that holds them has now
+    /// (this node restarted on another port or its addresses changed; for a client's code,
+    /// its home node moved) get a new code for the same token and expiry: the list shows
+    /// codes that work, never dead ones as open.
     pub(super) fn reissue_moved_invites(&mut self) {
-        let urls = self.advertised();
-        if self.cfg.role != Role::Node || urls.is_empty() {
-            return;
-        }
+        let own = self.advertised();
+        let own = (self.cfg.role == Role::Node && !own.is_empty()).then_some(own);
         let now = self.now_secs();
         let Ok(list) = self.store.invites() else {
             return;
@@ -189,10 +188,14 @@ impl NodeCore {
             let Ok(Code::Invite(mut inv)) = Code::decode(&rec.code) else {
                 continue; // a short code names no URL
             };
-            if inv.urls == urls {
+            let urls = match inv.home {
+                Some(home) => self.home_urls(&crate::domain::hex::encode(home)),
+                None => own.clone(),
+            };
+            let Some(urls) = urls.filter(|u| !u.is_empty() && *u != inv.urls) else {
                 continue;
-            }
-            inv.urls = urls.clone();
+            };
+            inv.urls = urls;
             rec.code = Code::Invite(inv).encode();
             match self.store.put_invite(&rec) {
                 Ok(()) => tracing::info!("an open invitation now names this node's new address"),

@@ -100,11 +100,7 @@ impl NodeCore {
     pub(super) fn home_invite(&mut self, ttl_secs: u64, rng: &mut dyn Rng) -> Answered {
         let home = self.home_contact()?.ok_or(CommandError::NoHomeNode)?;
         let hid = home.person_id();
-        let own: Vec<_> = home
-            .endpoints
-            .iter()
-            .filter(|e| e.person_id == hid)
-            .collect();
+        let own = own_endpoints(&home);
         let key = own
             .first()
             .and_then(|e| parse_hex::<32>(&e.transport_key, "transport_key").ok())
@@ -134,6 +130,13 @@ impl NodeCore {
             expires_at: rec.expires_at,
             reach: CodeReach::of(&urls),
         }))
+    }
+
+    /// Where our home node `hid` is now, as its own endpoints say (what our codes carry);
+    /// `None` if it is not our contact any more or cannot be read.
+    pub(super) fn home_urls(&self, hid: &str) -> Option<Vec<String>> {
+        let home = self.store.contact(hid).ok()??;
+        Some(own_endpoints(&home).iter().map(|e| e.url.clone()).collect())
     }
 
     /// Hand one of our invitations (or its revocation) to our home node, if linked; the
@@ -480,4 +483,10 @@ impl NodeCore {
         self.refresh_homes();
         Ok(())
     }
+}
+
+/// The endpoints a contact lists as its own (a client's list also names its home node's).
+fn own_endpoints(c: &Contact) -> Vec<&crate::domain::Endpoint> {
+    let pid = c.person_id();
+    c.endpoints.iter().filter(|e| e.person_id == pid).collect()
 }

@@ -341,8 +341,9 @@ impl NodeCore {
             });
             self.refresh_homes();
             if c.replica {
-                // Our home node moved: our profile names where it is now.
+                // Our home node moved: our profile and open codes name where it is now.
                 self.refresh_profile();
+                self.reissue_moved_invites();
             }
         }
         Ok(())
