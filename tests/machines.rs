@@ -1,13 +1,14 @@
 //! People on different machines (issue 16): each person's laptop is a network namespace
 //! behind a NAT router of its own (it dials out; nothing can dial it), each home node a
-//! machine on the shared switch, with `tc netem` delay and loss on every link where the
-//! kernel has it. The same scenarios as `tests/home.rs`, across real network boundaries.
+//! machine on the shared switch, with 20 ms delay and 1% loss on every link to the switch
+//! (`tc netem`, or where the kernel lacks it a user-space switch doing the same). The same scenarios as `tests/home.rs`, across real network boundaries.
 //! Where namespaces cannot be made the tests print SKIPPED with the reason.
 
 mod common;
 
 use common::netns::Lan;
 use common::people::{group_with_a_removal, never_online_together, pair_and_chat, At, Person};
+use serde_json::json;
 
 /// Home nodes on machines 1..=homes, then one NAT'd laptop per person.
 fn world(tag: &str, homes: usize, laptops: usize) -> Option<(Lan, Vec<usize>)> {
@@ -53,6 +54,17 @@ fn two_people_on_laptops_behind_nat_pair_and_chat_through_their_home_nodes() {
         .endpoint()
         .starts_with(&format!("ws://{}:", lan.ip(1))));
     pair_and_chat(&mut alice, &mut bob);
+    // The links cross the shaped switch: the round trip Bob's client measured to his home
+    // node holds the two 20 ms hops.
+    let hb = bob.home().person_id();
+    let v = bob.client.ask(json!({"cmd":"endpoints"}), 40);
+    let home = v["contacts"].as_array().unwrap().iter();
+    let rtt = home
+        .filter(|c| c["person_id"] == hb.as_str())
+        .flat_map(|c| c["endpoints"].as_array().unwrap().iter())
+        .filter_map(|e| e["rtt_ms"].as_u64())
+        .max();
+    assert!(lan.netem && rtt >= Some(40), "round trip {rtt:?} ms: {v}");
 }
 
 #[test]

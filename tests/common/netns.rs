@@ -3,8 +3,13 @@
 //! behind a NAT router each (nftables masquerade), so they can dial out and nothing can
 //! dial them. Needs root, iproute2 and nftables (`.ci/run` installs them); where they are
 //! missing, [`Lan::new`] (or [`Lan::add_laptop`]) says why and the test prints SKIPPED.
+//!
+//! Delay and loss come from `tc netem` on every machine's egress where the kernel has it;
+//! where it does not (this project's CI kernel lacks sch_netem), the switch is a process in
+//! user space doing the same to each packet (`tun_switch.py`: a TUN device per machine).
 
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 /// Machines `1..=n` at 10.99.0.k/24 on one switch. Dropping it deletes every namespace
 /// (and with them the links).
@@ -14,9 +19,62 @@ pub struct Lan {
     /// Laptops added behind NAT: their numbers (after the hosts).
     laptops: Vec<usize>,
     netem_spec: Option<String>,
-    /// Whether `tc netem` took (this host's kernel may lack it): the delay the test asked
-    /// for is then in effect.
+    /// The user-space switch, when delay and loss were asked for and `tc netem` is missing.
+    userspace: Option<Switch>,
+    /// Whether the delay and loss the test asked for are in effect (by `tc netem` or the
+    /// user-space switch).
     pub netem: bool,
+}
+
+/// `tun_switch.py`, running: machines are added over its stdin.
+struct Switch {
+    child: Child,
+    stdin: ChildStdin,
+    out: BufReader<ChildStdout>,
+}
+
+impl Switch {
+    /// Start it for a netem spec such as `delay 20ms loss 1%`.
+    fn start(spec: &str) -> Result<Switch, String> {
+        let (mut delay, mut loss) = (0.0f64, 0.0f64);
+        let words: Vec<&str> = spec.split_whitespace().collect();
+        for w in words.windows(2) {
+            match w[0] {
+                "delay" => delay = num(w[1].trim_end_matches("ms"))?,
+                "loss" => loss = num(w[1].trim_end_matches('%'))?,
+                _ => {}
+            }
+        }
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/tun_switch.py");
+        let mut child = Command::new("python3")
+            .args([script, &delay.to_string(), &loss.to_string(), "1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run python3 for the user-space switch: {e}"))?;
+        let stdin = child.stdin.take().expect("stdin was piped");
+        let out = BufReader::new(child.stdout.take().expect("stdout was piped"));
+        Ok(Switch { child, stdin, out })
+    }
+
+    /// Give namespace `ns` a port with address `cidr`.
+    fn add(&mut self, ns: &str, cidr: &str) -> Result<(), String> {
+        writeln!(self.stdin, "add {ns} {cidr}").map_err(|e| format!("switch: {e}"))?;
+        let mut line = String::new();
+        self.out
+            .read_line(&mut line)
+            .map_err(|e| format!("switch: {e}"))?;
+        match line.trim() {
+            "ok" => Ok(()),
+            "" => Err("the user-space switch exited".into()),
+            why => Err(format!("user-space switch: {why}")),
+        }
+    }
+}
+
+fn num(s: &str) -> Result<f64, String> {
+    s.parse()
+        .map_err(|_| format!("cannot read {s:?} in the netem spec"))
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -40,66 +98,77 @@ fn run(bin: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Whether this kernel has `tc netem` (tried on a scratch namespace's loopback).
+fn netem_available(prefix: &str) -> Result<bool, String> {
+    let probe = format!("{prefix}-probe");
+    let _ = ip(&["netns", "del", &probe]);
+    ip(&["netns", "add", &probe])?;
+    let args = [
+        "-n", &probe, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms",
+    ];
+    let ok = run("tc", &args);
+    let _ = ip(&["netns", "del", &probe]);
+    if let Err(e) = &ok {
+        eprintln!("note: no `tc netem` here ({e}); a user-space switch adds the delay and loss");
+    }
+    Ok(ok.is_ok())
+}
+
 impl Lan {
     /// `n` machines; `netem` (e.g. `"delay 20ms"`) is applied to every machine's egress, so
     /// a round trip between two machines crosses it twice.
     pub fn new(tag: &str, n: usize, netem: Option<&str>) -> Result<Lan, String> {
+        let prefix = format!("lm-{tag}-{}", std::process::id());
+        let userspace = match netem {
+            Some(spec) if !netem_available(&prefix)? => Some(Switch::start(spec)?),
+            _ => None,
+        };
         let mut lan = Lan {
-            prefix: format!("lm-{tag}-{}", std::process::id()),
+            prefix,
             n: 0,
             laptops: Vec::new(),
-            netem_spec: netem.map(str::to_string),
-            netem: false,
+            netem_spec: netem.filter(|_| userspace.is_none()).map(str::to_string),
+            netem: netem.is_some(),
+            userspace,
         };
         let sw = lan.switch();
         let _ = ip(&["netns", "del", &sw]);
         ip(&["netns", "add", &sw])?;
         ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"])?;
         ip(&["-n", &sw, "link", "set", "br0", "up"])?;
-        let mut netem_ok = netem.is_some();
         for k in 1..=n {
             let m = lan.machine(k);
             let _ = ip(&["netns", "del", &m]);
             ip(&["netns", "add", &m])?;
             lan.n = k;
+            ip(&["-n", &m, "link", "set", "lo", "up"])?;
+            let cidr = format!("{}/24", lan.ip(k));
+            if let Some(switch) = &mut lan.userspace {
+                switch.add(&m, &cidr)?;
+                continue;
+            }
             let port = format!("p{k}");
             ip(&[
                 "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
                 &m,
             ])?;
             ip(&["-n", &sw, "link", "set", &port, "master", "br0", "up"])?;
-            ip(&["-n", &m, "link", "set", "lo", "up"])?;
-            ip(&[
-                "-n",
-                &m,
-                "addr",
-                "add",
-                &format!("{}/24", lan.ip(k)),
-                "dev",
-                "eth0",
-            ])?;
+            ip(&["-n", &m, "addr", "add", &cidr, "dev", "eth0"])?;
             ip(&["-n", &m, "link", "set", "eth0", "up"])?;
-            netem_ok &= lan.shape(&m);
+            lan.shape(&m)?;
         }
-        lan.netem = netem_ok;
         Ok(lan)
     }
 
-    /// `tc netem` on the switch-facing interface of namespace `ns`, if asked for; whether
-    /// it took.
-    fn shape(&self, ns: &str) -> bool {
+    /// `tc netem` on the switch-facing interface of namespace `ns`, if asked for (and the
+    /// kernel has it: else the user-space switch does the shaping).
+    fn shape(&self, ns: &str) -> Result<(), String> {
         let Some(spec) = &self.netem_spec else {
-            return true;
+            return Ok(());
         };
         let mut args = vec!["-n", ns, "qdisc", "add", "dev", "eth0", "root", "netem"];
         args.extend(spec.split_whitespace());
-        match run("tc", &args) {
-            Ok(()) => true,
-            Err(e) => {
-                eprintln!("note: no `tc netem` here ({e}); the links run without it");
-                false
-            }
-        }
+        run("tc", &args)
     }
 
     /// A laptop behind a NAT router: the router is on the switch at 10.99.0.(100+k) and
@@ -113,21 +182,20 @@ impl Lan {
             ip(&["netns", "add", ns])?;
             ip(&["-n", ns, "link", "set", "lo", "up"])?;
         }
-        let port = format!("p{k}");
-        ip(&[
-            "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &r,
-        ])?;
-        ip(&["-n", &sw, "link", "set", &port, "master", "br0", "up"])?;
-        ip(&[
-            "-n",
-            &r,
-            "addr",
-            "add",
-            &format!("10.99.0.{}/24", 100 + k),
-            "dev",
-            "eth0",
-        ])?;
-        ip(&["-n", &r, "link", "set", "eth0", "up"])?;
+        let wan = format!("10.99.0.{}/24", 100 + k);
+        if let Some(switch) = &mut self.userspace {
+            switch.add(&r, &wan)?;
+        } else {
+            let port = format!("p{k}");
+            ip(&[
+                "-n", &sw, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
+                &r,
+            ])?;
+            ip(&["-n", &sw, "link", "set", &port, "master", "br0", "up"])?;
+            ip(&["-n", &r, "addr", "add", &wan, "dev", "eth0"])?;
+            ip(&["-n", &r, "link", "set", "eth0", "up"])?;
+            self.shape(&r)?;
+        }
         ip(&[
             "-n", &r, "link", "add", "lan0", "type", "veth", "peer", "name", "eth0", "netns", &m,
         ])?;
@@ -167,7 +235,6 @@ impl Lan {
             "eth0",
             "masquerade",
         ])?;
-        self.netem &= self.shape(&r);
         Ok(k)
     }
 
@@ -196,6 +263,10 @@ impl Lan {
 
 impl Drop for Lan {
     fn drop(&mut self) {
+        if let Some(mut switch) = self.userspace.take() {
+            let _ = switch.child.kill();
+            let _ = switch.child.wait();
+        }
         for k in 1..=self.n {
             let _ = ip(&["netns", "del", &self.machine(k)]);
         }
