@@ -204,3 +204,79 @@ fn a_clients_open_invitation_follows_its_home_node_to_a_new_port() {
         v["event"] == "contact_added" && v["person_id"] == cid.as_str()
     });
 }
+
+/// The same short code with its last word replaced by another list word.
+fn wrong_words(code: &str) -> String {
+    let (head, last) = code.rsplit_once('-').unwrap();
+    let other = if last == "zebra" { "acorn" } else { "zebra" };
+    format!("{head}-{other}")
+}
+
+#[test]
+fn a_clients_short_code_is_made_and_checked_by_its_home_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut alice = with_home(tmp.path(), "alice");
+    let mut carol = Person::new(tmp.path(), "carol", At::here(), None);
+    let sc = alice.client.ask(json!({"cmd":"short_code"}), 30);
+    assert_eq!(sc["event"], "short_code", "{sc}");
+    let (code, url) = (sc["code"].as_str().unwrap(), sc["url"].as_str().unwrap());
+    assert_eq!(url, alice.home().endpoint(), "{sc}");
+    // Wrong words: the home node refuses, and nothing is made on either side.
+    let ask = |code: &str| json!({"cmd":"accept_short","code":code,"url":url});
+    let r = carol.client.ask(ask(&wrong_words(code)), 31);
+    assert_eq!(r["kind"], "code_mismatch", "{r}");
+    let none = carol.client.ask(json!({"cmd":"contacts"}), 32);
+    assert_eq!(none["contacts"], json!([]), "{none}");
+    // The right words pair Carol with Alice (not with her node), same digits on both sides.
+    let r = carol.client.ask(ask(code), 33);
+    assert_eq!(r["event"], "contact_added", "{r}");
+    assert_eq!(r["person_id"], alice.id(), "{r}");
+    assert_eq!(r["via"], "short_code", "{r}");
+    let cid = carol.id();
+    let added = alice.client.wait_for("the pairing by short code", |v| {
+        v["event"] == "contact_added" && v["person_id"] == cid.as_str()
+    });
+    assert_eq!(added["via"], "short_code", "{added}");
+    assert_eq!(added["verification"], r["verification"]);
+    let list = alice.client.ask(json!({"cmd":"invites"}), 34);
+    assert!(
+        list["invites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["code"] == code && i["status"] == "used"),
+        "{list}"
+    );
+    let ch = alice.direct(&carol);
+    carol.send(&ch, "hello by short code", 35);
+    alice.got("hello by short code");
+    // A code Alice revokes is refused by her node.
+    let sc = alice.client.ask(json!({"cmd":"short_code"}), 36);
+    let second = sc["code"].as_str().unwrap().to_string();
+    let r = alice
+        .client
+        .ask(json!({"cmd":"revoke_invite","code":second}), 37);
+    assert_eq!(r["event"], "invite_revoked", "{r}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !alice.home().ask(json!({"cmd":"invites"}), 38)["invites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["code"] == second.as_str() && i["status"] == "revoked")
+    {
+        assert!(std::time::Instant::now() < deadline, "never revoked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut dave = Person::new(tmp.path(), "dave", At::here(), None);
+    let r = dave.client.ask(ask(&second), 39);
+    assert_eq!(r["kind"], "invite_revoked", "{r}");
+    let none = dave.client.ask(json!({"cmd":"contacts"}), 41);
+    assert_eq!(none["contacts"], json!([]), "{none}");
+    // With her home node away, Alice is told why she gets no short code.
+    assert!(alice.home.take().unwrap().quit().success());
+    alice
+        .client
+        .wait_for("the home node gone", |v| v["event"] == "disconnected");
+    let r = alice.client.ask(json!({"cmd":"short_code"}), 40);
+    assert_eq!(r["kind"], "home_node_offline", "{r}");
+}

@@ -503,8 +503,8 @@ fn hex_key(who: &LocalIdentity) -> String {
 }
 
 /// A contact that is not the node's owner cannot use it as a home node: a `vouch` round
-/// signed by itself admits nobody, an invitation it hands over is not carried, and a
-/// `home_paired` it sends adds no contact.
+/// signed by itself admits nobody, an invitation it hands over is not carried, a
+/// `home_paired` it sends adds no contact, and no short code is made for it.
 #[test]
 fn a_contact_that_is_not_the_owner_cannot_vouch_or_hand_over_invitations() {
     use lama_tui::domain::identity::{vouch_end_signed_bytes, vouch_ids_hash, vouch_signed_bytes};
@@ -545,6 +545,7 @@ fn a_contact_that_is_not_the_owner_cannot_vouch_or_hand_over_invitations() {
                 person: friend.person.clone(),
                 profile,
             },
+            WireMsg::HomeShortCode { ttl_secs: 300 },
             // The node answers our `have` with its `done` only after everything before it.
             WireMsg::Sync {
                 msg: SyncMsg::Have(Have::default()),
@@ -556,6 +557,9 @@ fn a_contact_that_is_not_the_owner_cannot_vouch_or_hand_over_invitations() {
         loop {
             match link.recv().await.expect("the node keeps the link") {
                 WireMsg::Sync { msg: SyncMsg::Done } => break,
+                m @ WireMsg::HomeShortCodeMade { .. } => {
+                    panic!("a short code made for a non-owner: {m:?}")
+                }
                 _ => continue,
             }
         }

@@ -180,9 +180,9 @@ fn expired_unknown_mistyped_and_unreachable_codes_are_named() {
         .to_string();
     let r = accept_short(&mut client, &fresh, "ws://127.0.0.1:1", 6);
     assert_eq!(r["kind"], "unreachable", "{r}");
-    // A client cannot make short codes.
+    // A client makes short codes only through a home node, and this one has none.
     let r = client.ask(json!({"cmd":"short_code"}), 7);
-    assert_eq!(r["kind"], "not_a_node", "{r}");
+    assert_eq!(r["kind"], "no_home_node", "{r}");
 }
 
 #[test]

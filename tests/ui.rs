@@ -300,6 +300,7 @@ fn pairing_state() -> State {
             code: "7-lunar-pepper-canal".into(),
             expires_at: NOW + 300,
             reach: lama_tui::app::runtime::CodeReach::Local,
+            url: None,
         }),
     );
     // No open invitation yet: one is made.
@@ -313,6 +314,7 @@ fn pairing_state() -> State {
             code: invite_code(),
             expires_at: NOW + 600,
             reach: lama_tui::app::runtime::CodeReach::Local,
+            url: None,
         }),
     );
     assert_eq!(fx, vec![Effect::LoadInvites]);
@@ -1093,8 +1095,9 @@ fn a_client_with_a_home_node_opens_the_pairing_screen() {
         fx.iter().any(|e| matches!(e, Effect::LoadInvites)),
         "{fx:?}"
     );
+    // Its home node makes its short code (PROTOCOL.md 6.5).
     assert!(
-        !fx.iter().any(|e| matches!(e, Effect::CreateShortCode)),
+        fx.iter().any(|e| matches!(e, Effect::CreateShortCode)),
         "{fx:?}"
     );
 }

@@ -298,6 +298,7 @@ async fn execute_pairing(handle: &Handle, req: Request) -> Result<Event, Command
             Event::ShortCode {
                 code: c.code,
                 expires_at: c.expires_at,
+                url: c.url,
             }
         }
         Request::AcceptShort { code, url, replica } => {

@@ -119,8 +119,14 @@ pub enum CommandError {
     #[error("only a node can do this (this instance is a client); run it on the node, or start one with --provision-node")]
     NotANode,
     /// A client invites through its home node, and has none.
-    #[error("this client has no home node to carry its invitations (a client never listens): start it with --provision-node for a node of its own, or pair it with your always-on node as its home node (headless: accept its code with \"replica\":true); then invite again")]
+    #[error("this client has no home node to carry its invitations and short codes (a client never listens): start it with --provision-node for a node of its own, or pair it with your always-on node as its home node (headless: accept its code with \"replica\":true); then try again")]
     NoHomeNode,
+    /// A client's short code is made by its home node, and no link to it is up.
+    #[error("this client's home node is not connected, and a client's short code is made by its home node: check that the node runs (--keep-node keeps it up when the client quits) and try again; an invitation code (invite) works while the node is away")]
+    HomeNodeOffline,
+    /// Our home node would not do what we asked.
+    #[error("the home node refused: {0}")]
+    HomeRefused(String),
     /// An argument cannot be used.
     #[error(transparent)]
     BadArgument(#[from] ArgError),
@@ -162,6 +168,8 @@ impl CommandError {
             CommandError::Pair(p) => p.kind(),
             CommandError::NotANode => ErrorKind::NotANode,
             CommandError::NoHomeNode => ErrorKind::NoHomeNode,
+            CommandError::HomeNodeOffline => ErrorKind::HomeNodeOffline,
+            CommandError::HomeRefused(_) => ErrorKind::Refused,
             CommandError::BadArgument(_) => ErrorKind::BadArgument,
             CommandError::UnknownInvite => ErrorKind::UnknownInvite,
             CommandError::UnknownContact => ErrorKind::UnknownContact,
@@ -357,6 +365,9 @@ pub struct NewInvite {
     /// Where the code works: only on this machine (every URL in it is loopback), or from
     /// other machines too.
     pub reach: CodeReach,
+    /// A short code: the address to give with it (the node's own, or for a client's code
+    /// its home node's); `None` for an invitation, which carries its addresses.
+    pub url: Option<String>,
 }
 
 /// Where an invitation code can be accepted from.

@@ -37,6 +37,9 @@ impl NodeCore {
                 .map(Answer::Invites)
                 .map_err(Into::into),
             Command::RevokeInvite { code } => self.revoke(&code),
+            Command::ShortCode { ttl_secs } if self.cfg.role == Role::Client => {
+                return self.ask_home_short_code(id, ttl_secs)
+            }
             Command::ShortCode { ttl_secs } => self.new_short_code(ttl_secs, rng),
             Command::Accept { code, replica, via } => {
                 return self.start_accept(id, code, replica, via)
@@ -158,6 +161,7 @@ impl NodeCore {
             code: rec.code,
             expires_at: rec.expires_at,
             reach: CodeReach::of(&urls),
+            url: None,
         }))
     }
 
@@ -225,6 +229,24 @@ impl NodeCore {
         if self.cfg.role != Role::Node {
             return Err(CommandError::NotANode);
         }
+        let rec = self.short_code_record(None, ttl_secs, rng)?;
+        let urls = self.advertised();
+        Ok(Answer::NewInvite(NewInvite {
+            code: rec.code,
+            expires_at: rec.expires_at,
+            reach: CodeReach::of(&urls),
+            url: urls.first().cloned(),
+        }))
+    }
+
+    /// A node: a new short code on a free number, stored, for us (`owner` `None`) or for
+    /// an owner of ours whose home node we are.
+    pub(super) fn short_code_record(
+        &mut self,
+        owner: Option<&str>,
+        ttl_secs: u64,
+        rng: &mut dyn Rng,
+    ) -> Result<InviteRecord, CommandError> {
         let now = self.now_secs();
         let taken: BTreeSet<String> = self
             .store
@@ -254,17 +276,18 @@ impl NodeCore {
             expires_at: now + ttl_secs.clamp(1, MAX_CODE_TTL_SECS),
             status: InviteStatus::Open,
             attempts: 0,
-            owner: None,
+            owner: owner.map(str::to_string),
             relayed: false,
         };
         self.store.put_invite(&rec)?;
         // The number is not secret; the words are, and stay out of the log.
-        tracing::info!(slot, expires_at = rec.expires_at, "short code created");
-        Ok(Answer::NewInvite(NewInvite {
-            code: rec.code,
-            expires_at: rec.expires_at,
-            reach: CodeReach::of(&self.advertised()),
-        }))
+        tracing::info!(
+            slot,
+            expires_at = rec.expires_at,
+            owner,
+            "short code created"
+        );
+        Ok(rec)
     }
 
     fn our_transport_key(&self) -> [u8; 32] {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::core::api::{CommandError, NewInvite};
 use crate::core::commands::Answered;
-use crate::core::{CodeReach, ConnId, Event, NodeCore, Rng};
+use crate::core::{CodeReach, ConnId, Event, NodeCore, Rng, Role};
 use crate::domain::codes::TOKEN_LEN;
 use crate::domain::identity::{
     parse_hex, short_id, verify_hex_sig, vouch_end_signed_bytes, vouch_ids_hash,
@@ -65,12 +65,12 @@ fn home_targets(contacts: &[Contact], homes: &Homes) -> BTreeMap<Id, Vec<(String
 
 impl NodeCore {
     /// Our home node: the contact we made our replica.
-    fn home_contact(&self) -> Result<Option<Contact>, CommandError> {
+    pub(super) fn home_contact(&self) -> Result<Option<Contact>, CommandError> {
         Ok(self.store.contacts()?.into_iter().find(|c| c.replica))
     }
 
     /// The link to our home node, if it is up.
-    fn home_link(&self) -> Option<ConnId> {
+    pub(super) fn home_link(&self) -> Option<ConnId> {
         let home = self.home_contact().ok().flatten()?;
         self.links.get(home.person_id().as_str()).map(|s| s.conn)
     }
@@ -129,6 +129,7 @@ impl NodeCore {
             code: rec.code,
             expires_at: rec.expires_at,
             reach: CodeReach::of(&urls),
+            url: None,
         }))
     }
 
@@ -142,7 +143,7 @@ impl NodeCore {
     /// Hand one of our invitations (or its revocation) to our home node, if linked; the
     /// next link-up hands over every open one anyway.
     pub(super) fn tell_home_invite(&mut self, rec: &InviteRecord) {
-        if rec.owner.is_some() || !is_home_code(&rec.code) {
+        if !self.home_held(rec) {
             return;
         }
         if let Some(conn) = self.home_link() {
@@ -155,11 +156,18 @@ impl NodeCore {
     pub(super) fn home_link_up(&mut self, conn: ConnId, pid: &str, is_my_replica: bool) {
         let now = self.now_secs();
         if is_my_replica {
-            let open = self.store.invites().unwrap_or_default().into_iter();
-            for rec in open.filter(|r| r.owner.is_none() && r.expires_at > now) {
-                if is_home_code(&rec.code) && rec.status == InviteStatus::Open {
-                    self.send(conn, home_invite_msg(&rec));
-                }
+            // Open ones to carry, and revocations made while the node was away.
+            let live: Vec<WireMsg> = self
+                .store
+                .invites()
+                .unwrap_or_default()
+                .iter()
+                .filter(|r| r.expires_at > now && self.home_held(r))
+                .filter(|r| matches!(r.status, InviteStatus::Open | InviteStatus::Revoked { .. }))
+                .map(home_invite_msg)
+                .collect();
+            for m in live {
+                self.send(conn, m);
             }
             self.send_vouches(conn);
         }
@@ -236,8 +244,14 @@ impl NodeCore {
         }
     }
 
+    /// One of our own invitations or short codes that our home node holds for us.
+    fn home_held(&self, rec: &InviteRecord) -> bool {
+        let short = self.cfg.role == Role::Client && rec.token.starts_with("short:");
+        rec.owner.is_none() && (short || is_home_code(&rec.code))
+    }
+
     /// A home-node message on the link with `pid`.
-    pub(super) fn on_home_msg(&mut self, conn: ConnId, pid: &str, msg: WireMsg) {
+    pub(super) fn on_home_msg(&mut self, conn: ConnId, pid: &str, msg: WireMsg, rng: &mut dyn Rng) {
         let peer = match self.store.contact(pid) {
             Ok(Some(c)) => c,
             Ok(None) => return,
@@ -249,6 +263,11 @@ impl NodeCore {
                 person,
                 profile,
             } if peer.replica => self.on_home_paired(conn, token, person, profile),
+            WireMsg::HomeShortCodeMade {
+                code,
+                expires_at,
+                refused,
+            } if peer.replica => self.on_short_code_made(code, expires_at, refused),
             _ if !peer.replica_for => Err(format!(
                 "{} sent a home-node message but we are not its home node",
                 short_id(pid)
@@ -259,6 +278,10 @@ impl NodeCore {
                 revoked,
             } => self.carry_invite(pid, &token, expires_at, revoked),
             WireMsg::HomePairedAck { token } => self.paired_relayed(pid, &token),
+            WireMsg::HomeShortCode { ttl_secs } => {
+                self.owner_short_code(conn, pid, ttl_secs, rng);
+                Ok(())
+            }
             WireMsg::Vouch {
                 person,
                 profile,
@@ -280,7 +303,12 @@ impl NodeCore {
         expires_at: u64,
         revoked: bool,
     ) -> Result<(), String> {
-        let token = pairing::parse_token(token).ok_or("not a token")?;
+        // A short code of the owner's was made here: it may only be revoked.
+        let short = token.starts_with("short:");
+        let token = match short {
+            true => token.to_string(),
+            false => pairing::parse_token(token).ok_or("not a token")?,
+        };
         let old = self.store.invite(&token).map_err(|e| e.to_string())?;
         if let Some(old) = &old {
             if old.owner.as_deref() != Some(owner) {
@@ -294,7 +322,7 @@ impl NodeCore {
                 r
             }
             Some(_) => return Ok(()),
-            None if revoked => return Ok(()),
+            None if revoked || short => return Ok(()),
             None => InviteRecord {
                 token,
                 code: String::new(),
@@ -360,7 +388,11 @@ impl NodeCore {
         }
         let now = self.now_secs();
         let at = now.min(rec.expires_at.saturating_sub(1));
-        let mut contact = contact_of(&person, None, Some(&profile), (Via::Invite, false), now);
+        let via = match token.starts_with("short:") {
+            true => Via::ShortCode,
+            false => Via::Invite,
+        };
+        let mut contact = contact_of(&person, None, Some(&profile), (via, false), now);
         if let Ok(Some(old)) = self.store.contact(&pid) {
             contact.added_at = old.added_at;
         }
@@ -380,7 +412,7 @@ impl NodeCore {
         self.emit(Event::ContactAdded {
             person_id: pid,
             name: person.name.clone(),
-            via: Via::Invite,
+            via,
             verification: crate::domain::identity::verification_string(&self.me.person, &person),
         });
         Ok(())
@@ -486,7 +518,7 @@ impl NodeCore {
 }
 
 /// The endpoints a contact lists as its own (a client's list also names its home node's).
-fn own_endpoints(c: &Contact) -> Vec<&crate::domain::Endpoint> {
+pub(super) fn own_endpoints(c: &Contact) -> Vec<&crate::domain::Endpoint> {
     let pid = c.person_id();
     c.endpoints.iter().filter(|e| e.person_id == pid).collect()
 }

@@ -1,7 +1,7 @@
 //! Links: the duplicate rule, link-up and link-down, what flows on a link (sync, profiles),
 //! endpoints learned from profiles and discovery, the dial schedule, and the full disk.
 
-use crate::core::{Conn, ConnId, CoreStore, Event, IdentityInfo, LinkSlot, NodeCore, Output};
+use crate::core::{Conn, ConnId, CoreStore, Event, IdentityInfo, LinkSlot, NodeCore, Output, Rng};
 use crate::domain::identity::{parse_hex, short_id, LocalIdentity};
 use crate::domain::log::LogError;
 use crate::domain::{
@@ -183,7 +183,7 @@ impl NodeCore {
         });
     }
 
-    pub(super) fn on_link_msg(&mut self, conn: ConnId, pid: &str, msg: WireMsg) {
+    pub(super) fn on_link_msg(&mut self, conn: ConnId, pid: &str, msg: WireMsg, rng: &mut dyn Rng) {
         if self.links.get(pid).map(|s| s.conn) != Some(conn) {
             return; // in flight on a link that was replaced
         }
@@ -197,8 +197,10 @@ impl NodeCore {
             m @ (WireMsg::HomeInvite { .. }
             | WireMsg::HomePaired { .. }
             | WireMsg::HomePairedAck { .. }
+            | WireMsg::HomeShortCode { .. }
+            | WireMsg::HomeShortCodeMade { .. }
             | WireMsg::Vouch { .. }
-            | WireMsg::VouchEnd { .. }) => self.on_home_msg(conn, pid, m),
+            | WireMsg::VouchEnd { .. }) => self.on_home_msg(conn, pid, m, rng),
             other => tracing::debug!(peer = %pid, "unexpected {}", msg_name(&other)),
         }
     }

@@ -17,13 +17,14 @@ pub mod api;
 mod commands;
 mod dial;
 mod home;
+mod home_short;
 mod links;
 pub mod mem;
 mod netview;
 mod pair;
 pub mod store;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 pub use crate::net::pairing::flow::Rng;
@@ -280,6 +281,9 @@ pub struct NodeCore {
     homes: home::Homes,
     /// A home node: the contacts each owner vouched for so far in its current round.
     vouch_round: HashMap<String, BTreeSet<String>>,
+    /// A client: `short_code` commands waiting for our home node's answer, in the order
+    /// asked (command id, deadline in ms).
+    short_asks: VecDeque<(CommandId, u64)>,
     out: Vec<Output>,
 }
 
@@ -336,6 +340,7 @@ impl NodeCore {
             uncommitted: Vec::new(),
             homes: home::Homes::new(),
             vouch_round: HashMap::new(),
+            short_asks: VecDeque::new(),
             out: Vec::new(),
         };
         core.refresh_homes();
@@ -399,7 +404,12 @@ impl NodeCore {
             Conn::Node(p) => Some(p.deadline),
             _ => None,
         });
-        [heal, dial].into_iter().flatten().chain(pairing).min()
+        let asks = self.short_asks.front().map(|a| a.1);
+        [heal, dial, asks]
+            .into_iter()
+            .flatten()
+            .chain(pairing)
+            .min()
     }
 
     fn on_timeout(&mut self) {
@@ -408,6 +418,7 @@ impl NodeCore {
         }
         self.heal_store();
         self.expire_pairings();
+        self.expire_short_asks();
         self.poll_manager();
     }
 
@@ -415,7 +426,7 @@ impl NodeCore {
         match self.conns.get(&conn) {
             Some(Conn::Link(pid)) => {
                 let pid = pid.clone();
-                self.on_link_msg(conn, &pid, msg);
+                self.on_link_msg(conn, &pid, msg, rng);
             }
             Some(Conn::Client(_)) => self.on_client_msg(conn, msg, rng),
             Some(Conn::Node(_)) => self.on_node_msg(conn, msg),

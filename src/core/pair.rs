@@ -28,10 +28,12 @@ pub(super) enum Verdict {
         token: String,
         owner: Option<String>,
     },
-    /// A stranger asking to pair by short code or trust secret: the PAKE, then pairing.
+    /// A stranger asking to pair by short code or trust secret: the PAKE, then pairing
+    /// (for `owner`, when the short code is one we hold as its home node).
     Pake {
         password: Password,
         token: Option<String>,
+        owner: Option<String>,
     },
     /// Refuse, with the reason.
     Refuse(CloseCode, String),
@@ -86,9 +88,19 @@ impl NodeCore {
                 self.send(conn, offer);
                 flow
             }
-            Verdict::Pake { password, token } => {
+            Verdict::Pake {
+                password,
+                token,
+                owner,
+            } => {
+                let (person, profile) = match owner.map(|o| self.owner_offer(&o)).transpose() {
+                    Ok(Some((person, profile))) => (Some(person), profile),
+                    Ok(None) => (None, profile),
+                    Err(why) => return self.close(conn, CloseCode::InviteUnknown, why),
+                };
                 let me = (&*self.me, &hello.hash[..]);
-                NodeFlow::pake(hello.peer.clone(), token, &password, me, profile, rng)
+                let peer = hello.peer.clone();
+                NodeFlow::pake(peer, token, &password, me, (profile, person), rng)
             }
             Verdict::Refuse(..) => unreachable!("invariant: refusals returned above"),
         };
@@ -210,6 +222,7 @@ impl NodeCore {
                 Ok(Verdict::Pake {
                     password: Password::new(rec.code.clone().into_bytes()),
                     token: Some(key),
+                    owner: rec.owner,
                 })
             }
             PakeRequest::Secret => {
@@ -220,6 +233,7 @@ impl NodeCore {
                 Ok(Verdict::Pake {
                     password: pw,
                     token: None,
+                    owner: None,
                 })
             }
         }

@@ -69,6 +69,8 @@ wire_names! {
         NotANode => "not_a_node",
         /// A client needs a home node to invite (it does not listen itself).
         NoHomeNode => "no_home_node",
+        /// A client's short code is made by its home node, which is not connected now.
+        HomeNodeOffline => "home_node_offline",
         /// A code could not be read (typo, truncation, not a code).
         InvalidCode => "invalid_code",
         /// The invitation expired.

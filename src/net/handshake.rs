@@ -332,6 +332,8 @@ pub fn msg_name(m: &WireMsg) -> &'static str {
         WireMsg::HomeInvite { .. } => "home_invite",
         WireMsg::HomePaired { .. } => "home_paired",
         WireMsg::HomePairedAck { .. } => "home_paired_ack",
+        WireMsg::HomeShortCode { .. } => "home_short_code",
+        WireMsg::HomeShortCodeMade { .. } => "home_short_code_made",
         WireMsg::Vouch { .. } => "vouch",
         WireMsg::VouchEnd { .. } => "vouch_end",
     }

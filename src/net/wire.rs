@@ -187,6 +187,24 @@ pub enum WireMsg {
         /// Its profile, signed by it.
         profile: Profile,
     },
+    /// Owner to its home node: make a short code that pairs the one who says it with the
+    /// owner (docs/PROTOCOL.md, section 6.5).
+    HomeShortCode {
+        /// How long it stays open, seconds.
+        ttl_secs: u64,
+    },
+    /// Home node to owner, answering `home_short_code`: the code, or why there is none.
+    HomeShortCodeMade {
+        /// The short code (secret: for the owner to read out).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<String>,
+        /// Unix seconds after which it is refused (with `code`).
+        #[serde(default)]
+        expires_at: u64,
+        /// Why no code was made.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refused: Option<String>,
+    },
     /// Owner to home node: the pairing of `token` is stored.
     HomePairedAck {
         /// The token, hex.

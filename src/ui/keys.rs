@@ -51,11 +51,12 @@ fn main_key(s: &mut State, code: KeyCode) -> Vec<Effect> {
         }
         KeyCode::Char('p') => {
             // One current code: an open one is shown again (the list decides, see
-            // `update`); a new one only when none is left. A client's code is carried by
-            // its home node, which takes no short codes for it.
+            // `update`); a new one only when none is left. A client's codes are carried by
+            // its home node, which also makes its short codes (when it is connected).
             s.popup = Some(Popup::Pairing(None));
             let mut fx = vec![Effect::LoadInvites];
-            if s.me.endpoint.is_some()
+            let has_home = s.contacts.iter().any(|c| c.contact.replica);
+            if (s.me.endpoint.is_some() || has_home)
                 && s.short_code
                     .as_ref()
                     .is_none_or(|c| c.expires_at <= s.now + REUSE_MIN_SECS)

@@ -195,8 +195,9 @@ fn short_code_lines(s: &State) -> Vec<Line<'static>> {
         return vec![];
     };
     let left = sc.expires_at.saturating_sub(s.now);
-    // The client dials ws://localhost:8765 unless told otherwise: say what to add.
-    let hint = match s.me.endpoint.as_deref() {
+    // The client dials ws://localhost:8765 unless told otherwise: say what to add (a
+    // client's code is said to its home node).
+    let hint = match sc.url.as_deref().or(s.me.endpoint.as_deref()) {
         Some(crate::app::cli::DEFAULT_NODE_URL) | None => {
             "or read this short code out (same machine: no address needed)".to_string()
         }

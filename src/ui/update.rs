@@ -142,6 +142,7 @@ fn on_loaded(s: &mut State, action: Action) -> Vec<Effect> {
                     code: r.code.clone(),
                     expires_at: r.expires_at,
                     reach: CodeReach::of_code(&r.code),
+                    url: None,
                 });
             match reuse {
                 Some(inv) => {

@@ -200,6 +200,10 @@ pub enum Event {
         code: String,
         /// Unix seconds.
         expires_at: u64,
+        /// The address to give with the code: the node's, or a client's home node's (the
+        /// one that runs the code's PAKE).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
     },
     /// Answer to `card`.
     Card {

@@ -340,8 +340,17 @@ fn every_event_serialises_to_its_documented_json() {
             Event::ShortCode {
                 code: "7-a-b-c".into(),
                 expires_at: 3,
+                url: None,
             },
             json!({"event":"short_code","code":"7-a-b-c","expires_at":3}),
+        ),
+        (
+            Event::ShortCode {
+                code: "7-a-b-c".into(),
+                expires_at: 3,
+                url: Some("ws://10.0.0.2:8765".into()),
+            },
+            json!({"event":"short_code","code":"7-a-b-c","expires_at":3,"url":"ws://10.0.0.2:8765"}),
         ),
         (
             Event::Card { card: "k".into() },

@@ -106,13 +106,14 @@ impl NodeFlow {
     }
 
     /// An admitted PAKE (a short code's key in `token`, or `None` for the trust secret): we
-    /// wait for the dialer's SPAKE2 message.
+    /// wait for the dialer's SPAKE2 message. `(profile, owner)`: ours and `None`, or for a
+    /// short code a home node holds for its owner, the owner's profile and Person.
     pub fn pake(
         peer: PeerIdentity,
         token: Option<String>,
         password: &Password,
         (me, hash): (&LocalIdentity, &[u8]),
-        profile: Profile,
+        (profile, owner): (Profile, Option<Person>),
         rng: &mut dyn Rng,
     ) -> NodeFlow {
         let ids = (peer.instance_id.as_str(), me.instance_id());
@@ -128,7 +129,7 @@ impl NodeFlow {
             token,
             via,
             profile,
-            owner: None,
+            owner,
             state: NodeState::AwaitPake(ex, ours),
         }
     }
@@ -195,7 +196,7 @@ impl NodeFlow {
             },
             WireMsg::PairOffer {
                 profile: self.profile.clone(),
-                person: None,
+                person: self.owner.clone(),
             },
         ])
     }

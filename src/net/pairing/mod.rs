@@ -315,6 +315,11 @@ fn check_owner_offer(
             got: short_id(&person.id()).into(),
         });
     }
+    check_home_of(node, person, profile)
+}
+
+/// `person`'s signed `profile` names the node `node` as its home node.
+fn check_home_of(node: &PeerIdentity, person: &Person, profile: &Profile) -> Result<(), PairError> {
     profile
         .verify(person)
         .map_err(|e| PairError::Protocol(format!("the inviter's profile is refused: {e}")))?;
@@ -439,6 +444,16 @@ impl ClientPairing {
             return Err(PairError::Protocol("expected pair_offer".into()));
         };
         let inviter = match self.invite.as_ref().and_then(|i| i.home.map(|_| i)) {
+            // Proven by a short code the node holds for its owner: the owner, whose signed
+            // profile must name this node as its home node.
+            None if self.invite.is_none() && person.is_some() => {
+                let person = person.expect("invariant: matched is_some");
+                check_home_of(peer, &person, &profile)?;
+                Inviter {
+                    person,
+                    instance: None,
+                }
+            }
             None => {
                 check_profile(peer, &profile)?;
                 Inviter {
