@@ -373,6 +373,9 @@ fn after_a_cut_both_sides_catch_up_on_what_was_written_meanwhile() {
             has(n, "client while cut") && has(c, "node while cut")
         };
         assert!(s.run_until(60_000, caught_up));
+        // The redial after the cut greeted with `hello_known` both ways: each side had
+        // learned the other's instance from the first link's full Hellos.
+        assert!(s.peers[c].short_hellos >= 1, "no short hello on the redial");
     });
 }
 

@@ -287,7 +287,8 @@ fn ten_thousand_messages_written_offline_arrive_complete_and_in_order() {
     let after = client.ask(json!({"cmd":"stats"}), 8);
     let total = after["bytes_in"].as_u64().unwrap() + after["bytes_out"].as_u64().unwrap();
     eprintln!("reconnect with {N} entries held: {total} bytes on the wire (client side)");
-    assert!(total < 4096, "reconnect cost {total} bytes");
+    // Issue 15's target, bytes not time: the short greeting (hello_known) makes it.
+    assert!(total < 1024, "reconnect cost {total} bytes");
     assert_eq!(after["received"], 0);
     let _ = before;
     assert!(client.quit().success());

@@ -1,11 +1,14 @@
 //! Noise message 1 in the WebSocket upgrade request (PROTOCOL.md section 3), over real
 //! loopback sockets: taken when both sides know the header, and each side still works with
-//! a peer that predates it.
+//! a peer that predates it; and the short greeting between contacts (section 4).
 
 mod common;
 
 use lama_tui::domain::identity::LocalIdentity;
+use lama_tui::domain::PeerIdentity;
 use lama_tui::net::conn::{self, ConnError};
+use lama_tui::net::handshake::HelloExtras;
+use lama_tui::net::wire::WireMsg;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -40,7 +43,7 @@ async fn serve_one(
             Server::Old => (tokio_tungstenite::accept_async(tcp).await.unwrap(), None),
         };
         let taken = m1.is_some();
-        let linked = match conn::respond_with(ws, &me, m1).await {
+        let linked = match conn::respond_with(ws, &me, m1, &conn::KnownPeers::default()).await {
             Ok(mut link) => {
                 link.send_hello(&me, None).await.unwrap();
                 Ok(link.peer.person_id.to_string())
@@ -128,4 +131,57 @@ async fn a_garbage_header_is_not_taken_and_a_wrong_message_fails_the_handshake()
     let (taken, linked) = raw_upgrade("AAAA", 15).await;
     assert!(taken);
     assert!(linked.is_err(), "a 3-byte message 1 was accepted");
+}
+
+fn peer_of(who: &LocalIdentity) -> PeerIdentity {
+    PeerIdentity {
+        person: who.person.clone(),
+        instance: who.instance.clone(),
+        person_id: who.person_id(),
+        instance_id: who.instance_id(),
+    }
+}
+
+/// A reconnect between contacts: `hello_known` both ways when the responder knows the
+/// dialer's key; the full Hello (after `hello_again`) when it does not.
+#[tokio::test]
+async fn a_contact_greets_with_hello_known_and_an_unknown_key_gets_hello_again() {
+    let (me, them) = (ident(1), ident(20));
+    for responder_knows in [true, false] {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}", l.local_addr().unwrap());
+        let known = conn::KnownPeers::default();
+        if responder_knows {
+            known.replace(vec![peer_of(&me)]);
+        }
+        let server = tokio::spawn(async move {
+            let them = ident(20);
+            let (tcp, _) = l.accept().await.unwrap();
+            let (ws, m1) = conn::accept_upgrade(tcp).await.unwrap();
+            let mut link = conn::respond_with(ws, &them, m1, &known).await.unwrap();
+            // The core answers a short greeting with its own (core::pair).
+            if link.short {
+                let answer = WireMsg::HelloKnown {
+                    version: 1,
+                    known_profile: None,
+                };
+                link.send(&answer).await.unwrap();
+            } else {
+                link.send_hello(&them, None).await.unwrap();
+            }
+            (link.short, link.peer.person_id.to_string())
+        });
+        let extras = HelloExtras {
+            known_peer: Some(Box::new(peer_of(&them))),
+            ..HelloExtras::default()
+        };
+        let key = them.instance.transport_key_bytes().unwrap();
+        let link = conn::dial(&url, &me, Some(key), extras)
+            .await
+            .expect("linked");
+        let (short, pid) = server.await.unwrap();
+        assert_eq!(short, responder_knows);
+        assert_eq!(pid, me.person_id().to_string());
+        assert_eq!(link.peer, peer_of(&them));
+    }
 }

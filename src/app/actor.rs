@@ -100,6 +100,7 @@ impl Actor {
                 me,
                 tx,
                 tls: Arc::new(tls),
+                known: Arc::default(),
             },
             events,
             cancel,
@@ -248,6 +249,7 @@ impl Actor {
                 }
             }
             Output::Event(e) => self.emit(e),
+            Output::KnownPeers(peers) => self.ctx.known.replace(peers),
             Output::Stretch { conn, secret, node } => {
                 let tx = self.ctx.tx.clone();
                 self.tasks.spawn_on(

@@ -31,6 +31,8 @@ pub struct Ctx {
     pub tx: mpsc::Sender<Input>,
     /// What `wss://` dials trust, and a node's own TLS (if it serves TLS itself).
     pub tls: Arc<Tls>,
+    /// Instances that may greet us with `hello_known` (the core's list).
+    pub known: Arc<conn::KnownPeers>,
 }
 
 /// The TLS of one instance.
@@ -136,6 +138,7 @@ fn hello_of<S>(link: &Link<S>) -> PeerHello {
         pake: link.pake.clone(),
         known_profile: link.peer_known_profile,
         rtt_ms: u32::try_from(link.rtt.as_millis()).unwrap_or(u32::MAX),
+        short: link.short,
     }
 }
 
@@ -189,7 +192,7 @@ async fn serve_on<S>(
     let setup = async {
         let s = stream.await?;
         let (ws, m1) = conn::accept_upgrade(s).await?;
-        conn::respond_with(ws, &ctx.me, m1).await
+        conn::respond_with(ws, &ctx.me, m1, &ctx.known).await
     };
     let evicted = slot.evicted.clone();
     let outcome = tokio::select! {

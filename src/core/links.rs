@@ -29,6 +29,21 @@ pub fn dial_targets(c: &Contact) -> Vec<(String, [u8; 32])> {
         .collect()
 }
 
+/// The contact's instance with transport key `key`, as the peer a `hello_known` from that
+/// key is (a full Hello proved the instance when we learned it).
+fn peer_of(c: &Contact, key: &[u8; 32]) -> Option<PeerIdentity> {
+    let instance = c
+        .instances
+        .iter()
+        .find(|i| i.transport_key_bytes().ok().as_ref() == Some(key))?;
+    Some(PeerIdentity {
+        person: c.person.clone(),
+        instance: instance.clone(),
+        person_id: c.person_id(),
+        instance_id: instance.id(),
+    })
+}
+
 /// Our profile: the stored one while our endpoint and name are unchanged, else a new
 /// version (stored).
 pub fn current_profile(
@@ -154,6 +169,10 @@ impl NodeCore {
             if let Err(e) = self.store.put_contact(&c) {
                 tracing::warn!("cannot record instance: {e}");
             }
+        }
+        // A pairing stores the instance with the contact: the first link publishes it.
+        if !self.known_ids.contains(peer.instance_id.as_str()) {
+            self.publish_known();
         }
         c.replica
     }
@@ -421,12 +440,12 @@ impl NodeCore {
                 continue;
             }
             let conn = self.next_conn_id();
-            let known_profile = self
-                .store
-                .contact(&req.person_id)
-                .ok()
-                .flatten()
-                .and_then(|c| c.profile.map(|p| p.version));
+            let contact = self.store.contact(&req.person_id).ok().flatten();
+            let known_profile = contact
+                .as_ref()
+                .and_then(|c| c.profile.as_ref())
+                .map(|p| p.version);
+            let known_peer = contact.and_then(|c| peer_of(&c, &req.key)).map(Box::new);
             self.note_dial_started(&req.person_id, &req.url);
             self.conns.insert(
                 conn,
@@ -441,10 +460,28 @@ impl NodeCore {
                 expected_key: Some(req.key),
                 extras: HelloExtras {
                     known_profile,
+                    known_peer,
                     ..HelloExtras::default()
                 },
             });
         }
+    }
+
+    /// Tell the shell which instances may greet us with `hello_known`.
+    pub(super) fn publish_known(&mut self) {
+        let Ok(contacts) = self.store.contacts() else {
+            return;
+        };
+        let peers = contacts
+            .iter()
+            .flat_map(|c| {
+                c.instances
+                    .iter()
+                    .filter_map(|i| peer_of(c, &i.transport_key_bytes().ok()?))
+            })
+            .collect::<Vec<_>>();
+        self.known_ids = peers.iter().map(|p| p.instance_id.to_string()).collect();
+        self.out.push(Output::KnownPeers(peers));
     }
 
     /// Our profile anew (our home node changed, or where it is); a new version goes to

@@ -88,6 +88,8 @@ pub struct PeerHello {
     pub known_profile: Option<u64>,
     /// One round trip, timed over the handshake (ms).
     pub rtt_ms: u32,
+    /// Responder side: the peer sent `hello_known` (our answer is one too).
+    pub short: bool,
 }
 
 /// Something that happened, for the core to decide on.
@@ -168,6 +170,9 @@ pub enum Output {
         /// Our Hello's optional fields.
         extras: HelloExtras,
     },
+    /// The instances whose `hello_known` the shell's listener may take (our contacts'
+    /// instances a full Hello proved), replacing the previous list.
+    KnownPeers(Vec<PeerIdentity>),
     /// Send a message on a connection.
     Send {
         /// The connection.
@@ -281,6 +286,8 @@ pub struct NodeCore {
     homes: home::Homes,
     /// A home node: the contacts each owner vouched for so far in its current round.
     vouch_round: HashMap<String, BTreeSet<String>>,
+    /// The instance ids in the shell's `hello_known` list ([`Output::KnownPeers`]).
+    known_ids: BTreeSet<String>,
     /// A client: `short_code` commands waiting for our home node's answer, in the order
     /// asked (command id, deadline in ms).
     short_asks: VecDeque<(CommandId, u64)>,
@@ -341,6 +348,7 @@ impl NodeCore {
             homes: home::Homes::new(),
             vouch_round: HashMap::new(),
             short_asks: VecDeque::new(),
+            known_ids: BTreeSet::new(),
             out: Vec::new(),
         };
         core.refresh_homes();
@@ -368,6 +376,7 @@ impl NodeCore {
         self.now = self.now.max(now);
         match input {
             Input::Start => {
+                self.publish_known();
                 self.reissue_moved_invites();
                 self.auto_pair_by_secret();
             }

@@ -59,11 +59,21 @@ impl NodeCore {
             Verdict::Accept { known_profile } => *known_profile,
             Verdict::Pair { .. } | Verdict::Pake { .. } => None,
         };
-        let extras = HelloExtras {
-            known_profile,
-            ..HelloExtras::default()
+        let answer = match hello.short {
+            // It knows us and proved the key we know it by: our key is our proof too.
+            true => WireMsg::HelloKnown {
+                version: crate::net::wire::PROTOCOL_VERSION,
+                known_profile,
+            },
+            false => {
+                let extras = HelloExtras {
+                    known_profile,
+                    ..HelloExtras::default()
+                };
+                hello_msg(&self.me, &hello.hash, extras)
+            }
         };
-        self.send(conn, hello_msg(&self.me, &hello.hash, extras));
+        self.send(conn, answer);
         let profile = self.profile.clone();
         let flow = match verdict {
             Verdict::Accept { .. } => {

@@ -4,30 +4,28 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use data_encoding::BASE64URL_NOPAD;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::handshake::client::Request;
-use tokio_tungstenite::tungstenite::handshake::server::Response;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::identity::LocalIdentity;
 use crate::domain::PeerIdentity;
-use crate::net::handshake::{msg_name, Handshake, HelloExtras, Session};
+use crate::net::handshake::{msg_name, Handshake, HandshakeError, HelloExtras, Session};
 pub use crate::net::link::{
-    ConnError, LinkEnd, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, KEEPALIVE_INTERVAL, OUTBOX_CAPACITY,
+    ConnError, KnownPeers, LinkEnd, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
+    OUTBOX_CAPACITY,
 };
 use crate::net::pake::PakeRequest;
 use crate::net::tls::TlsClient;
-use crate::net::wire::{CloseCode, WireMsg, MAX_FRAME};
+use crate::net::upgrade::upgrade_request;
+pub use crate::net::upgrade::{accept_upgrade, ws_config, NOISE1_HEADER, NOISE1_TAKEN};
+use crate::net::wire::{CloseCode, WireMsg, PROTOCOL_VERSION};
 
 static BYTES_IN: AtomicU64 = AtomicU64::new(0);
 static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
@@ -39,64 +37,6 @@ pub fn wire_bytes() -> (u64, u64) {
         BYTES_IN.load(Ordering::Relaxed),
         BYTES_OUT.load(Ordering::Relaxed),
     )
-}
-
-/// WebSocket limits: one Noise message per WebSocket message.
-pub fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_frame_size(Some(MAX_FRAME))
-        .max_message_size(Some(MAX_FRAME))
-}
-
-/// The upgrade request header carrying Noise message 1 (base64url, no padding), and the
-/// value a responder answers in the same header when it took the message from there.
-pub const NOISE1_HEADER: &str = "lama-noise-1";
-/// See [`NOISE1_HEADER`].
-pub const NOISE1_TAKEN: &str = "taken";
-/// Longest header value taken: message 1 is 32 bytes, 43 characters encoded; a bigger one
-/// is left alone (the responder then waits for message 1 as a frame).
-const NOISE1_MAX_CHARS: usize = 64;
-
-/// The upgrade request for `url`, with Noise message 1 in [`NOISE1_HEADER`].
-fn upgrade_request(url: &str, m1: &[u8]) -> Result<Request, ConnError> {
-    let mut request = url
-        .into_client_request()
-        .map_err(|e| ConnError::Unreachable {
-            url: url.into(),
-            why: e.to_string(),
-        })?;
-    let value = HeaderValue::from_str(&BASE64URL_NOPAD.encode(m1))
-        .expect("base64url is a valid header value");
-    request.headers_mut().insert(NOISE1_HEADER, value);
-    Ok(request)
-}
-
-/// Accept a WebSocket upgrade on `stream`, taking Noise message 1 from the request when it
-/// carries one; pass the result to [`respond_with`].
-pub async fn accept_upgrade<S>(
-    stream: S,
-) -> Result<(WebSocketStream<S>, Option<Vec<u8>>), ConnError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut m1 = None;
-    // The error type is tungstenite's `Callback` signature, not ours to shrink.
-    #[allow(clippy::result_large_err)]
-    let take = |req: &Request, mut resp: Response| {
-        let value = req.headers().get(NOISE1_HEADER).map(|v| v.as_bytes());
-        if let Some(b) = value.filter(|v| v.len() <= NOISE1_MAX_CHARS) {
-            if let Ok(m) = BASE64URL_NOPAD.decode(b) {
-                m1 = Some(m);
-                resp.headers_mut()
-                    .insert(NOISE1_HEADER, HeaderValue::from_static(NOISE1_TAKEN));
-            }
-        }
-        Ok(resp)
-    };
-    let ws = tokio_tungstenite::accept_hdr_async_with_config(stream, take, Some(ws_config()))
-        .await
-        .map_err(|e| ConnError::Ws(e.to_string()))?;
-    Ok((ws, m1))
 }
 
 /// Read the next binary message, skipping WebSocket pings/pongs.
@@ -188,6 +128,8 @@ pub struct Link<S> {
     /// One network round trip, timed over the handshake (our Noise message to the
     /// peer's next one: the peer answers at once, so this is the path's delay).
     pub rtt: Duration,
+    /// Responder side: the initiator sent `hello_known` (it knows us; we answer in kind).
+    pub short: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Link<S> {
@@ -349,8 +291,24 @@ where
     let mut session = hs.into_session()?;
     let mut extras = extras;
     let then = extras.then.take();
-    let hello = session.seal(&session.hello_with(me, extras))?;
-    send_binary(&mut ws, hello).await?;
+    // A responder of this version (it took message 1 from the header) that is the contact
+    // we dialed, by the key it just proved: it knows us, so our proof is only the key.
+    let mut known = extras.known_peer.take().filter(|k| {
+        in_header
+            && extras.invite.is_none()
+            && extras.pake.is_none()
+            && then.is_none()
+            && k.instance.transport_key_bytes().ok() == Some(session.remote_static())
+    });
+    let first = match known {
+        Some(_) => WireMsg::HelloKnown {
+            version: PROTOCOL_VERSION,
+            known_profile: extras.known_profile,
+        },
+        None => session.hello_with(me, extras.clone()),
+    };
+    let first = session.seal(&first)?;
+    send_binary(&mut ws, first).await?;
     if let Some(m) = then {
         let f = session.seal(&m)?;
         send_binary(&mut ws, f).await?;
@@ -362,17 +320,35 @@ where
         // time the Hello's answer instead (the peer answers it at once).
         rtt = hello_sent.elapsed();
     }
-    let msg = session.open(&reply)?;
+    let mut msg = session.open(&reply)?;
+    if known.is_some() && msg == WireMsg::HelloAgain {
+        // It does not know our key (yet): the full proof.
+        known = None;
+        let hello = session.seal(&session.hello_with(me, extras))?;
+        send_binary(&mut ws, hello).await?;
+        msg = session.open(&recv_binary(&mut ws).await?)?;
+    }
     if let WireMsg::Close { code, reason } = msg {
         return Err(ConnError::Closed {
             code: Some(code),
             reason,
         });
     }
-    let peer = session.verify_hello(&msg)?;
-    let peer_known_profile = match &msg {
-        WireMsg::Hello { known_profile, .. } => *known_profile,
-        _ => None,
+    let (peer, peer_known_profile) = match (&msg, known) {
+        (
+            WireMsg::HelloKnown {
+                version,
+                known_profile,
+            },
+            Some(peer),
+        ) => {
+            if *version != PROTOCOL_VERSION {
+                return Err(HandshakeError::Version(*version).into());
+            }
+            (*peer, *known_profile)
+        }
+        (WireMsg::Hello { known_profile, .. }, _) => (session.verify_hello(&msg)?, *known_profile),
+        _ => (session.verify_hello(&msg)?, None),
     };
     Ok(Link {
         ws,
@@ -382,6 +358,7 @@ where
         pake: None,
         peer_known_profile,
         rtt,
+        short: false,
     })
 }
 
@@ -391,15 +368,17 @@ pub async fn respond<S>(ws: WebSocketStream<S>, me: &LocalIdentity) -> Result<Li
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    respond_with(ws, me, None).await
+    respond_with(ws, me, None, &KnownPeers::default()).await
 }
 
 /// [`respond`], with Noise message 1 already taken from the upgrade request when `m1` is
-/// given (see [`accept_upgrade`]).
+/// given (see [`accept_upgrade`]), and a `hello_known` taken from the instances in
+/// `known`.
 pub async fn respond_with<S>(
     mut ws: WebSocketStream<S>,
     me: &LocalIdentity,
     m1: Option<Vec<u8>>,
+    known: &KnownPeers,
 ) -> Result<Link<S>, ConnError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -434,7 +413,32 @@ where
     };
     let mut session = hs.into_session()?;
     let frame = recv_binary(&mut ws).await?;
-    let hello = session.open(&frame);
+    let mut hello = session.open(&frame);
+    if let Ok(WireMsg::HelloKnown {
+        version,
+        known_profile,
+    }) = &hello
+    {
+        match known.get(&session.remote_static()) {
+            Some(peer) if *version == PROTOCOL_VERSION => {
+                return Ok(Link {
+                    ws,
+                    session,
+                    peer,
+                    invite: None,
+                    pake: None,
+                    peer_known_profile: *known_profile,
+                    rtt,
+                    short: true,
+                })
+            }
+            _ => {
+                let again = session.seal(&WireMsg::HelloAgain)?;
+                send_binary(&mut ws, again).await?;
+                hello = session.open(&recv_binary(&mut ws).await?);
+            }
+        }
+    }
     let verified = hello.map_err(ConnError::from).and_then(|m| {
         let (invite, known, pake) = match &m {
             WireMsg::Hello {
@@ -468,6 +472,7 @@ where
         pake,
         peer_known_profile,
         rtt,
+        short: false,
     })
 }
 

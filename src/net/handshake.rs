@@ -205,6 +205,10 @@ pub struct HelloExtras {
     /// Initiator: a message sent right after the Hello, in the same flight (an invitation's
     /// `pair_confirm`, which saves a round trip). Not part of the Hello.
     pub then: Option<Box<WireMsg>>,
+    /// Initiator, dialing a contact: who it is (its Person and the Instance whose key we
+    /// expect). When the responder is of this version and presents that key, we send
+    /// `hello_known` instead of the full Hello. Not part of the Hello.
+    pub known_peer: Option<Box<PeerIdentity>>,
 }
 
 impl Session {
@@ -319,6 +323,8 @@ pub fn hello_msg(me: &LocalIdentity, hash: &[u8], extras: HelloExtras) -> WireMs
 pub fn msg_name(m: &WireMsg) -> &'static str {
     match m {
         WireMsg::Hello { .. } => "hello",
+        WireMsg::HelloKnown { .. } => "hello_known",
+        WireMsg::HelloAgain => "hello_again",
         WireMsg::Close { .. } => "close",
         WireMsg::Ping { .. } => "ping",
         WireMsg::Pong { .. } => "pong",

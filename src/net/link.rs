@@ -1,8 +1,11 @@
 //! What a connection is, independent of the socket under it: how long its phases may take,
 //! how it fails and how it ended. Pure: the tokio shell (`conn`) and the core share these.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
 use std::time::Duration;
 
+use crate::domain::PeerIdentity;
 use crate::net::handshake::HandshakeError;
 use crate::net::wire::CloseCode;
 
@@ -63,4 +66,28 @@ pub struct LinkEnd {
     pub code: Option<CloseCode>,
     /// Human sentence.
     pub reason: String,
+}
+
+/// The instances whose Person we hold and whose key a full Hello once proved, by Noise
+/// static key: a responder takes a `hello_known` from these. Written by the shell from the
+/// core's list; read by each accepting connection.
+#[derive(Debug, Default)]
+pub struct KnownPeers(RwLock<HashMap<[u8; 32], PeerIdentity>>);
+
+impl KnownPeers {
+    /// The peer whose instance has this transport key.
+    pub fn get(&self, key: &[u8; 32]) -> Option<PeerIdentity> {
+        self.0.read().ok()?.get(key).cloned()
+    }
+
+    /// Replace the list.
+    pub fn replace(&self, peers: Vec<PeerIdentity>) {
+        let map = peers
+            .into_iter()
+            .filter_map(|p| Some((p.instance.transport_key_bytes().ok()?, p)))
+            .collect();
+        if let Ok(mut m) = self.0.write() {
+            *m = map;
+        }
+    }
 }

@@ -10,4 +10,5 @@ pub mod pairing;
 pub mod pake;
 pub mod sync;
 pub mod tls;
+pub mod upgrade;
 pub mod wire;

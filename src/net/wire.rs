@@ -125,6 +125,18 @@ pub enum WireMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pake: Option<crate::net::pake::PakeRequest>,
     },
+    /// In place of `hello`, to a peer that knows us: the Noise static key of this session is
+    /// our instance's, whose Person it holds (docs/PROTOCOL.md, section 4). The responder
+    /// answers one with its own (or with `hello_again` when it does not know the key).
+    HelloKnown {
+        /// Protocol version of the sender.
+        version: u32,
+        /// The version of the receiver's profile the sender already holds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        known_profile: Option<u64>,
+    },
+    /// Responder to a `hello_known` whose key it does not know: send the full `hello`.
+    HelloAgain,
     /// One SPAKE2 message (docs/PROTOCOL.md, section on short codes).
     Pake {
         /// The 33-byte SPAKE2 message, hex.

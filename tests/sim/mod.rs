@@ -87,6 +87,10 @@ pub struct Peer {
     commit_due: bool,
     /// Acknowledgements of received batches it sent.
     pub acks_sent: u64,
+    /// The instances it takes a `hello_known` from (its core's last list).
+    known: Vec<PeerIdentity>,
+    /// Links it dialed that came up with `hello_known` on both sides.
+    pub short_hellos: u64,
 }
 
 impl Peer {
@@ -103,6 +107,8 @@ impl Peer {
 /// One connection: (peer, conn) at each end; the dialer first.
 struct Wire {
     ends: [(usize, ConnId); 2],
+    /// The dialer sent `hello_known` and the acceptor took it.
+    short: bool,
     /// The dialer has the acceptor's Hello.
     hello: bool,
     hash: Vec<u8>,
@@ -200,6 +206,8 @@ impl Sim {
             next_cmd: 0,
             commit_due: false,
             acks_sent: 0,
+            known: Vec::new(),
+            short_hellos: 0,
         });
         self.input(idx, Input::Start);
         idx
@@ -373,6 +381,7 @@ impl Sim {
                 self.peers[p].replies.insert(id, result);
             }
             Output::Event(e) => self.peers[p].events.push(e),
+            Output::KnownPeers(list) => self.peers[p].known = list,
             Output::Stretch { conn, secret, node } => {
                 let password = Password(stretch_secret(secret.0.as_bytes(), &node));
                 self.schedule(self.now + 1, p, Input::Stretched { conn, password });
@@ -419,8 +428,25 @@ impl Sim {
         self.peers[t].next_accept += 2;
         let w = self.wires.len();
         let at = self.now + latency;
+        // As the shell does it: `hello_known` to a contact whose key we expect, taken when
+        // the acceptor's list has our key (else it asks for the full Hello, a round trip).
+        let me = self.peers[p].identity();
+        let offered = extras.known_peer.as_ref().is_some_and(|k| {
+            k.instance_id == self.peers[t].me.instance_id()
+                && extras.invite.is_none()
+                && extras.pake.is_none()
+                && extras.then.is_none()
+        });
+        let taken = self.peers[t].known.contains(&me);
+        let short = offered && taken;
+        let at = if offered && !taken {
+            at + 2 * latency
+        } else {
+            at
+        };
         self.wires.push(Wire {
             ends: [(p, conn), (t, tconn)],
+            short,
             hello: false,
             hash: hash.clone(),
             closed: [false; 2],
@@ -436,6 +462,7 @@ impl Sim {
             pake: extras.pake,
             known_profile: extras.known_profile,
             rtt_ms: u32::try_from(2 * latency).unwrap_or(u32::MAX),
+            short,
         };
         self.schedule(at, t, Input::Incoming { conn: tconn, hello });
         // What the dialer sends in the Hello's flight arrives right behind it (ties keep
@@ -472,9 +499,15 @@ impl Sim {
         let (q, qconn) = self.wires[w].ends[1 - side];
         let at = self.arrival(w, 1 - side);
         if side == 1 && !self.wires[w].hello {
-            // The acceptor's first message is its Hello: the dial is complete.
-            let WireMsg::Hello { known_profile, .. } = msg else {
-                panic!("the acceptor's first message must be its hello, got {msg:?}");
+            // The acceptor's first message is its Hello: the dial is complete. A short one
+            // answers only a short one.
+            let known_profile = match msg {
+                WireMsg::Hello { known_profile, .. } => known_profile,
+                WireMsg::HelloKnown { known_profile, .. } if self.wires[w].short => {
+                    self.peers[q].short_hellos += 1;
+                    known_profile
+                }
+                _ => panic!("the acceptor's first message must be its hello, got {msg:?}"),
             };
             self.wires[w].hello = true;
             let hello = PeerHello {
@@ -484,6 +517,7 @@ impl Sim {
                 pake: None,
                 known_profile,
                 rtt_ms: u32::try_from(2 * self.wires[w].latency).unwrap_or(u32::MAX),
+                short: false,
             };
             return self.schedule(at, q, Input::Dialed { conn: qconn, hello });
         }
