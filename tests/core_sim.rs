@@ -254,8 +254,25 @@ fn a_stranger_is_refused_and_changes_nothing() {
 #[test]
 fn two_nodes_dialing_each_other_keep_one_link() {
     each_seed("two_nodes_dialing_each_other", |s| {
+        redials_keep_one_link(s, 0)
+    });
+}
+
+/// As above, with one side's dials taking 40 ms longer to be answered (a slower path, or
+/// a `hello_again` round trip): the link it accepted first may lose to its own, and the
+/// other side's switch must not show up here as a dropped link.
+#[test]
+fn two_nodes_keep_one_link_when_one_sides_dials_are_slower() {
+    each_seed("two_nodes_uneven", |s| redials_keep_one_link(s, 40));
+}
+
+fn redials_keep_one_link(s: &mut Sim, slow_b: u64) {
+    {
         let a = s.add(Spec::node("a"));
-        let b = s.add(Spec::node("b"));
+        let b = s.add(Spec {
+            slow_dials_ms: slow_b,
+            ..Spec::node("b")
+        });
         pair_by_invite(s, a, b);
         let (ap, bp) = (pid(s, a), pid(s, b));
         assert!(s.run_until(10_000, |s| s.open_links(a, b) == 1));
@@ -302,7 +319,7 @@ fn two_nodes_dialing_each_other_keep_one_link() {
         let ch = direct(s, a, b);
         delivered(s, a, b, &ch, "after the redials");
         delivered(s, b, a, &ch, "and back");
-    });
+    }
 }
 
 #[test]

@@ -10,7 +10,7 @@ use crate::domain::{
 use crate::net::discovery::Announcement;
 use crate::net::handshake::{msg_name, HelloExtras};
 use crate::net::link::LinkEnd;
-use crate::net::manager::{keep_new_link, LinkMeta};
+use crate::net::manager::{keep_new_link, LinkMeta, RETIRE_GRACE_MS};
 use crate::net::sync::{Output as SyncOutput, PeerInfo, SyncMsg};
 use crate::net::wire::{CloseCode, WireMsg};
 
@@ -112,14 +112,12 @@ impl NodeCore {
         };
         if let Some(old) = self.links.get(&peer.person_id) {
             if !keep_new_link(&old.meta, &meta, now) {
-                tracing::debug!(peer = %peer.person_id, "duplicate link closed");
-                let reason = "another link to this instance is kept";
-                self.close(conn, CloseCode::Duplicate, reason);
-                return;
+                tracing::debug!(peer = %peer.person_id, "duplicate link: ours is kept");
+                return self.retire(conn, &peer.person_id);
             }
             let old = old.conn;
-            self.out.push(Output::Disconnect { conn: old });
             self.engine.close(old);
+            self.retire(old, &peer.person_id);
         }
         let is_my_replica = self.learn_instance(&peer);
         // An unchanged profile is not sent again (it is most of a quiet reconnect's bytes).
@@ -464,6 +462,26 @@ impl NodeCore {
                     ..HelloExtras::default()
                 },
             });
+        }
+    }
+
+    /// A link that lost the duplicate rule: idle now, closed after [`RETIRE_GRACE_MS`].
+    fn retire(&mut self, conn: ConnId, pid: &PersonId) {
+        self.conns.insert(conn, Conn::Link(pid.clone()));
+        self.retiring.push((conn, self.now + RETIRE_GRACE_MS));
+    }
+
+    /// Close the retired links whose grace is over.
+    pub(super) fn close_retired(&mut self) {
+        let now = self.now;
+        let (due, keep): (Vec<_>, Vec<_>) = self.retiring.drain(..).partition(|r| r.1 <= now);
+        self.retiring = keep;
+        for (conn, _) in due {
+            self.close(
+                conn,
+                CloseCode::Duplicate,
+                "another link to this instance is kept",
+            );
         }
     }
 

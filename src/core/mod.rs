@@ -286,6 +286,8 @@ pub struct NodeCore {
     homes: home::Homes,
     /// A home node: the contacts each owner vouched for so far in its current round.
     vouch_round: HashMap<String, BTreeSet<String>>,
+    /// Links that lost the duplicate rule, open until their grace ends (conn, deadline ms).
+    retiring: Vec<(ConnId, u64)>,
     /// The instance ids in the shell's `hello_known` list ([`Output::KnownPeers`]).
     known_ids: BTreeSet<String>,
     /// A client: `short_code` commands waiting for our home node's answer, in the order
@@ -349,6 +351,7 @@ impl NodeCore {
             vouch_round: HashMap::new(),
             short_asks: VecDeque::new(),
             known_ids: BTreeSet::new(),
+            retiring: Vec::new(),
             out: Vec::new(),
         };
         core.refresh_homes();
@@ -414,7 +417,8 @@ impl NodeCore {
             _ => None,
         });
         let asks = self.short_asks.front().map(|a| a.1);
-        [heal, dial, asks]
+        let retired = self.retiring.iter().map(|r| r.1).min();
+        [heal, dial, asks, retired]
             .into_iter()
             .flatten()
             .chain(pairing)
@@ -428,6 +432,7 @@ impl NodeCore {
         self.heal_store();
         self.expire_pairings();
         self.expire_short_asks();
+        self.close_retired();
         self.poll_manager();
     }
 
@@ -446,6 +451,7 @@ impl NodeCore {
     }
 
     fn on_closed(&mut self, conn: ConnId, end: LinkEnd) {
+        self.retiring.retain(|r| r.0 != conn);
         match self.conns.remove(&conn) {
             Some(Conn::Link(pid)) => self.on_link_down(conn, pid, end),
             Some(Conn::Client(p)) => self.client_closed(*p, end),

@@ -14,6 +14,10 @@ pub const BACKOFF_CAP_MS: u64 = 30_000;
 /// deterministic rule picks one. Outside it, the newer link wins (the older is likely a
 /// dead socket not yet noticed).
 pub const SIMULTANEOUS_WINDOW_MS: u64 = 5_000;
+/// A link that lost the duplicate rule stays open this long before it is closed: the peer
+/// may have taken it first and be using it, and when the kept link reaches the peer it
+/// switches by the same rule itself instead of seeing its link drop (and flap).
+pub const RETIRE_GRACE_MS: u64 = 2_000;
 
 /// Delay before retry number `attempt` (0-based), with `jitter` in [0, 1): between half and
 /// all of `min(cap, base * 2^attempt)`, so many clients do not retry in lockstep.

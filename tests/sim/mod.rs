@@ -39,6 +39,9 @@ pub struct Spec {
     pub secret: Option<String>,
     /// Accept peers that are not contacts.
     pub accept_unknown: bool,
+    /// Extra time its dials take to reach the acceptor's Hello (a slower path, or a
+    /// `hello_again` round trip), ms.
+    pub slow_dials_ms: u64,
 }
 
 impl Spec {
@@ -49,6 +52,7 @@ impl Spec {
             role: Role::Node,
             secret: None,
             accept_unknown: false,
+            slow_dials_ms: 0,
         }
     }
     /// A client named `name`.
@@ -91,6 +95,8 @@ pub struct Peer {
     known: Vec<PeerIdentity>,
     /// Links it dialed that came up with `hello_known` on both sides.
     pub short_hellos: u64,
+    /// See [`Spec::slow_dials_ms`].
+    slow_dials_ms: u64,
 }
 
 impl Peer {
@@ -208,6 +214,7 @@ impl Sim {
             acks_sent: 0,
             known: Vec::new(),
             short_hellos: 0,
+            slow_dials_ms: spec.slow_dials_ms,
         });
         self.input(idx, Input::Start);
         idx
@@ -439,6 +446,7 @@ impl Sim {
         });
         let taken = self.peers[t].known.contains(&me);
         let short = offered && taken;
+        let at = at + self.peers[p].slow_dials_ms;
         let at = if offered && !taken {
             at + 2 * latency
         } else {
