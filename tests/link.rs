@@ -44,8 +44,18 @@ async fn keepalive_holds_an_idle_link_and_a_vanished_peer_is_noticed() {
     let (_tb, rb) = mpsc::channel(4);
     let ca = CancellationToken::new();
     let cb = CancellationToken::new();
-    let ha = tokio::spawn(conn::run_link(la, ra, mpsc::channel(4).0, ca.clone()));
-    let hb = tokio::spawn(conn::run_link(lb, rb, mpsc::channel(4).0, cb.clone()));
+    let ha = tokio::spawn(lama_tui::net::live::run_link(
+        la,
+        ra,
+        mpsc::channel(4).0,
+        ca.clone(),
+    ));
+    let hb = tokio::spawn(lama_tui::net::live::run_link(
+        lb,
+        rb,
+        mpsc::channel(4).0,
+        cb.clone(),
+    ));
     tokio::time::sleep(IDLE_TIMEOUT * 3).await;
     assert!(
         !ha.is_finished() && !hb.is_finished(),
@@ -66,7 +76,8 @@ async fn a_frozen_peer_is_declared_dead_after_the_idle_timeout() {
     let (la, lb_frozen) = pair().await;
     let (_ta, ra) = mpsc::channel(4);
     let start = tokio::time::Instant::now();
-    let end = conn::run_link(la, ra, mpsc::channel(4).0, CancellationToken::new()).await;
+    let end =
+        lama_tui::net::live::run_link(la, ra, mpsc::channel(4).0, CancellationToken::new()).await;
     assert_eq!(end.code, Some(CloseCode::Timeout), "{end:?}");
     let waited = start.elapsed();
     assert!(
@@ -82,8 +93,13 @@ async fn cancellation_closes_with_shutdown_and_the_peer_learns_why() {
     let (_ta, ra) = mpsc::channel(4);
     let (_tb, rb) = mpsc::channel(4);
     let ca = CancellationToken::new();
-    let ha = tokio::spawn(conn::run_link(la, ra, mpsc::channel(4).0, ca.clone()));
-    let hb = tokio::spawn(conn::run_link(
+    let ha = tokio::spawn(lama_tui::net::live::run_link(
+        la,
+        ra,
+        mpsc::channel(4).0,
+        ca.clone(),
+    ));
+    let hb = tokio::spawn(lama_tui::net::live::run_link(
         lb,
         rb,
         mpsc::channel(4).0,

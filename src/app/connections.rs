@@ -286,6 +286,9 @@ async fn run<S>(
             }
         }
     };
-    let (end, ()) = tokio::join!(conn::run_link(link, outbox, in_tx, cancel), forward);
+    let (end, ()) = tokio::join!(
+        crate::net::live::run_link(link, outbox, in_tx, cancel),
+        forward
+    );
     let _ = ctx.tx.send(Input::Closed { conn, end }).await;
 }

@@ -1,22 +1,17 @@
-//! The I/O shell of a connection: WebSocket framing, driving the pure handshake, and the
-//! per-link task (encrypt/decrypt, keepalive, dead-peer detection, orderly close).
+//! The I/O shell of a connection's start: the WebSocket upgrade, driving the pure
+//! handshake and the Hellos to an established [`Link`]. The running link is `live`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio::time::{timeout, Instant};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
-use tokio_util::sync::CancellationToken;
 
 use crate::domain::identity::LocalIdentity;
 use crate::domain::PeerIdentity;
-use crate::net::handshake::{msg_name, Handshake, HandshakeError, HelloExtras, Session};
+use crate::net::frames::{self, recv_binary, send_binary};
+pub use crate::net::frames::{wire_bytes, ws_close};
+use crate::net::handshake::{Handshake, HandshakeError, HelloExtras, Session};
 pub use crate::net::link::{
     ConnError, KnownPeers, LinkEnd, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, KEEPALIVE_INTERVAL,
     OUTBOX_CAPACITY,
@@ -26,90 +21,6 @@ use crate::net::tls::TlsClient;
 use crate::net::upgrade::upgrade_request;
 pub use crate::net::upgrade::{accept_upgrade, ws_config, NOISE1_HEADER, NOISE1_TAKEN};
 use crate::net::wire::{CloseCode, WireMsg, PROTOCOL_VERSION};
-
-static BYTES_IN: AtomicU64 = AtomicU64::new(0);
-static BYTES_OUT: AtomicU64 = AtomicU64::new(0);
-
-/// Payload bytes of binary WebSocket messages received and sent by this process so far
-/// (handshake included), for the `stats` command and the reconnect-cost measurements.
-pub fn wire_bytes() -> (u64, u64) {
-    (
-        BYTES_IN.load(Ordering::Relaxed),
-        BYTES_OUT.load(Ordering::Relaxed),
-    )
-}
-
-/// Read the next binary message, skipping WebSocket pings/pongs.
-async fn recv_binary<S>(ws: &mut WebSocketStream<S>) -> Result<Vec<u8>, ConnError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    loop {
-        match ws.next().await {
-            None => {
-                return Err(ConnError::Closed {
-                    code: None,
-                    reason: "connection closed".into(),
-                })
-            }
-            Some(Err(e)) => return Err(ConnError::Ws(e.to_string())),
-            Some(Ok(Message::Binary(b))) => {
-                BYTES_IN.fetch_add(b.len() as u64, Ordering::Relaxed);
-                return Ok(b.to_vec());
-            }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(Message::Close(f))) => {
-                return Err(ConnError::Closed {
-                    code: None,
-                    reason: f
-                        .map(|f| f.reason.to_string())
-                        .unwrap_or_else(|| "closed".into()),
-                })
-            }
-            Some(Ok(other)) => {
-                return Err(ConnError::BadFrame(format!(
-                    "expected a binary frame, got {}",
-                    match other {
-                        Message::Text(_) => "text",
-                        _ => "another kind",
-                    }
-                )))
-            }
-        }
-    }
-}
-
-async fn send_binary<S>(ws: &mut WebSocketStream<S>, b: Vec<u8>) -> Result<(), ConnError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    BYTES_OUT.fetch_add(b.len() as u64, Ordering::Relaxed);
-    ws.send(Message::Binary(b.into()))
-        .await
-        .map_err(|e| ConnError::Ws(e.to_string()))
-}
-
-/// Close a WebSocket with a status code; the reason text travels encrypted, not here.
-pub async fn ws_close<S>(ws: &mut WebSocketStream<S>, code: CloseCode, reason_in_clear: &str)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let frame = CloseFrame {
-        code: WsCloseCode::from(code.ws_status()),
-        reason: reason_in_clear.into(),
-    };
-    let _ = timeout(CLOSE_DRAIN, ws.close(Some(frame))).await;
-    // Read until the peer's closing reply ends the stream (bounded): a socket dropped with
-    // unread bytes in its receive buffer is reset, and a reset can discard our close
-    // message at the peer before it reads it, leaving it a "broken pipe" instead of why.
-    let _ = timeout(CLOSE_DRAIN, async {
-        while let Some(Ok(_)) = ws.next().await {}
-    })
-    .await;
-}
-
-/// How long a closing link waits for its close frame to go out, then for the peer's reply.
-const CLOSE_DRAIN: Duration = Duration::from_secs(1);
 
 /// A connection whose handshake and identity proof are done.
 pub struct Link<S> {
@@ -237,7 +148,7 @@ pub async fn dial_tls(
             .is_some_and(|v| v.as_bytes() == NOISE1_TAKEN.as_bytes());
         // A responder that predates the header did not take it: message 1 goes as a frame.
         let m1 = if taken {
-            BYTES_OUT.fetch_add(m1.len() as u64, Ordering::Relaxed);
+            frames::count_out(m1.len());
             None
         } else {
             Some(m1)
@@ -387,7 +298,7 @@ where
     let step = async {
         let m1 = match m1 {
             Some(m1) => {
-                BYTES_IN.fetch_add(m1.len() as u64, Ordering::Relaxed);
+                frames::count_in(m1.len());
                 m1
             }
             None => recv_binary(&mut ws).await?,
@@ -474,184 +385,4 @@ where
         rtt,
         short: false,
     })
-}
-
-/// Run an established link until it ends: encrypt `outbox` messages, pass application
-/// messages to `inbound`, answer keepalives, detect a dead peer, and report why it ended.
-pub async fn run_link<S>(
-    link: Link<S>,
-    mut outbox: mpsc::Receiver<WireMsg>,
-    inbound: mpsc::Sender<WireMsg>,
-    cancel: CancellationToken,
-) -> LinkEnd
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut l = LiveLink {
-        ws: link.ws,
-        session: link.session,
-        last_rx: Instant::now(),
-        last_tx: Instant::now(),
-        ping_n: 0,
-    };
-    let mut tick = tokio::time::interval(Duration::from_secs(1).min(KEEPALIVE_INTERVAL));
-    loop {
-        let ended = tokio::select! {
-            _ = cancel.cancelled() => {
-                Some(l.close(CloseCode::Shutdown, "the peer is shutting down").await)
-            }
-            out = outbox.recv() => match out {
-                Some(msg) => l.send_out(msg).await,
-                None => Some(l.close(CloseCode::Shutdown, "link closed locally").await),
-            },
-            frame = recv_binary(&mut l.ws) => l.on_frame(frame, &inbound).await,
-            _ = tick.tick() => l.on_tick().await,
-        };
-        if let Some(end) = ended {
-            return end;
-        }
-    }
-}
-
-/// A link while it runs: the socket, the session and the keepalive clocks.
-struct LiveLink<S> {
-    ws: WebSocketStream<S>,
-    session: Session,
-    last_rx: Instant,
-    last_tx: Instant,
-    ping_n: u64,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> LiveLink<S> {
-    async fn close(&mut self, code: CloseCode, reason: &str) -> LinkEnd {
-        close_with(&mut self.ws, &mut self.session, code, reason).await
-    }
-
-    /// Send one message of ours; a `close` ends the link after it is sent.
-    async fn send_out(&mut self, msg: WireMsg) -> Option<LinkEnd> {
-        match self.session.seal(&msg) {
-            Ok(f) => {
-                if let Err(e) = send_binary(&mut self.ws, f).await {
-                    return Some(LinkEnd {
-                        code: None,
-                        reason: e.to_string(),
-                    });
-                }
-                self.last_tx = Instant::now();
-            }
-            Err(e) => tracing::warn!("dropping unsendable {}: {e}", msg_name(&msg)),
-        }
-        let WireMsg::Close { code, reason } = msg else {
-            return None;
-        };
-        ws_close(&mut self.ws, code, "").await;
-        Some(LinkEnd {
-            code: Some(code),
-            reason,
-        })
-    }
-
-    /// One frame from the peer: keepalives are answered here, the rest goes `inbound`.
-    async fn on_frame(
-        &mut self,
-        frame: Result<Vec<u8>, ConnError>,
-        inbound: &mpsc::Sender<WireMsg>,
-    ) -> Option<LinkEnd> {
-        let frame = match frame {
-            Ok(f) => f,
-            Err(ConnError::Closed { code, reason }) => return Some(LinkEnd { code, reason }),
-            Err(ConnError::Ws(reason)) => {
-                let reason = format!("connection lost: {reason}");
-                return Some(LinkEnd { code: None, reason });
-            }
-            Err(e) => {
-                ws_close(&mut self.ws, CloseCode::ProtocolError, "").await;
-                let code = Some(CloseCode::ProtocolError);
-                return Some(LinkEnd {
-                    code,
-                    reason: e.to_string(),
-                });
-            }
-        };
-        self.last_rx = Instant::now();
-        match self.session.open(&frame) {
-            Ok(WireMsg::Ping { n }) => {
-                if let Ok(f) = self.session.seal(&WireMsg::Pong { n }) {
-                    let _ = send_binary(&mut self.ws, f).await;
-                    self.last_tx = Instant::now();
-                }
-                None
-            }
-            Ok(WireMsg::Pong { .. }) => None,
-            Ok(WireMsg::Close { code, reason }) => Some(LinkEnd {
-                code: Some(code),
-                reason,
-            }),
-            Ok(WireMsg::Hello { .. }) => {
-                let why = "hello repeated after the handshake";
-                Some(self.close(CloseCode::ProtocolError, why).await)
-            }
-            // Backpressure: a slow consumer slows this peer, never grows memory.
-            Ok(m) => match inbound.send(m).await {
-                Ok(()) => None,
-                Err(_) => {
-                    let why = "the instance is shutting down";
-                    Some(self.close(CloseCode::Shutdown, why).await)
-                }
-            },
-            Err(e) => {
-                // An unauthenticated or undecodable frame: the session cannot be trusted
-                // any more, so this connection (only) ends.
-                let reason = format!("undecodable frame: {e}");
-                ws_close(&mut self.ws, CloseCode::ProtocolError, "").await;
-                Some(LinkEnd {
-                    code: Some(CloseCode::ProtocolError),
-                    reason,
-                })
-            }
-        }
-    }
-
-    /// Keepalive: a ping after a quiet spell, and the end of a peer silent for too long.
-    async fn on_tick(&mut self) -> Option<LinkEnd> {
-        if self.last_rx.elapsed() >= IDLE_TIMEOUT {
-            let why = "no traffic from the peer; presumed dead";
-            return Some(self.close(CloseCode::Timeout, why).await);
-        }
-        if self.last_tx.elapsed() >= KEEPALIVE_INTERVAL {
-            self.ping_n += 1;
-            if let Ok(f) = self.session.seal(&WireMsg::Ping { n: self.ping_n }) {
-                if let Err(e) = send_binary(&mut self.ws, f).await {
-                    return Some(LinkEnd {
-                        code: None,
-                        reason: e.to_string(),
-                    });
-                }
-                self.last_tx = Instant::now();
-            }
-        }
-        None
-    }
-}
-
-async fn close_with<S>(
-    ws: &mut WebSocketStream<S>,
-    session: &mut Session,
-    code: CloseCode,
-    reason: &str,
-) -> LinkEnd
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    if let Ok(f) = session.seal(&WireMsg::Close {
-        code,
-        reason: reason.into(),
-    }) {
-        let _ = timeout(Duration::from_secs(1), send_binary(ws, f)).await;
-    }
-    ws_close(ws, code, "").await;
-    LinkEnd {
-        code: Some(code),
-        reason: reason.into(),
-    }
 }

@@ -3,8 +3,10 @@
 
 pub mod conn;
 pub mod discovery;
+pub mod frames;
 pub mod handshake;
 pub mod link;
+pub mod live;
 pub mod manager;
 pub mod pairing;
 pub mod pake;
