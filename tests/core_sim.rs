@@ -483,3 +483,32 @@ fn entries_from_many_links_share_one_commit_and_acks_wait_for_it() {
         );
     });
 }
+
+/// A client that drops its link and dials again at once: its new link may reach the node
+/// before the end of the old one does, and lose the duplicate rule to it. When the old
+/// one's end arrives, the new one takes over: the client sees only the drop it made.
+#[test]
+fn a_redial_that_overtakes_the_old_links_end_takes_over() {
+    each_seed("redial_overtakes", |s| {
+        let n = s.add(Spec::node("node"));
+        let c = s.add(Spec::client("client"));
+        pair_by_invite(s, n, c);
+        assert!(s.run_until(10_000, |s| s.open_links(n, c) == 1));
+        let drops = |s: &Sim| {
+            s.peers[c]
+                .events
+                .iter()
+                .filter(|e| matches!(e, Event::Disconnected { .. }))
+                .count()
+        };
+        for round in 0..8 {
+            let before = drops(s);
+            s.command(c, Command::Reconnect);
+            s.run_for(5_000);
+            assert_eq!(s.open_links(n, c), 1, "round {round}");
+            assert_eq!(drops(s), before + 1, "round {round}: only its own drop");
+        }
+        let ch = direct(s, n, c);
+        delivered(s, c, n, &ch, "after the redials");
+    });
+}

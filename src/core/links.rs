@@ -85,6 +85,29 @@ pub fn current_profile(
 /// Most endpoints of a home node a client's profile names.
 const MAX_ADVERTISED_HOME_URLS: usize = 4;
 
+/// What a retired link needs to take over: the peer, the link's key, the version of our
+/// profile the peer holds.
+type Standby = (PeerIdentity, String, Option<u64>);
+
+/// A link that lost the duplicate rule, open until `until` (ms).
+pub(super) struct Retired {
+    conn: ConnId,
+    until: u64,
+    standby: Option<Standby>,
+}
+
+impl Retired {
+    /// When it is closed (ms).
+    pub(super) fn until(&self) -> u64 {
+        self.until
+    }
+
+    /// Whether it is connection `conn`.
+    pub(super) fn is(&self, conn: ConnId) -> bool {
+        self.conn == conn
+    }
+}
+
 /// The key that orders two links of the same pair the same way on both sides: the
 /// instance that dialed, and the session's handshake hash.
 pub fn link_key(dialer_instance: &str, hash: &[u8]) -> String {
@@ -113,11 +136,13 @@ impl NodeCore {
         if let Some(old) = self.links.get(&peer.person_id) {
             if !keep_new_link(&old.meta, &meta, now) {
                 tracing::debug!(peer = %peer.person_id, "duplicate link: ours is kept");
-                return self.retire(conn, &peer.person_id);
+                let pid = peer.person_id.clone();
+                let standby = (peer, meta.dialer_instance, peer_known_profile);
+                return self.retire(conn, &pid, Some(standby));
             }
             let old = old.conn;
             self.engine.close(old);
-            self.retire(old, &peer.person_id);
+            self.retire(old, &peer.person_id, None);
         }
         let is_my_replica = self.learn_instance(&peer);
         // An unchanged profile is not sent again (it is most of a quiet reconnect's bytes).
@@ -181,6 +206,9 @@ impl NodeCore {
         }
         self.links.remove(&pid);
         self.engine.close(conn);
+        if self.take_over(&pid) {
+            return;
+        }
         let now = self.now;
         let st = self.live.entry(pid.to_string()).or_default();
         st.last_seen = Some(now / 1000);
@@ -466,17 +494,38 @@ impl NodeCore {
     }
 
     /// A link that lost the duplicate rule: idle now, closed after [`RETIRE_GRACE_MS`].
-    fn retire(&mut self, conn: ConnId, pid: &PersonId) {
+    /// `standby`: a new link that lost to the one we have, which takes over if ours ends
+    /// first (its peer may have dropped ours and dialed anew before we heard of the drop).
+    fn retire(&mut self, conn: ConnId, pid: &PersonId, standby: Option<Standby>) {
         self.conns.insert(conn, Conn::Link(pid.clone()));
-        self.retiring.push((conn, self.now + RETIRE_GRACE_MS));
+        self.retiring.push(Retired {
+            conn,
+            until: self.now + RETIRE_GRACE_MS,
+            standby,
+        });
+    }
+
+    /// Our link with `pid` ended: a retired one still open takes over, if there is one.
+    fn take_over(&mut self, pid: &PersonId) -> bool {
+        let found = self.retiring.iter().position(|r| {
+            r.standby.as_ref().is_some_and(|s| s.0.person_id == *pid)
+                && matches!(self.conns.get(&r.conn), Some(Conn::Link(p)) if p == pid)
+        });
+        let Some(r) = found.map(|i| self.retiring.remove(i)) else {
+            return false;
+        };
+        let (peer, key, known_profile) = r.standby.expect("invariant: found by its standby");
+        tracing::info!(peer = %pid, "link ended; the other link to it takes over");
+        self.link_up(r.conn, peer, key, known_profile);
+        true
     }
 
     /// Close the retired links whose grace is over.
     pub(super) fn close_retired(&mut self) {
         let now = self.now;
-        let (due, keep): (Vec<_>, Vec<_>) = self.retiring.drain(..).partition(|r| r.1 <= now);
+        let (due, keep): (Vec<_>, Vec<_>) = self.retiring.drain(..).partition(|r| r.until <= now);
         self.retiring = keep;
-        for (conn, _) in due {
+        for Retired { conn, .. } in due {
             self.close(
                 conn,
                 CloseCode::Duplicate,

@@ -287,7 +287,7 @@ pub struct NodeCore {
     /// A home node: the contacts each owner vouched for so far in its current round.
     vouch_round: HashMap<String, BTreeSet<String>>,
     /// Links that lost the duplicate rule, open until their grace ends (conn, deadline ms).
-    retiring: Vec<(ConnId, u64)>,
+    retiring: Vec<links::Retired>,
     /// The instance ids in the shell's `hello_known` list ([`Output::KnownPeers`]).
     known_ids: BTreeSet<String>,
     /// A client: `short_code` commands waiting for our home node's answer, in the order
@@ -417,7 +417,7 @@ impl NodeCore {
             _ => None,
         });
         let asks = self.short_asks.front().map(|a| a.1);
-        let retired = self.retiring.iter().map(|r| r.1).min();
+        let retired = self.retiring.iter().map(links::Retired::until).min();
         [heal, dial, asks, retired]
             .into_iter()
             .flatten()
@@ -451,7 +451,7 @@ impl NodeCore {
     }
 
     fn on_closed(&mut self, conn: ConnId, end: LinkEnd) {
-        self.retiring.retain(|r| r.0 != conn);
+        self.retiring.retain(|r| !r.is(conn));
         match self.conns.remove(&conn) {
             Some(Conn::Link(pid)) => self.on_link_down(conn, pid, end),
             Some(Conn::Client(p)) => self.client_closed(*p, end),
