@@ -93,6 +93,10 @@ impl NodeCore {
     /// Waiting `short_code` commands fail when their time is up or the link to our home
     /// node is gone (it would never answer them).
     pub(super) fn expire_short_asks(&mut self) {
+        // Runs on every timeout: no store read unless something waits.
+        if self.short_asks.is_empty() {
+            return;
+        }
         let gone = self.cfg.role == Role::Client && self.home_link().is_none();
         while let Some(&(id, deadline)) = self.short_asks.front() {
             let error = if gone {
