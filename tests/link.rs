@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use lama_tui::domain::identity::LocalIdentity;
 use lama_tui::net::conn::{self, IDLE_TIMEOUT};
+use lama_tui::net::live::run_link;
 use lama_tui::net::wire::CloseCode;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::Role;
@@ -44,18 +45,8 @@ async fn keepalive_holds_an_idle_link_and_a_vanished_peer_is_noticed() {
     let (_tb, rb) = mpsc::channel(4);
     let ca = CancellationToken::new();
     let cb = CancellationToken::new();
-    let ha = tokio::spawn(lama_tui::net::live::run_link(
-        la,
-        ra,
-        mpsc::channel(4).0,
-        ca.clone(),
-    ));
-    let hb = tokio::spawn(lama_tui::net::live::run_link(
-        lb,
-        rb,
-        mpsc::channel(4).0,
-        cb.clone(),
-    ));
+    let ha = tokio::spawn(run_link(la, ra, mpsc::channel(4).0, ca.clone()));
+    let hb = tokio::spawn(run_link(lb, rb, mpsc::channel(4).0, cb.clone()));
     tokio::time::sleep(IDLE_TIMEOUT * 3).await;
     assert!(
         !ha.is_finished() && !hb.is_finished(),
@@ -76,8 +67,7 @@ async fn a_frozen_peer_is_declared_dead_after_the_idle_timeout() {
     let (la, lb_frozen) = pair().await;
     let (_ta, ra) = mpsc::channel(4);
     let start = tokio::time::Instant::now();
-    let end =
-        lama_tui::net::live::run_link(la, ra, mpsc::channel(4).0, CancellationToken::new()).await;
+    let end = run_link(la, ra, mpsc::channel(4).0, CancellationToken::new()).await;
     assert_eq!(end.code, Some(CloseCode::Timeout), "{end:?}");
     let waited = start.elapsed();
     assert!(
@@ -93,13 +83,8 @@ async fn cancellation_closes_with_shutdown_and_the_peer_learns_why() {
     let (_ta, ra) = mpsc::channel(4);
     let (_tb, rb) = mpsc::channel(4);
     let ca = CancellationToken::new();
-    let ha = tokio::spawn(lama_tui::net::live::run_link(
-        la,
-        ra,
-        mpsc::channel(4).0,
-        ca.clone(),
-    ));
-    let hb = tokio::spawn(lama_tui::net::live::run_link(
+    let ha = tokio::spawn(run_link(la, ra, mpsc::channel(4).0, ca.clone()));
+    let hb = tokio::spawn(run_link(
         lb,
         rb,
         mpsc::channel(4).0,
