@@ -1,9 +1,13 @@
 //! The benchmark's quick mode, so the benchmark code cannot rot: every figure is produced
 //! and finite. (Timings are not asserted here: performance lives in the benchmark report.)
 
+mod common;
+
 #[test]
 fn quick_benchmark_produces_every_figure() {
     let tmp = tempfile::tempdir().unwrap();
+    // The upgrade stage makes its sled store with the helper and upgrades it through it.
+    std::env::set_var("LAMA_SLED_EXPORT", common::sled_export());
     let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_lama-tui"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -21,7 +21,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
 /// External crates and std modules that mean I/O, a runtime or a terminal.
 const IO_PATHS: &[&str] = &[
     "tokio",
-    "sled",
+    "redb",
     "ratatui",
     "crossterm",
     "tungstenite",

@@ -171,10 +171,13 @@ fn without_names(msgs: &Value) -> Value {
 
 /// The migrated instance reports what the sled release reported.
 fn check_migrated(dir: &Path, expected: &Value, who: &str, histories: &Value) {
-    let mut p = Peer::start(
+    // The client's store is upgraded by this start (the node's by the one before).
+    let path = common::path_with_sled_export();
+    let mut p = Peer::start_env(
         if who == "node" { "node" } else { "client" },
         &dir.join(who),
         &["--discovery", "off"],
+        &[("PATH", &path)],
     );
     let want = &expected[who];
     let got = snapshot(&mut p, 500, false);
@@ -219,11 +222,12 @@ fn a_sled_store_is_upgraded_with_nothing_lost() {
     let histories = expected["node"]["histories"].clone();
     assert!(histories.as_object().unwrap().len() >= 2, "{expected}");
     // The first start upgrades, and says so; stdin at its end quits at once.
+    let path = common::path_with_sled_export();
     let (code, err) = run_fail(
         "node",
         &tmp.path().join("node"),
         &["--discovery", "off"],
-        &[],
+        &[("PATH", &path)],
     );
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("upgrading the store in"), "{err}");
@@ -250,7 +254,8 @@ fn an_upgrade_killed_half_way_starts_again_and_finishes() {
     let tmp = tempfile::tempdir().unwrap();
     let expected = fixture(tmp.path());
     let dir = tmp.path().join("client");
-    let env = [("LAMA_TEST_MIGRATE_ABORT_AFTER", "1")];
+    let path = common::path_with_sled_export();
+    let env = [("LAMA_TEST_MIGRATE_ABORT_AFTER", "1"), ("PATH", &path)];
     let (code, err) = run_fail("client", &dir, &["--discovery", "off"], &env);
     assert_ne!(code, 0, "{err}");
     assert!(err.contains("aborting the upgrade half-way"), "{err}");
@@ -259,7 +264,7 @@ fn an_upgrade_killed_half_way_starts_again_and_finishes() {
     assert!(!store.join(lama_tui::store::DB_FILE).exists());
     assert!(store.join("conf").exists(), "the old store stays in place");
     // Started again: the partial copy is thrown away and the upgrade runs to the end.
-    let (code, err) = run_fail("client", &dir, &["--discovery", "off"], &[]);
+    let (code, err) = run_fail("client", &dir, &["--discovery", "off"], &[("PATH", &path)]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("an interrupted upgrade"), "{err}");
     assert!(!store.join("data.redb.partial").exists());
@@ -305,15 +310,26 @@ fn doctor_reports_an_old_store_without_upgrading_it() {
     let tmp = tempfile::tempdir().unwrap();
     fixture(tmp.path());
     let dir = tmp.path().join("client");
-    let out = std::process::Command::new(common::bin())
-        .args(["--role", "client", "--discovery", "off", "--data-dir"])
-        .arg(&dir)
-        .arg("doctor")
-        .env_remove("LAMA_PASSPHRASE")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let doctor = |path: &str| {
+        let out = std::process::Command::new(common::bin())
+            .args(["--role", "client", "--discovery", "off", "--data-dir"])
+            .arg(&dir)
+            .arg("doctor")
+            .env_remove("LAMA_PASSPHRASE")
+            .env_remove("LAMA_SLED_EXPORT")
+            .env("PATH", path)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // Without the helper, doctor says what the start would: install it.
+    let text = doctor("/usr/bin:/bin");
+    assert!(
+        text.contains("cargo install --locked --path tools/sled-export"),
+        "{text}"
+    );
+    let text = doctor(&common::path_with_sled_export());
     assert!(text.contains("an old-format (sled) store"), "{text}");
     assert!(
         text.contains("the next start of lama-tui upgrades it"),
@@ -321,5 +337,77 @@ fn doctor_reports_an_old_store_without_upgrading_it() {
     );
     let store = dir.join("store");
     assert!(store.join("conf").exists(), "doctor changed nothing");
+    assert!(!store.join(lama_tui::store::DB_FILE).exists());
+}
+
+/// Every file under `dir` with its bytes, to see that nothing was changed.
+fn files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push((p.clone(), std::fs::read(&p).unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn without_the_helper_the_start_says_how_to_install_it_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let dir = tmp.path().join("client");
+    let before = files(&dir.join("store"));
+    // No helper on PATH, none beside the binary (target/debug), none named by the variable.
+    let env = [("PATH", "/usr/bin:/bin"), ("LAMA_SLED_EXPORT", "")];
+    let (code, err) = run_fail("client", &dir, &["--discovery", "off"], &env);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("written by lama-tui 0.1 (sled)"), "{err}");
+    assert!(
+        err.contains("cargo install --locked --path tools/sled-export"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        files(&dir.join("store")) == before,
+        "the old store is untouched"
+    );
+    // Installed: the same store upgrades.
+    let path = common::path_with_sled_export();
+    let (code, err) = run_fail("client", &dir, &["--discovery", "off"], &[("PATH", &path)]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("is upgraded; the old one is kept in"), "{err}");
+}
+
+#[test]
+fn a_damaged_sled_store_is_a_clear_error_and_is_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let dir = tmp.path().join("client");
+    let store = dir.join("store");
+    // sled's log overwritten with garbage, and its snapshots gone (so it must read the log).
+    std::fs::write(store.join("db"), vec![0xA5u8; 64 * 1024]).unwrap();
+    for e in std::fs::read_dir(&store).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("snap.")
+        {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let path = common::path_with_sled_export();
+    let (code, err) = run_fail("client", &dir, &["--discovery", "off"], &[("PATH", &path)]);
+    assert_ne!(code, 0, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("cannot be read for the upgrade") && err.contains("restore a backup"),
+        "{err}"
+    );
+    assert!(store.join("conf").exists(), "the old store stays in place");
     assert!(!store.join(lama_tui::store::DB_FILE).exists());
 }

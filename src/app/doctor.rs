@@ -237,6 +237,14 @@ fn store_opens(dir: &Path, out: &mut Vec<Check>) -> Option<Store> {
     }
     let size = dir_size(&store_dir);
     // A check changes nothing: an old-format store is upgraded by the next start, not here.
+    if crate::store::migrate::pending(&store_dir) && crate::store::migrate::helper().is_none() {
+        out.push(check(
+            "store",
+            Verdict::Fail,
+            crate::store::StoreError::UpgradeNeedsHelper(store_dir.clone()).to_string(),
+        ));
+        return None;
+    }
     if crate::store::migrate::pending(&store_dir) {
         out.push(check(
             "store",

@@ -203,20 +203,53 @@ impl BenchEngine for Fjall {
 
 /// The upgrade of a sled store of `n` text entries of 100 characters (laid out as the sled
 /// releases wrote them) to the redb store: (entries per second, redb bytes per entry).
-pub fn migration(tmp: &Path, n: usize) -> (f64, f64) {
-    use crate::domain::identity::{LocalIdentity, Secrets};
-    use crate::domain::{sign_entry, Body};
+/// The old store is made by `lama-sled-export import` from the stream that its `export`
+/// prints (sled is not in this build); `None` when that helper is not installed.
+pub fn migration(tmp: &Path, n: usize) -> Option<(f64, f64)> {
+    let helper = crate::store::migrate::helper()?;
     let data = tmp.join("migrate");
     let dir = data.join(crate::store::DB_DIR);
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let mut child = std::process::Command::new(&helper)
+        .arg("import")
+        .arg(&dir)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("start lama-sled-export");
+    let stdin = child.stdin.take().expect("stdin was piped at spawn");
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, stdin);
+    write_old_store(&mut w, n).expect("write the stream to lama-sled-export");
+    drop(w);
+    assert!(
+        child.wait().expect("wait").success(),
+        "lama-sled-export import failed"
+    );
+    let t = Instant::now();
+    let store = crate::store::Store::open(&data).expect("the upgrade succeeds");
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    assert_eq!(store.entry_count(), n, "every entry was upgraded");
+    drop(store);
+    let size = std::fs::metadata(dir.join(crate::store::DB_FILE)).map_or(0, |m| m.len());
+    let _ = std::fs::remove_dir_all(&data);
+    Some((rate, size as f64 / n.max(1) as f64))
+}
+
+/// One key or value of the helper's stream.
+fn part(w: &mut impl std::io::Write, b: &[u8]) -> std::io::Result<()> {
+    w.write_all(&(b.len() as u32).to_be_bytes())?;
+    w.write_all(b)
+}
+
+/// The trees `entries`, `heads` and `view` of one author's channel of `n` text entries, as
+/// the sled releases keyed them, in the stream of tools/sled-export.
+fn write_old_store(w: &mut impl std::io::Write, n: usize) -> std::io::Result<()> {
+    use crate::domain::identity::{LocalIdentity, Secrets};
+    use crate::domain::{sign_entry, Body};
     let me = LocalIdentity::from_secrets("bench@lama.local", "bench/1", Secrets::generate());
     let author = me.person_id().to_string();
     let ch = "g-000102030405060708090a0b0c0d0e0f";
-    let db = sled::Config::new().path(&dir).open().expect("bench sled");
-    let (en, he, vi) = (
-        db.open_tree("entries").expect("tree"),
-        db.open_tree("heads").expect("tree"),
-        db.open_tree("view").expect("tree"),
-    );
+    let (mut entries, mut view) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut head = (Vec::new(), Vec::new());
     let mut prev = None;
     for seq in 1..=n as u64 {
         let hlc = Hlc {
@@ -235,19 +268,32 @@ pub fn migration(tmp: &Path, n: usize) -> (f64, f64) {
         let id = e.id();
         let mut hv = seq.to_be_bytes().to_vec();
         hv.extend_from_slice(id.as_bytes());
-        en.insert(ek.as_slice(), e.canonical()).expect("insert");
-        vi.insert(vk, ek.as_slice()).expect("insert");
-        he.insert(format!("{ch}\0{author}"), hv).expect("insert");
+        head = (format!("{ch}\0{author}").into_bytes(), hv);
+        view.push((vk, ek.clone()));
+        entries.push((ek, e.canonical()));
         prev = Some(id);
     }
-    db.flush().expect("flush");
-    drop((en, he, vi, db));
-    let t = Instant::now();
-    let store = crate::store::Store::open(&data).expect("the upgrade succeeds");
-    let rate = n as f64 / t.elapsed().as_secs_f64();
-    assert_eq!(store.entry_count(), n, "every entry was upgraded");
-    drop(store);
-    let size = std::fs::metadata(dir.join(crate::store::DB_FILE)).map_or(0, |m| m.len());
-    let _ = std::fs::remove_dir_all(&data);
-    (rate, size as f64 / n.max(1) as f64)
+    let heads = if n > 0 { vec![head] } else { vec![] };
+    // The identity record, as every store the sled releases wrote held it.
+    let identity = serde_json::to_vec(&(&me.person, &me.instance)).expect("serialise identity");
+    let meta = vec![(b"identity".to_vec(), identity)];
+    w.write_all(b"LAMA-SLED-EXPORT/1\n")?;
+    let trees = [
+        ("entries", entries),
+        ("heads", heads),
+        ("meta", meta),
+        ("view", view),
+    ];
+    for (name, records) in trees {
+        w.write_all(b"T")?;
+        w.write_all(&(name.len() as u16).to_be_bytes())?;
+        w.write_all(name.as_bytes())?;
+        w.write_all(&(records.len() as u64).to_be_bytes())?;
+        for (k, v) in &records {
+            part(w, k)?;
+            part(w, v)?;
+        }
+    }
+    w.write_all(b"E")?;
+    w.flush()
 }

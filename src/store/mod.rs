@@ -52,6 +52,9 @@ pub enum StoreError {
     /// A write failed for another reason (the sentence says which).
     #[error("{0}")]
     Other(String),
+    /// The store was written by the sled releases and the program that reads those is missing.
+    #[error("the store in {0} was written by lama-tui 0.1 (sled) and is upgraded once by the helper program lama-sled-export, which is neither beside lama-tui nor on PATH; install it from lama-tui's source with `cargo install --locked --path tools/sled-export` (or set LAMA_SLED_EXPORT to its path) and start again; the store was not changed")]
+    UpgradeNeedsHelper(PathBuf),
     /// The store belongs to a different identity than the key file.
     #[error("the store in {0} belongs to a different identity than identity.key beside it; restore the matching key file or use another --data-dir")]
     IdentityMismatch(PathBuf),

@@ -52,6 +52,38 @@ pub fn bin() -> &'static str {
     })
 }
 
+/// `lama-sled-export` (tools/sled-export, a workspace of its own so sled stays out of
+/// lama-tui's lock file), built once per test binary: the upgrade from a sled store runs it.
+pub fn sled_export() -> &'static Path {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/sled-export");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .args(["build", "--locked", "--quiet", "--manifest-path"])
+            .arg(root.join("Cargo.toml"))
+            .arg("--target-dir")
+            .arg(root.join("target"))
+            .output()
+            .expect("run cargo to build tools/sled-export");
+        assert!(
+            out.status.success(),
+            "building tools/sled-export failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        root.join("target/debug/lama-sled-export")
+    })
+}
+
+/// A PATH on which `lama-sled-export` is found, as `cargo install` puts it on a user's PATH.
+pub fn path_with_sled_export() -> String {
+    let dir = sled_export()
+        .parent()
+        .expect("the helper is in a directory");
+    let rest = std::env::var("PATH").unwrap_or_default();
+    format!("{}:{rest}", dir.display())
+}
+
 /// A running headless instance.
 pub struct Peer {
     pub child: Child,
