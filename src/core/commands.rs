@@ -411,11 +411,16 @@ impl NodeCore {
     }
 
     pub(super) fn message_view(&self, e: &Entry) -> MessageView {
+        self.message_view_named(e, self.author_name(&e.author))
+    }
+
+    /// The view of `e` by an author whose display name the caller already has.
+    pub(super) fn message_view_named(&self, e: &Entry, author_name: String) -> MessageView {
         MessageView {
             channel: e.channel.clone(),
             entry: e.id(),
             author: e.author.clone(),
-            author_name: self.author_name(&e.author),
+            author_name,
             ts: e.hlc.ms,
             text: e.text().map(str::to_string),
             kind: kind_of(&e.body),

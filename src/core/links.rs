@@ -13,6 +13,7 @@ use crate::net::link::LinkEnd;
 use crate::net::manager::{keep_new_link, LinkMeta, RETIRE_GRACE_MS};
 use crate::net::sync::{Output as SyncOutput, PeerInfo, SyncMsg};
 use crate::net::wire::{CloseCode, WireMsg};
+use std::collections::{BTreeMap, HashMap};
 
 /// The (url, key) pairs the manager dials for a contact: its own instances' endpoints
 /// (those of its home nodes are dialed as the home nodes, see `home`).
@@ -331,6 +332,10 @@ impl NodeCore {
             });
         }
         let me = self.me.person_id();
+        // Per batch, not per entry: one store write per channel for the unread counts, one
+        // name lookup per author (a catch-up reports thousands of entries of a few authors).
+        let mut unread: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut names: HashMap<&str, String> = HashMap::new();
         for e in &out.stored {
             if e.text().is_none() {
                 // A channel change: no view to build (that reads the author's name).
@@ -341,10 +346,17 @@ impl NodeCore {
                 continue;
             }
             if e.author != me {
-                self.store.add_unread(&e.channel, 1);
+                *unread.entry(&e.channel).or_default() += 1;
             }
-            let m = self.message_view(e);
+            let name = names
+                .entry(&e.author)
+                .or_insert_with(|| self.author_name(&e.author))
+                .clone();
+            let m = self.message_view_named(e, name);
             self.emit(Event::Message(m));
+        }
+        for (ch, n) in unread {
+            self.store.add_unread(ch, n);
         }
         for pid in out.synced {
             self.emit(Event::Synced { person_id: pid });

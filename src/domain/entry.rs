@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::identity::{sha256_hex, Id, LocalIdentity, Person};
+use crate::domain::identity::{Id, LocalIdentity, Person};
 
 /// Domain separator for entry signatures.
 pub const ENTRY_CONTEXT: &[u8] = b"lama-tui/1 entry\0";
@@ -111,17 +111,35 @@ impl Entry {
         serde_json::to_vec(self).expect("invariant: entries serialise")
     }
 
-    /// The entry id: SHA-256 of the canonical encoding (signature included).
+    /// The entry id: SHA-256 of the canonical encoding (signature included). The encoding
+    /// streams into the hash: computed for every entry received, a buffer of its own
+    /// (grown, copied, freed) cost more than the hashing.
     pub fn id(&self) -> Id {
-        sha256_hex(&self.canonical())
+        crate::domain::hex::encode(self.id_bytes())
+    }
+
+    /// The entry id as its 32 raw bytes.
+    pub fn id_bytes(&self) -> [u8; 32] {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        serde_json::to_writer(&mut h, self).expect("invariant: entries serialise");
+        h.finalize().into()
     }
 
     /// What the author signs: the context, then the canonical encoding with `sig` empty.
     pub fn signed_bytes(&self) -> Vec<u8> {
-        let mut u = self.clone();
-        u.sig.clear();
-        let mut m = ENTRY_CONTEXT.to_vec();
-        m.extend(u.canonical());
+        // Computed for every entry received. `sig` is the last field of the encoding, so
+        // the encoding of the entry as it is, cut back to `"sig":` and closed with `""}`,
+        // is the encoding with `sig` empty, without a copy of the whole entry to empty it.
+        let mut m = Vec::with_capacity(ENTRY_CONTEXT.len() + 256);
+        m.extend_from_slice(ENTRY_CONTEXT);
+        serde_json::to_writer(&mut m, self).expect("invariant: entries serialise");
+        let sig_len = serde_json::to_string(&self.sig)
+            .expect("invariant: strings serialise")
+            .len();
+        m.truncate(m.len() - 1 - sig_len);
+        debug_assert!(m.ends_with(b"\"sig\":"), "sig is the last field");
+        m.extend_from_slice(b"\"\"}");
         m
     }
 
@@ -165,4 +183,38 @@ pub fn sign_entry(
     };
     e.sig = crate::domain::hex::encode(me.sign_as_person(&e.signed_bytes()).to_bytes());
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The encoding with `sig` emptied, the plain way.
+    fn signed_by_copy(e: &Entry) -> Vec<u8> {
+        let mut u = e.clone();
+        u.sig.clear();
+        let mut m = ENTRY_CONTEXT.to_vec();
+        m.extend(u.canonical());
+        m
+    }
+
+    #[test]
+    fn signed_bytes_are_the_encoding_with_sig_empty_whatever_the_sig_holds() {
+        let mut e = Entry {
+            channel: "g-01".into(),
+            author: "ab".repeat(32),
+            seq: 2,
+            prev: Some("cd".repeat(32)),
+            hlc: Hlc { ms: 5, c: 1 },
+            body: Body::Text {
+                text: "a \"sig\": \\ ✓".into(),
+            },
+            person: None,
+            sig: "ef".repeat(64),
+        };
+        for sig in ["ef".repeat(64), String::new(), "\"}\\\u{1}é".into()] {
+            e.sig = sig;
+            assert_eq!(e.signed_bytes(), signed_by_copy(&e), "{:?}", e.sig);
+        }
+    }
 }

@@ -197,10 +197,7 @@ impl Store {
     ) -> Result<(), LogError> {
         let records = self.records_for(items);
         // Computed before the transaction: hashing is the costly part of a write.
-        let ids: Vec<[u8; 32]> = items
-            .iter()
-            .map(|(e, _)| codec::id_bytes(&e.id()).expect("invariant: an entry id is 64 hex"))
-            .collect();
+        let ids: Vec<[u8; 32]> = items.iter().map(|(e, _)| e.id_bytes()).collect();
         let mut learned = Learned::default();
         let r = self.db.write(false, |w| {
             let mut en = w.open_table(db::ENTRIES)?;
